@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+/* ktlsd entry point: dispatch to a subcommand (commands.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE --cacert FILE\n"
+	      "                    [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn NAME]...\n"
+	      "                    [--allow-ou NAME]... [--allow-all] [--ktls auto|require|off] ...\n"
+	      "       ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE\n"
+	      "                    --cacert FILE [--verify-uri PATTERN]... [--verify-dns NAME]... ...\n"
+	      "       ktlsd --config FILE\n"
+	      "       ktlsd check-config FILE\n"
+	      "       ktlsd probe [--json]\n"
+	      "       ktlsd SUBCOMMAND --help for the full option list\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *sub = argv[1];
+	if (!strcmp(sub, "probe"))
+		return cmd_probe(argc - 1, argv + 1);
+	if (!strcmp(sub, "server"))
+		return cmd_server(argc - 1, argv + 1);
+	if (!strcmp(sub, "client"))
+		return cmd_client(argc - 1, argv + 1);
+	if (!strcmp(sub, "check-config"))
+		return cmd_check_config(argc - 1, argv + 1);
+	if (!strcmp(sub, "--config") || !strncmp(sub, "--config=", 9))
+		return cmd_config(argc, argv);
+	if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "ktlsd: unknown subcommand '%s'\n", sub);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libktls: move an OpenSSL 3 session into kernel TLS, both directions.
+ *
+ * Usage, per connection:
+ *   ktls_ctx_prepare(ctx, server)  once per SSL_CTX: keylog capture, tickets off (server)
+ *   ... non-blocking handshake with OpenSSL on a socket BIO ...
+ *   ktls_install(ssl, fd, &conn)  TCP_ULP "tls" + TLS_TX + TLS_RX, exact sequence numbers
+ *   SSL_free(ssl)                 the kernel owns the session now
+ *   ... splice; on a non-data record: ktls_conn_recv_control(conn, ...) ...
+ *   ktls_conn_send_close_notify(conn); ktls_conn_free(conn)
+ *
+ * Every function returns 0 or -errno. No logging: ktls_strerror() words the errors
+ * that are specific to this library; other values are plain errno.
+ */
+#ifndef KTLSD_KTLS_H
+#define KTLSD_KTLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+/* Library-specific errors, returned negated; distinct from errno values in use. */
+enum {
+	KTLS_E_BASE = 4000,
+	KTLS_E_UNSUPPORTED_CIPHER,  /* negotiated suite has no kTLS equivalent */
+	KTLS_E_UNSUPPORTED_VERSION, /* not TLS 1.2 / 1.3 */
+	KTLS_E_NO_SECRETS,          /* keylog capture was not attached, or missed a secret */
+	KTLS_E_PENDING,             /* OpenSSL holds unread bytes: installing would lose them */
+	KTLS_E_NO_ULP,              /* kernel has no "tls" ULP (CONFIG_TLS off / module blocked) */
+	KTLS_E_REKEY_UNSUPPORTED,   /* peer sent KeyUpdate; this kernel cannot follow (< 6.14) */
+	KTLS_E_PROTOCOL,            /* malformed control record from the peer */
+	KTLS_E_MAX
+};
+
+/* Text for a negative return value of any ktls_* function (errno text otherwise). */
+const char *ktls_strerror(int err);
+
+/*
+ * Prepare an SSL_CTX for kTLS: installs the keylog callback that captures traffic
+ * secrets into per-SSL storage (never logged or written), and for a server sets
+ * num_tickets to 0 so the TX record sequence is exact. Chains to any keylog callback
+ * already set. Call before creating SSL objects from ctx.
+ */
+int ktls_ctx_prepare(SSL_CTX *ctx, bool server);
+
+/* Established kTLS connection state: small, no SSL object. */
+struct ktls_conn;
+
+/*
+ * After a completed handshake on connected TCP socket fd: checks SSL_has_pending,
+ * derives keys, sets TCP_ULP + TLS_TX + TLS_RX. On success *ret_conn owns the crypto
+ * state (TLS 1.3 traffic secrets kept in MADV_DONTDUMP memory for rekey); the caller may
+ * then SSL_free(ssl). On failure the socket is untouched if the error is
+ * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS (caller may fall back to
+ * userspace), otherwise the connection must be closed.
+ */
+int ktls_install(SSL *ssl, int fd, struct ktls_conn **ret_conn);
+
+/* Connection facts for logs and /connections. */
+int ktls_conn_fd(const struct ktls_conn *c);
+uint16_t ktls_conn_version(const struct ktls_conn *c);   /* TLS1_2_VERSION / TLS1_3_VERSION */
+const char *ktls_conn_cipher_name(const struct ktls_conn *c); /* OpenSSL (IANA) name */
+
+/* What ktls_conn_recv_control() found and did. */
+enum ktls_control {
+	KTLS_CTRL_CLOSE_NOTIFY, /* peer closed its write side cleanly */
+	KTLS_CTRL_ALERT,        /* fatal (or unknown warning) alert: *ret_alert has the code */
+	KTLS_CTRL_TICKET,       /* TLS 1.3 NewSessionTicket consumed */
+	KTLS_CTRL_KEY_UPDATE,   /* KeyUpdate followed in kernel (and answered if requested) */
+	KTLS_CTRL_DATA,         /* the next record is application data after all */
+};
+
+/*
+ * Call when splice/recv on the kTLS socket failed with EINVAL/EIO (a non-data record is
+ * next). Reads exactly one record with recvmsg + TLS_GET_RECORD_TYPE and acts on it.
+ * Returns 0 with *ret_ctrl set, -EAGAIN if nothing is readable yet,
+ * -KTLS_E_REKEY_UNSUPPORTED if the peer updated its keys and the kernel can't follow,
+ * -KTLS_E_PROTOCOL on garbage, or -errno (EBADMSG: record failed authentication).
+ */
+int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl,
+			   uint8_t *ret_alert);
+
+/* Send an alert record (level 1 warning / 2 fatal) through the kernel. */
+int ktls_conn_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
+int ktls_conn_send_close_notify(struct ktls_conn *c);
+
+/* Initiate a TLS 1.3 KeyUpdate of our TX keys (rekey-capable kernels only). */
+int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);
+
+/* Wipes secrets and frees; does not close the fd. NULL is fine. */
+void ktls_conn_free(struct ktls_conn *c);
+
+#endif /* KTLSD_KTLS_H */

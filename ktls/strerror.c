@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+#include <string.h>
+
+#include "ktlsd/ktls.h"
+
+const char *ktls_strerror(int err)
+{
+	switch (-err) {
+	case KTLS_E_UNSUPPORTED_CIPHER:
+		return "negotiated cipher suite has no kernel TLS equivalent";
+	case KTLS_E_UNSUPPORTED_VERSION:
+		return "TLS version not supported by kernel TLS (need 1.2 or 1.3)";
+	case KTLS_E_NO_SECRETS:
+		return "traffic secrets were not captured (ktls_ctx_prepare not called?)";
+	case KTLS_E_PENDING:
+		return "OpenSSL holds unread data; installing kernel keys would lose it";
+	case KTLS_E_NO_ULP:
+		return "kernel has no TLS ULP (CONFIG_TLS off or the tls module unavailable)";
+	case KTLS_E_REKEY_UNSUPPORTED:
+		return "peer updated its keys (KeyUpdate) and this kernel cannot rekey (needs 6.14+)";
+	case KTLS_E_PROTOCOL:
+		return "malformed control record from peer";
+	}
+	return strerror(err < 0 ? -err : err);
+}
