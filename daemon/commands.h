@@ -5,10 +5,10 @@
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
-int cmd_probe(int argc, char **argv);        /* ktlsd probe [--json] */
-int cmd_server(int argc, char **argv);       /* ktlsd server ... */
-int cmd_client(int argc, char **argv);       /* ktlsd client ... */
-int cmd_config(int argc, char **argv);       /* ktlsd --config FILE */
+int cmd_probe(int argc, char **argv);	     /* ktlsd probe [--json] */
+int cmd_server(int argc, char **argv);	     /* ktlsd server ... */
+int cmd_client(int argc, char **argv);	     /* ktlsd client ... */
+int cmd_config(int argc, char **argv);	     /* ktlsd --config FILE */
 int cmd_check_config(int argc, char **argv); /* ktlsd check-config FILE */
 
 #endif

@@ -7,11 +7,15 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE --cacert FILE\n"
-	      "                    [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn NAME]...\n"
-	      "                    [--allow-ou NAME]... [--allow-all] [--ktls auto|require|off] ...\n"
+	fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE --cacert "
+	      "FILE\n"
+	      "                    [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn "
+	      "NAME]...\n"
+	      "                    [--allow-ou NAME]... [--allow-all] [--ktls auto|require|off] "
+	      "...\n"
 	      "       ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE\n"
-	      "                    --cacert FILE [--verify-uri PATTERN]... [--verify-dns NAME]... ...\n"
+	      "                    --cacert FILE [--verify-uri PATTERN]... [--verify-dns NAME]... "
+	      "...\n"
 	      "       ktlsd --config FILE\n"
 	      "       ktlsd check-config FILE\n"
 	      "       ktlsd probe [--json]\n"

@@ -17,7 +17,8 @@ const char *ktls_strerror(int err)
 	case KTLS_E_NO_ULP:
 		return "kernel has no TLS ULP (CONFIG_TLS off or the tls module unavailable)";
 	case KTLS_E_REKEY_UNSUPPORTED:
-		return "peer updated its keys (KeyUpdate) and this kernel cannot rekey (needs 6.14+)";
+		return "peer updated its keys (KeyUpdate) and this kernel cannot rekey (needs "
+		       "6.14+)";
 	case KTLS_E_PROTOCOL:
 		return "malformed control record from peer";
 	}

@@ -26,11 +26,11 @@ enum {
 	KTLS_E_BASE = 4000,
 	KTLS_E_UNSUPPORTED_CIPHER,  /* negotiated suite has no kTLS equivalent */
 	KTLS_E_UNSUPPORTED_VERSION, /* not TLS 1.2 / 1.3 */
-	KTLS_E_NO_SECRETS,          /* keylog capture was not attached, or missed a secret */
-	KTLS_E_PENDING,             /* OpenSSL holds unread bytes: installing would lose them */
-	KTLS_E_NO_ULP,              /* kernel has no "tls" ULP (CONFIG_TLS off / module blocked) */
+	KTLS_E_NO_SECRETS,	    /* keylog capture was not attached, or missed a secret */
+	KTLS_E_PENDING,		    /* OpenSSL holds unread bytes: installing would lose them */
+	KTLS_E_NO_ULP,		    /* kernel has no "tls" ULP (CONFIG_TLS off / module blocked) */
 	KTLS_E_REKEY_UNSUPPORTED,   /* peer sent KeyUpdate; this kernel cannot follow (< 6.14) */
-	KTLS_E_PROTOCOL,            /* malformed control record from the peer */
+	KTLS_E_PROTOCOL,	    /* malformed control record from the peer */
 	KTLS_E_MAX
 };
 
@@ -60,16 +60,16 @@ int ktls_install(SSL *ssl, int fd, struct ktls_conn **ret_conn);
 
 /* Connection facts for logs and /connections. */
 int ktls_conn_fd(const struct ktls_conn *c);
-uint16_t ktls_conn_version(const struct ktls_conn *c);   /* TLS1_2_VERSION / TLS1_3_VERSION */
+uint16_t ktls_conn_version(const struct ktls_conn *c);	      /* TLS1_2_VERSION / TLS1_3_VERSION */
 const char *ktls_conn_cipher_name(const struct ktls_conn *c); /* OpenSSL (IANA) name */
 
 /* What ktls_conn_recv_control() found and did. */
 enum ktls_control {
 	KTLS_CTRL_CLOSE_NOTIFY, /* peer closed its write side cleanly */
-	KTLS_CTRL_ALERT,        /* fatal (or unknown warning) alert: *ret_alert has the code */
-	KTLS_CTRL_TICKET,       /* TLS 1.3 NewSessionTicket consumed */
-	KTLS_CTRL_KEY_UPDATE,   /* KeyUpdate followed in kernel (and answered if requested) */
-	KTLS_CTRL_DATA,         /* the next record is application data after all */
+	KTLS_CTRL_ALERT,	/* fatal (or unknown warning) alert: *ret_alert has the code */
+	KTLS_CTRL_TICKET,	/* TLS 1.3 NewSessionTicket consumed */
+	KTLS_CTRL_KEY_UPDATE,	/* KeyUpdate followed in kernel (and answered if requested) */
+	KTLS_CTRL_DATA,		/* the next record is application data after all */
 };
 
 /*
@@ -79,8 +79,7 @@ enum ktls_control {
  * -KTLS_E_REKEY_UNSUPPORTED if the peer updated its keys and the kernel can't follow,
  * -KTLS_E_PROTOCOL on garbage, or -errno (EBADMSG: record failed authentication).
  */
-int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl,
-			   uint8_t *ret_alert);
+int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uint8_t *ret_alert);
 
 /* Send an alert record (level 1 warning / 2 fatal) through the kernel. */
 int ktls_conn_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
