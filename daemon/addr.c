@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+/* Address parsing: the one place that knows the three textual forms. */
+#include <errno.h>
+#include <stddef.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "addr.h"
+
+static int fail(const char **ret_why, const char *why)
+{
+	if (ret_why)
+		*ret_why = why;
+	return -EINVAL;
+}
+
+static int parse_port(const char *p, unsigned *ret_port)
+{
+	char *end;
+	unsigned long v;
+
+	if (!*p || *p < '0' || *p > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(p, &end, 10);
+	if (errno || *end || v == 0 || v > 65535)
+		return -EINVAL;
+	*ret_port = (unsigned)v;
+	return 0;
+}
+
+int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, const char **ret_why)
+{
+	struct daemon_addr a;
+	char host[256];
+	const char *colon, *portstr;
+	unsigned port;
+
+	memset(&a, 0, sizeof(a));
+	if (!s || !*s)
+		return fail(ret_why, "empty address");
+	if (strlen(s) >= sizeof(a.text))
+		return fail(ret_why, "address too long");
+	snprintf(a.text, sizeof(a.text), "%s", s);
+
+	if (!strncmp(s, "unix:", 5)) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&a.ss;
+		const char *path = s + 5;
+
+		if (!allow_unix)
+			return fail(ret_why, "unix: addresses are only valid as a target");
+		if (path[0] != '/')
+			return fail(ret_why, "unix: needs an absolute path (unix:/path)");
+		if (strlen(path) >= sizeof(un->sun_path))
+			return fail(ret_why, "unix socket path too long");
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, path);
+		a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+		*ret_addr = a;
+		return 0;
+	}
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			return fail(ret_why, "expected [v6addr]:port");
+		if ((size_t)(close - s - 1) >= sizeof(host) || close == s + 1)
+			return fail(ret_why, "bad IPv6 address");
+		memcpy(host, s + 1, (size_t)(close - s - 1));
+		host[close - s - 1] = '\0';
+		portstr = close + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return fail(ret_why, "expected host:port, [v6addr]:port or unix:/path");
+		if (memchr(s, ':', (size_t)(colon - s)))
+			return fail(ret_why, "IPv6 addresses need brackets: [v6addr]:port");
+		if (colon == s || (size_t)(colon - s) >= sizeof(host))
+			return fail(ret_why, "missing host (use 0.0.0.0 or [::] for any)");
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+		portstr = colon + 1;
+	}
+	if (parse_port(portstr, &port))
+		return fail(ret_why, "port must be a number from 1 to 65535");
+
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV,
+				  .ai_family = s[0] == '[' ? AF_INET6 : AF_UNSPEC };
+	struct addrinfo *res = NULL;
+	char portbuf[8];
+
+	if (s[0] == '[')
+		hints.ai_flags |= AI_NUMERICHOST;
+	snprintf(portbuf, sizeof(portbuf), "%u", port);
+	if (getaddrinfo(host, portbuf, &hints, &res) || !res)
+		return fail(ret_why, s[0] == '[' ? "bad IPv6 address" : "cannot resolve host");
+	memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
+	a.len = res->ai_addrlen;
+	freeaddrinfo(res);
+	*ret_addr = a;
+	return 0;
+}

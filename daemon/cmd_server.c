@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ktlsd server / client / --config / check-config: turn a run_config into services
+ * (SSL_CTX built once each), listeners, and worker threads; then wait for signals.
+ * SIGTERM drains (stop accepting, let connections finish up to the drain deadline),
+ * SIGINT stops at once. Exit status: 0 ok, 1 runtime failure, 2 usage/config/cert error.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "ktlsd/ktls.h"
+#include "log.h"
+#include "tlsctx.h"
+#include "worker.h"
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "ktlsd: %s\n", msg);
+	return EXIT_USAGE;
+}
+
+static const char *ktls_mode_name(enum ktls_mode m)
+{
+	return m == KTLS_MODE_REQUIRE ? "require" : m == KTLS_MODE_OFF ? "off" : "auto";
+}
+
+static void services_free(struct runtime *rt)
+{
+	for (size_t i = 0; rt->svc && i < rt->n_svc; i++)
+		SSL_CTX_free(rt->svc[i].ctx);
+	free(rt->svc);
+	rt->svc = NULL;
+}
+
+/* Builds every service's TLS context; errors are configuration errors (exit 2). */
+static int services_build(struct runtime *rt, const char *cfgpath, bool check_only)
+{
+	char err[CONFIG_ERR_MAX];
+	int ktls_err = 0;
+
+	rt->kernel_ktls = relay_ktls_kernel_supported(&ktls_err);
+	rt->n_svc = rt->cfg->n_svc;
+	rt->svc = calloc(rt->n_svc, sizeof(*rt->svc));
+	if (!rt->svc)
+		return EXIT_RUNTIME;
+	for (size_t i = 0; i < rt->n_svc; i++) {
+		struct service *s = &rt->svc[i];
+		const struct service_config *sc = &rt->cfg->svc[i];
+
+		s->cfg = sc;
+		s->use_ktls = sc->ktls != KTLS_MODE_OFF && rt->kernel_ktls;
+		if (sc->ktls == KTLS_MODE_REQUIRE && !rt->kernel_ktls && !check_only) {
+			fprintf(stderr,
+				"ktlsd: --ktls require: this kernel has no kTLS (TCP_ULP \"tls\": "
+				"%s; CONFIG_TLS off or the tls module unavailable)\n",
+				strerror(ktls_err));
+			return EXIT_USAGE;
+		}
+		if (tls_ctx_build(sc, s->use_ktls, &s->ctx, err, sizeof(err))) {
+			if (cfgpath)
+				fprintf(stderr, "ktlsd: %s:%d: [service %s]: %s\n", cfgpath,
+					sc->line, sc->name, err);
+			else
+				fprintf(stderr, "ktlsd: %s\n", err);
+			return EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
+static int listener_open(const struct daemon_addr *a, int *ret_fd)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* One listener per worker: the kernel load-balances accepts, no shared queue. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    bind(fd, (const struct sockaddr *)&a->ss, a->len) || listen(fd, 4096)) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* io_uring may be disabled by a seccomp profile or sysctl: say so before anything else. */
+static int io_uring_check(void)
+{
+	struct io_uring ring;
+	int rc = io_uring_queue_init(2, &ring, 0);
+
+	if (!rc) {
+		io_uring_queue_exit(&ring);
+		return 0;
+	}
+	if (rc == -EPERM || rc == -ENOSYS)
+		fprintf(stderr,
+			"ktlsd: io_uring is not available (%s): it is disabled by "
+			"kernel.io_uring_disabled or blocked by a seccomp profile (container "
+			"runtimes block it by default)\n",
+			strerror(-rc));
+	else
+		fprintf(stderr, "ktlsd: io_uring setup failed: %s\n", strerror(-rc));
+	return EXIT_RUNTIME;
+}
+
+static void log_start(struct runtime *rt)
+{
+	char threads[16];
+
+	snprintf(threads, sizeof(threads), "%u", rt->cfg->threads);
+	for (size_t i = 0; i < rt->n_svc; i++) {
+		const struct service_config *sc = rt->svc[i].cfg;
+		struct log_kv kv[] = {
+			{ "service", sc->name },
+			{ "mode", sc->role == ROLE_SERVER ? "server" : "client" },
+			{ "listen", sc->listen },
+			{ "target", sc->target },
+			{ "ktls", ktls_mode_name(sc->ktls) },
+			{ "kernel_ktls", rt->kernel_ktls ? "yes" : "no" },
+			{ "threads", threads },
+		};
+
+		log_kv(rt->cfg->log_format, "info", "listening", kv, 7);
+	}
+	for (size_t i = 0; i < rt->n_svc; i++) {
+		if (rt->svc[i].cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {
+			struct log_kv kv[] = {
+				{ "msg", "kernel has no kTLS: relaying in userspace (SSL_read/"
+					 "SSL_write); connections log ktls=off" }
+			};
+
+			log_kv(rt->cfg->log_format, "warn", "ktls_unavailable", kv, 1);
+			break;
+		}
+	}
+}
+
+static void workers_signal(struct worker *w, unsigned n, int cmd)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < n; i++) {
+		atomic_store(&w[i].cmd, cmd);
+		if (write(w[i].evfd, &one, sizeof(one)) < 0) {
+			/* An eventfd write only fails on overflow: the worker is awake anyway. */
+		}
+	}
+}
+
+static int run(struct run_config *cfg, const char *cfgpath)
+{
+	struct runtime rt = { .cfg = cfg };
+	struct worker *w = NULL;
+	pthread_barrier_t ready;
+	unsigned n = cfg->threads, started = 0;
+	sigset_t set;
+	int rc, sig = 0;
+
+	rc = services_build(&rt, cfgpath, false);
+	if (rc)
+		goto out_free_services;
+	rc = io_uring_check();
+	if (rc)
+		goto out_free_services;
+
+	/* Workers inherit a mask with these blocked; only this thread takes them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	w = calloc(n, sizeof(*w));
+	if (!w) {
+		rc = EXIT_RUNTIME;
+		goto out_free_services;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		w[i].id = i;
+		w[i].rt = &rt;
+		w[i].evfd = -1;
+		w[i].ready = &ready;
+		w[i].listen_fd = calloc(rt.n_svc, sizeof(int));
+		if (!w[i].listen_fd) {
+			rc = EXIT_RUNTIME;
+			goto out_free_workers;
+		}
+		for (size_t s = 0; s < rt.n_svc; s++)
+			w[i].listen_fd[s] = -1;
+		for (size_t s = 0; s < rt.n_svc; s++) {
+			int err = listener_open(&cfg->svc[s].listen_addr, &w[i].listen_fd[s]);
+
+			if (err) {
+				fprintf(stderr, "ktlsd: listen %s: %s\n", cfg->svc[s].listen,
+					strerror(-err));
+				rc = EXIT_RUNTIME;
+				goto out_free_workers;
+			}
+		}
+	}
+	pthread_barrier_init(&ready, NULL, n + 1);
+	for (unsigned i = 0; i < n; i++) {
+		if (worker_start(&w[i])) {
+			fprintf(stderr, "ktlsd: cannot start worker thread\n");
+			_exit(EXIT_RUNTIME); /* the barrier cannot complete any more */
+		}
+		started++;
+	}
+	pthread_barrier_wait(&ready);
+	for (unsigned i = 0; i < n; i++) {
+		if (w[i].init_rc) {
+			fprintf(stderr, "ktlsd: worker %u: io_uring setup failed: %s\n", i,
+				strerror(-w[i].init_rc));
+			_exit(EXIT_RUNTIME);
+		}
+	}
+	log_start(&rt);
+
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			struct log_kv kv[] = { { "msg", "SIGHUP: reload is not supported yet" } };
+
+			log_kv(cfg->log_format, "warn", "reload_ignored", kv, 1);
+			continue;
+		}
+		break;
+	}
+	{
+		struct log_kv kv[] = { { "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT" },
+				       { "action", sig == SIGTERM ? "drain" : "stop" } };
+
+		log_kv(cfg->log_format, "info", "shutdown", kv, 2);
+	}
+	workers_signal(w, n, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(w[i].thread, NULL);
+	{
+		struct log_kv kv[] = { { "msg", "all workers stopped" } };
+
+		log_kv(cfg->log_format, "info", "exit", kv, 1);
+	}
+	rc = 0;
+	pthread_barrier_destroy(&ready);
+
+out_free_workers:
+	for (unsigned i = 0; w && i < n; i++) {
+		for (size_t s = 0; w[i].listen_fd && s < rt.n_svc; s++)
+			if (w[i].listen_fd[s] >= 0)
+				close(w[i].listen_fd[s]);
+		free(w[i].listen_fd);
+		if (w[i].evfd >= 0)
+			close(w[i].evfd);
+	}
+	free(w);
+out_free_services:
+	services_free(&rt);
+	return rc;
+}
+
+static int cmd_role(enum service_role role, int argc, char **argv)
+{
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+	int rc = config_from_argv(role, argc, argv, &cfg, err, sizeof(err));
+
+	if (rc == 1)
+		return 0;
+	if (rc)
+		return usage_error(err);
+	rc = run(&cfg, NULL);
+	config_free(&cfg);
+	return rc;
+}
+
+int cmd_server(int argc, char **argv)
+{
+	return cmd_role(ROLE_SERVER, argc, argv);
+}
+
+int cmd_client(int argc, char **argv)
+{
+	return cmd_role(ROLE_CLIENT, argc, argv);
+}
+
+static const char *config_path(int argc, char **argv)
+{
+	/* ktlsd --config FILE | --config=FILE */
+	if (!strncmp(argv[1], "--config=", 9))
+		return argc == 2 ? argv[1] + 9 : NULL;
+	return argc == 3 ? argv[2] : NULL;
+}
+
+int cmd_config(int argc, char **argv)
+{
+	const char *path = config_path(argc, argv);
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+	int rc;
+
+	if (!path || !*path)
+		return usage_error("usage: ktlsd --config FILE");
+	if (config_from_file(path, &cfg, err, sizeof(err)))
+		return usage_error(err);
+	rc = run(&cfg, path);
+	config_free(&cfg);
+	return rc;
+}
+
+int cmd_check_config(int argc, char **argv)
+{
+	struct run_config cfg;
+	struct runtime rt = { .cfg = &cfg };
+	char err[CONFIG_ERR_MAX];
+	int rc;
+
+	if (argc != 2)
+		return usage_error("usage: ktlsd check-config FILE");
+	if (config_from_file(argv[1], &cfg, err, sizeof(err)))
+		return usage_error(err);
+	/* Certificates, keys and CAs are loaded exactly as the daemon would. */
+	rc = services_build(&rt, argv[1], true);
+	services_free(&rt);
+	if (!rc)
+		printf("%s: ok (%zu service%s)\n", argv[1], cfg.n_svc, cfg.n_svc == 1 ? "" : "s");
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Service configuration from the command line or an INI file. One service_config per
+ * listener; the same keys in both forms (--allow-uri X on the CLI is allow-uri = X in a
+ * [service NAME] section). Parsing only: files are opened when the TLS context is built.
+ */
+#ifndef KTLSD_DAEMON_CONFIG_H
+#define KTLSD_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+#include "policy.h"
+
+enum ktls_mode { KTLS_MODE_AUTO, KTLS_MODE_REQUIRE, KTLS_MODE_OFF };
+enum log_format { LOG_LOGFMT, LOG_JSON };
+enum service_role { ROLE_SERVER, ROLE_CLIENT };
+
+struct service_config {
+	char name[64];
+	int line; /* of its [service] header; 0 on the command line */
+	enum service_role role;
+	char *listen, *target, *cert, *key, *cacert;
+	struct daemon_addr listen_addr, target_addr;
+	struct policy *policy; /* server: allowed clients; client: accepted servers */
+	char *server_name;     /* client: SNI */
+	enum ktls_mode ktls;
+	bool ktls_set;
+	unsigned handshake_timeout_ms;
+	unsigned connect_timeout_ms;
+	unsigned max_conns;
+	int min_tls; /* TLS1_2_VERSION / TLS1_3_VERSION */
+};
+
+struct run_config {
+	unsigned threads;
+	enum log_format log_format;
+	unsigned drain_timeout_ms;
+	struct service_config *svc;
+	size_t n_svc;
+};
+
+#define CONFIG_ERR_MAX 512
+
+/* ktlsd server|client ARGS (argv[0] is the subcommand). Returns 0, -EINVAL (err set), or
+ * 1 when --help was printed. */
+int config_from_argv(enum service_role role, int argc, char **argv, struct run_config *ret_cfg,
+		     char *err, size_t errlen);
+
+/* INI file; errors read "FILE:LINE: problem". */
+int config_from_file(const char *path, struct run_config *ret_cfg, char *err, size_t errlen);
+
+void config_free(struct run_config *cfg);
+
+#endif

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The kTLS relay: after the handshake the keys go to the kernel (libktls), the SSL object
+ * is freed, and each direction moves socket -> pipe -> socket with IORING_OP_SPLICE; the
+ * kernel decrypts into and encrypts out of the pipe, so plaintext never enters userspace.
+ * A control record stops a splice from the kTLS socket with EINVAL/EIO: libktls reads
+ * it and says what it was. Everything kTLS-specific in the daemon lives in this file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ktlsd/ktls.h"
+#include "worker.h"
+
+#define SPLICE_CHUNK (1u << 20)
+
+/*
+ * A loopback TCP pair and TCP_ULP "tls" on it: the only reliable answer to "can this
+ * kernel do kTLS" (module may be absent, blocked, or built in).
+ */
+bool relay_ktls_kernel_supported(int *ret_err)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int l = -1, cl = -1, sv = -1, err = 0;
+	bool ok = false;
+
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0 || cl < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
+	    getsockname(l, (struct sockaddr *)&a, &al) ||
+	    connect(cl, (struct sockaddr *)&a, sizeof(a))) {
+		err = errno;
+		goto out_close;
+	}
+	sv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (sv < 0) {
+		err = errno;
+		goto out_close;
+	}
+	if (setsockopt(cl, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")))
+		err = errno;
+	else
+		ok = true;
+out_close:
+	if (sv >= 0)
+		close(sv);
+	if (cl >= 0)
+		close(cl);
+	if (l >= 0)
+		close(l);
+	if (ret_err)
+		*ret_err = err;
+	return ok;
+}
+
+bool relay_ktls_fallback_ok(int err)
+{
+	/* libktls guarantees the socket is untouched for these. */
+	return err == -KTLS_E_NO_ULP || err == -KTLS_E_UNSUPPORTED_CIPHER ||
+	       err == -KTLS_E_UNSUPPORTED_VERSION || err == -KTLS_E_PENDING ||
+	       err == -KTLS_E_NO_SECRETS;
+}
+
+static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, enum op op)
+{
+	d->busy = true;
+	io_uring_prep_splice(conn_sqe(w, c, op), src, -1, d->pipe[1], -1, SPLICE_CHUNK,
+			     SPLICE_F_MOVE);
+}
+
+static void splice_out(struct worker *w, struct conn *c, struct dir *d, int dst, enum op op)
+{
+	d->busy = true;
+	io_uring_prep_splice(conn_sqe(w, c, op), d->pipe[0], -1, dst, -1, d->in_pipe,
+			     SPLICE_F_MOVE);
+}
+
+static void pump(struct worker *w, struct conn *c, bool c2b)
+{
+	struct dir *d = c2b ? &c->c2b : &c->b2c;
+	int src = c2b ? c->cfd : c->bfd, dst = c2b ? c->bfd : c->cfd;
+
+	if (c->closing || d->busy)
+		return;
+	if (d->in_pipe) {
+		splice_out(w, c, d, dst, c2b ? OP_SPLICE_P2B : OP_SPLICE_P2C);
+		return;
+	}
+	if (!d->eof) {
+		splice_in(w, c, d, src, c2b ? OP_SPLICE_C2P : OP_SPLICE_B2P);
+		return;
+	}
+	if (!d->shut) {
+		/* Half-close: client close_notify -> FIN to the backend; backend FIN ->
+		 * close_notify alert (through the kernel) then FIN to the client. */
+		if (!c2b)
+			ktls_conn_send_close_notify(c->kc);
+		shutdown(dst, SHUT_WR);
+		d->shut = true;
+	}
+	conn_maybe_done(w, c);
+}
+
+int relay_ktls_start(struct worker *w, struct conn *c)
+{
+	struct ktls_conn *kc = NULL;
+	int rc = ktls_install(c->ssl, c->cfd, &kc);
+
+	if (rc)
+		return rc;
+	c->kc = kc;
+	c->ktls = true;
+	/* The kernel owns the session now: keep no SSL (memory per idle connection). */
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	if (pipe2(c->c2b.pipe, O_CLOEXEC) || pipe2(c->b2c.pipe, O_CLOEXEC)) {
+		conn_fail(w, c, "pipe: %s", strerror(errno));
+		return -errno;
+	}
+	pump(w, c, true);
+	pump(w, c, false);
+	return 0;
+}
+
+static void on_control(struct worker *w, struct conn *c)
+{
+	enum ktls_control ctrl;
+	uint8_t alert = 0;
+	int rc = ktls_conn_recv_control(c->kc, &ctrl, &alert);
+
+	if (rc == -EAGAIN)
+		return;
+	if (rc == -KTLS_E_REKEY_UNSUPPORTED) {
+		atomic_fetch_add_explicit(&c->svc->rekey_closes, 1, memory_order_relaxed);
+		conn_fail(w, c, "peer sent KeyUpdate: this kernel cannot rekey kTLS (needs 6.14+)");
+		return;
+	}
+	if (rc) {
+		conn_fail(w, c, "client record: %s", ktls_strerror(rc));
+		return;
+	}
+	switch (ctrl) {
+	case KTLS_CTRL_CLOSE_NOTIFY:
+		c->c2b.eof = true;
+		break;
+	case KTLS_CTRL_ALERT:
+		conn_fail(w, c, "client sent alert %u", alert);
+		break;
+	default: /* ticket, key update followed, or data after all: keep relaying */
+		break;
+	}
+}
+
+void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
+{
+	bool c2b = op == OP_SPLICE_C2P || op == OP_SPLICE_P2B;
+	struct dir *d = c2b ? &c->c2b : &c->b2c;
+
+	d->busy = false;
+	if (c->closing)
+		return;
+	switch (op) {
+	case OP_SPLICE_C2P:
+	case OP_SPLICE_B2P:
+		if (res > 0)
+			d->in_pipe += (uint32_t)res;
+		else if (res == 0)
+			d->eof = true;
+		else if (c2b && (res == -EINVAL || res == -EIO))
+			on_control(w, c); /* a non-data record is next */
+		else
+			conn_fail(w, c, "%s read: %s", c2b ? "client" : "backend", strerror(-res));
+		break;
+	default:
+		if (res > 0) {
+			d->in_pipe -= (uint32_t)res;
+			d->bytes += (uint64_t)res;
+		} else {
+			conn_fail(w, c, "%s write: %s", c2b ? "backend" : "client",
+				  strerror(res ? -res : EPIPE));
+		}
+		break;
+	}
+	pump(w, c, c2b);
+}
+
+void relay_ktls_close_notify(struct conn *c)
+{
+	if (c->kc)
+		ktls_conn_send_close_notify(c->kc);
+}
+
+void relay_ktls_release(struct conn *c)
+{
+	ktls_conn_free(c->kc);
+	c->kc = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (c->c2b.pipe[i] >= 0)
+			close(c->c2b.pipe[i]);
+		if (c->b2c.pipe[i] >= 0)
+			close(c->b2c.pipe[i]);
+		c->c2b.pipe[i] = c->b2c.pipe[i] = -1;
+	}
+}

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SSL_CTX construction and the verify callback. Everything costly (PEM parsing, trust
+ * store, cipher lists) happens here once per service so a handshake does no config work.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "ktlsd/ktls.h"
+#include "tlsctx.h"
+
+/* TLS 1.2: forward secret key exchange and AEAD only (these also map onto kTLS). */
+static const char TLS12_CIPHERS[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+				    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+				    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char TLS13_SUITES[] =
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+enum tls_want tls_want_from_error(int ssl_error)
+{
+	switch (ssl_error) {
+	case SSL_ERROR_NONE:
+		return TLS_WANT_DONE;
+	case SSL_ERROR_WANT_READ:
+		return TLS_WANT_READ;
+	case SSL_ERROR_WANT_WRITE:
+		return TLS_WANT_WRITE;
+	case SSL_ERROR_ZERO_RETURN:
+		return TLS_WANT_CLOSED;
+	default: /* SYSCALL, SSL, and WANT_* kinds we never enable (X509_LOOKUP, ASYNC...) */
+		return TLS_WANT_FAILED;
+	}
+}
+
+enum tls_want tls_want(SSL *ssl, int ret)
+{
+	return tls_want_from_error(SSL_get_error(ssl, ret));
+}
+
+static bool name_ok(const ASN1_STRING *a)
+{
+	const unsigned char *d = ASN1_STRING_get0_data(a);
+	int len = ASN1_STRING_length(a);
+
+	return d && len > 0 && !memchr(d, '\0', (size_t)len);
+}
+
+void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES **ret_sans)
+{
+	struct peer_identity id;
+	GENERAL_NAMES *sans;
+	const X509_NAME *subj = X509_get_subject_name(x);
+	int i;
+
+	memset(&id, 0, sizeof(id));
+	sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+		const ASN1_STRING *a;
+
+		if (gn->type == GEN_URI && id.n_uri < PEER_MAX_NAMES) {
+			a = gn->d.uniformResourceIdentifier;
+			if (name_ok(a))
+				id.uri[id.n_uri++] =
+					(struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
+							    (size_t)ASN1_STRING_length(a) };
+		} else if (gn->type == GEN_DNS && id.n_dns < PEER_MAX_NAMES) {
+			a = gn->d.dNSName;
+			if (name_ok(a))
+				id.dns[id.n_dns++] =
+					(struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
+							    (size_t)ASN1_STRING_length(a) };
+		}
+	}
+	for (i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
+		const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+
+		if (name_ok(a)) {
+			id.cn = (struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
+						    (size_t)ASN1_STRING_length(a) };
+			break;
+		}
+	}
+	for (i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_organizationalUnitName, i)) >= 0;) {
+		const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+
+		if (name_ok(a) && id.n_ou < PEER_MAX_NAMES)
+			id.ou[id.n_ou++] =
+				(struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
+						    (size_t)ASN1_STRING_length(a) };
+	}
+	*ret_id = id;
+	*ret_sans = sans;
+}
+
+static void copy_name(char *dst, size_t len, const struct peer_name *n)
+{
+	size_t k = n->len < len - 1 ? n->len : len - 1;
+
+	memcpy(dst, n->s, k);
+	dst[k] = '\0';
+}
+
+/*
+ * Runs inside OpenSSL's chain verification: at depth 0 record who the peer is and, once
+ * the chain itself is good, apply the policy. Failing here makes OpenSSL send the alert.
+ */
+static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const struct policy *pol = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct tls_peer *peer = SSL_get_app_data(ssl);
+	struct peer_identity id;
+	GENERAL_NAMES *sans = NULL;
+	X509 *x;
+
+	if (X509_STORE_CTX_get_error_depth(xctx) != 0)
+		return preverify_ok;
+	x = X509_STORE_CTX_get_current_cert(xctx);
+	if (!x)
+		return preverify_ok;
+	tls_identity_from_x509(x, &id, &sans);
+	if (peer) {
+		peer->uri[0] = peer->dns[0] = peer->cn[0] = '\0';
+		if (id.n_uri)
+			copy_name(peer->uri, sizeof(peer->uri), &id.uri[0]);
+		if (id.n_dns)
+			copy_name(peer->dns, sizeof(peer->dns), &id.dns[0]);
+		if (id.cn.len)
+			copy_name(peer->cn, sizeof(peer->cn), &id.cn);
+	}
+	if (preverify_ok && pol && !policy_allows(pol, &id)) {
+		if (peer)
+			peer->denied = true;
+		X509_STORE_CTX_set_error(xctx, X509_V_ERR_APPLICATION_VERIFICATION);
+		preverify_ok = 0;
+	}
+	GENERAL_NAMES_free(sans);
+	return preverify_ok;
+}
+
+static void openssl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	snprintf(buf, len, "%s", r ? r : "unknown OpenSSL error");
+	ERR_clear_error();
+}
+
+static int fail(char *err, size_t errlen, const char *what, const char *file)
+{
+	char why[160];
+
+	openssl_reason(why, sizeof(why));
+	snprintf(err, errlen, "%s %s: %s", what, file, why);
+	return -EINVAL;
+}
+
+int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
+		  size_t errlen)
+{
+	bool server = s->role == ROLE_SERVER;
+	SSL_CTX *ctx;
+	X509_STORE *store;
+	int rc;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create TLS context");
+		return -ENOMEM;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, s->cert) != 1) {
+		rc = fail(err, errlen, "cert", s->cert);
+		goto out_free_ctx;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
+		rc = fail(err, errlen, "key", s->key);
+		goto out_free_ctx;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_clear_error();
+		snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
+		rc = -EINVAL;
+		goto out_free_ctx;
+	}
+	/* One parsed trust store for all handshakes of this service. */
+	store = SSL_CTX_get_cert_store(ctx);
+	if (X509_STORE_load_file(store, s->cacert) != 1) {
+		rc = fail(err, errlen, "cacert", s->cacert);
+		goto out_free_ctx;
+	}
+	if (sk_X509_OBJECT_num(X509_STORE_get0_objects(store)) == 0) {
+		snprintf(err, errlen, "cacert %s: no CA certificate in file", s->cacert);
+		rc = -EINVAL;
+		goto out_free_ctx;
+	}
+	if (server) {
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->cacert);
+
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		ERR_clear_error();
+	}
+	if (SSL_CTX_set_min_proto_version(ctx, s->min_tls) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1) {
+		rc = fail(err, errlen, "TLS parameters for", s->name);
+		goto out_free_ctx;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+	/* Idle connections must stay small: OpenSSL frees its record buffers between uses. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Resumption is off: no cache bookkeeping per handshake, no tickets to count. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (server)
+		SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)s->name,
+				       (unsigned)strnlen(s->name, SSL_MAX_SID_CTX_LENGTH));
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+			   verify_cb);
+	SSL_CTX_set_verify_depth(ctx, 8);
+	SSL_CTX_set_app_data(ctx, s->policy);
+	if (for_ktls) {
+		rc = ktls_ctx_prepare(ctx, server);
+		if (rc) {
+			snprintf(err, errlen, "kTLS preparation for %s: %s", s->name,
+				 ktls_strerror(rc));
+			goto out_free_ctx;
+		}
+	}
+	*ret_ctx = ctx;
+	return 0;
+
+out_free_ctx:
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
+void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_peer *peer,
+		     char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_error();
+
+	if (peer && peer->denied) {
+		snprintf(buf, len, "identity not allowed");
+	} else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		   ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+		snprintf(buf, len, "certificate verify failed: %s",
+			 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+	} else if (e) {
+		const char *r = ERR_reason_error_string(e);
+
+		snprintf(buf, len, "%s", r ? r : "TLS protocol error");
+	} else if (ssl_error == SSL_ERROR_SYSCALL && saved_errno) {
+		snprintf(buf, len, "%s during handshake", strerror(saved_errno));
+	} else if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) {
+		snprintf(buf, len, "peer closed the connection during handshake");
+	} else {
+		snprintf(buf, len, "handshake failed");
+	}
+	ERR_clear_error();
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TLS side of a service: one SSL_CTX built once per service (trust store parsed once,
+ * policy attached), the verify callback that applies the identity policy, and the one
+ * mapping from SSL_get_error() to what the event loop must wait for.
+ */
+#ifndef KTLSD_DAEMON_TLSCTX_H
+#define KTLSD_DAEMON_TLSCTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "policy.h"
+
+enum tls_want {
+	TLS_WANT_DONE,	 /* the call completed */
+	TLS_WANT_READ,	 /* poll for POLLIN and call again */
+	TLS_WANT_WRITE,	 /* poll for POLLOUT and call again */
+	TLS_WANT_CLOSED, /* peer sent close_notify */
+	TLS_WANT_FAILED, /* fatal: protocol error, verify failure, I/O error or EOF */
+};
+
+/* Pure: SSL_ERROR_* -> tls_want. */
+enum tls_want tls_want_from_error(int ssl_error);
+/* For the return value ret of an SSL_* I/O call on ssl. */
+enum tls_want tls_want(SSL *ssl, int ret);
+
+/* What the handshake learnt about the peer; the SSL's app data points at one. */
+struct tls_peer {
+	char uri[160]; /* first URI SAN */
+	char dns[128]; /* first DNS SAN */
+	char cn[96];
+	bool denied; /* chain was valid but the identity policy said no */
+};
+
+/*
+ * Builds the SSL_CTX of service s (server or client role): certificate + key (checked
+ * to match), trust store from cacert, client certificates required (server), TLS 1.2
+ * ECDHE+AEAD / TLS 1.3 only, no session cache or tickets, verify callback applying
+ * s->policy. for_ktls: prepare for key export (libktls). Returns 0 or -EINVAL with an
+ * operator-facing message in err.
+ */
+int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
+		  size_t errlen);
+
+/*
+ * Fills *ret_id with the names of x (URI/DNS SANs, CN, OUs); they point into x and into
+ * *ret_sans, which the caller frees with GENERAL_NAMES_free() when done with *ret_id.
+ * Names with embedded NULs are skipped: they cannot be compared safely.
+ */
+void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES **ret_sans);
+
+/* After a failed handshake: the exact reason, e.g. "certificate verify failed:
+ * certificate has expired". Consumes the thread's OpenSSL error queue. */
+void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_peer *peer,
+		     char *buf, size_t len);
+
+#endif

@@ -1,0 +1,761 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The event loop: one per worker thread, nothing shared and mutable between them.
+ *
+ * Each worker owns an io_uring (SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them)
+ * and, per service, its own SO_REUSEPORT listening socket with a multishot accept: the
+ * kernel spreads connections over the workers and no lock sits on the accept, handshake
+ * or relay path. A connection lives in a slot of the worker's table; user_data packs
+ * {op, slot index, generation} so a completion finds its connection without a lookup,
+ * and a slot is reused only after every operation queued for it has completed.
+ *
+ * Per connection: OpenSSL does its own non-blocking I/O on the socket while io_uring
+ * polls for the readiness it asks for (handshake, and the userspace relay), a timeout
+ * bounds handshake + backend connect, the backend is reached with an io_uring connect,
+ * then bytes move either through kTLS + IORING_OP_SPLICE (relay_ktls.c) or through
+ * SSL_read/SSL_write in large chunks (below).
+ *
+ * Minimum: Linux 5.19 (multishot accept, IORING_ASYNC_CANCEL_FD|ALL), liburing 2.3.
+ * DEFER_TASKRUN needs 6.1 and is used when present.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+#include "ktlsd/ktls.h"
+#include "log.h"
+#include "worker.h"
+
+#define RING_ENTRIES 4096
+#define POOL_MAX     64
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t worker_ud(enum op op, const struct conn *c)
+{
+	uint64_t gen = c ? c->gen & 0xffffff : 0, idx = c ? c->idx : 0;
+
+	return (uint64_t)op << 56 | gen << 32 | idx;
+}
+
+static uint64_t ud_raw(enum op op, uint32_t idx)
+{
+	return (uint64_t)op << 56 | idx;
+}
+
+struct io_uring_sqe *worker_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	/* SQ full: hand the batch to the kernel and take a fresh entry. */
+	while (!sqe) {
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c, enum op op)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_sqe_set_data64(sqe, worker_ud(op, c));
+	c->pending++;
+	return sqe;
+}
+
+static void ignore_sqe(struct worker *w, struct io_uring_sqe **ret)
+{
+	*ret = worker_sqe(w);
+	io_uring_sqe_set_data64(*ret, ud_raw(OP_IGNORE, 0));
+}
+
+/* --- relay buffers: a small per-worker free list, no locks ------------------------- */
+
+static uint8_t *buf_get(struct worker *w)
+{
+	void *b = w->pool;
+
+	if (b) {
+		w->pool = *(void **)b;
+		w->n_pool--;
+		return b;
+	}
+	return malloc(RELAY_BUF);
+}
+
+static void buf_put(struct worker *w, uint8_t **slot)
+{
+	void *b = *slot;
+
+	if (!b)
+		return;
+	*slot = NULL;
+	if (w->n_pool >= POOL_MAX) {
+		free(b);
+		return;
+	}
+	*(void **)b = w->pool;
+	w->pool = b;
+	w->n_pool++;
+}
+
+/* --- connection table ----------------------------------------------------------------- */
+
+static struct conn *conn_new(struct worker *w)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	uint32_t idx;
+
+	if (!c)
+		return NULL;
+	if (!w->n_free) {
+		uint32_t n = w->n_slots ? w->n_slots * 2 : 256;
+		struct conn **slots = realloc(w->slots, n * sizeof(*slots));
+		uint32_t *fr;
+
+		if (!slots)
+			goto out_free;
+		w->slots = slots;
+		fr = realloc(w->free_idx, n * sizeof(*fr));
+		if (!fr)
+			goto out_free;
+		w->free_idx = fr;
+		for (uint32_t i = n; i > w->n_slots; i--)
+			w->free_idx[w->n_free++] = i - 1;
+		memset(w->slots + w->n_slots, 0, (n - w->n_slots) * sizeof(*slots));
+		w->n_slots = n;
+	}
+	idx = w->free_idx[--w->n_free];
+	c->idx = idx;
+	c->gen = ++w->next_gen;
+	c->cfd = c->bfd = -1;
+	c->c2b.pipe[0] = c->c2b.pipe[1] = c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
+	w->slots[idx] = c;
+	w->live++;
+	return c;
+
+out_free:
+	free(c);
+	return NULL;
+}
+
+static void conn_log_end(struct worker *w, struct conn *c)
+{
+	const struct service *s = c->svc;
+	char in[24], out[24], dur[24];
+	bool ok = !strcmp(c->reason, "closed");
+	struct log_kv kv[] = {
+		{ "service", s->cfg->name },
+		{ "peer", c->peer },
+		{ "reason", c->reason },
+		{ "uri", c->id.uri },
+		{ "dns", c->id.dns },
+		{ "cn", c->id.cn },
+		{ "tls", c->version },
+		{ "cipher", c->cipher },
+		{ "ktls", !c->hs_done ? NULL
+			  : c->ktls   ? "tx+rx"
+				      : "off" },
+		{ "ktls_note", c->note },
+		{ "bytes_in", in },
+		{ "bytes_out", out },
+		{ "duration_ms", dur },
+	};
+
+	snprintf(in, sizeof(in), "%llu", (unsigned long long)c->c2b.bytes);
+	snprintf(out, sizeof(out), "%llu", (unsigned long long)c->b2c.bytes);
+	snprintf(dur, sizeof(dur), "%.3f", (double)(now_ns() - c->t_start_ns) / 1e6);
+	log_kv(w->rt->cfg->log_format, ok ? "info" : "warn", "conn_end", kv,
+	       (int)(sizeof(kv) / sizeof(kv[0])));
+}
+
+static void conn_release(struct worker *w, struct conn *c)
+{
+	conn_log_end(w, c);
+	SSL_free(c->ssl);
+	relay_ktls_release(c);
+	if (c->cfd >= 0)
+		close(c->cfd);
+	if (c->bfd >= 0)
+		close(c->bfd);
+	buf_put(w, &c->c2b.buf);
+	buf_put(w, &c->b2c.buf);
+	if (c->counted)
+		atomic_fetch_sub_explicit(&c->svc->live, 1, memory_order_relaxed);
+	w->slots[c->idx] = NULL;
+	w->free_idx[w->n_free++] = c->idx;
+	w->live--;
+	free(c);
+}
+
+static void conn_check_free(struct worker *w, struct conn *c)
+{
+	if (c->closing && !c->pending)
+		conn_release(w, c);
+}
+
+void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
+{
+	struct io_uring_sqe *sqe;
+	va_list ap;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	va_start(ap, fmt);
+	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	va_end(ap);
+	/* The client hears a clean close_notify where the TLS session is up. */
+	if (c->hs_done && !c->b2c.shut) {
+		if (c->kc) {
+			relay_ktls_close_notify(c);
+		} else if (c->ssl) {
+			ERR_clear_error();
+			SSL_shutdown(c->ssl);
+			ERR_clear_error();
+		}
+	}
+	/* Wake whatever is blocked on the sockets (io-wq splices), then cancel the rest. */
+	if (c->cfd >= 0) {
+		shutdown(c->cfd, SHUT_RDWR);
+		ignore_sqe(w, &sqe);
+		io_uring_prep_cancel_fd(sqe, c->cfd, IORING_ASYNC_CANCEL_ALL);
+	}
+	if (c->bfd >= 0) {
+		shutdown(c->bfd, SHUT_RDWR);
+		ignore_sqe(w, &sqe);
+		io_uring_prep_cancel_fd(sqe, c->bfd, IORING_ASYNC_CANCEL_ALL);
+	}
+	if (c->timeout_armed) {
+		ignore_sqe(w, &sqe);
+		io_uring_prep_timeout_remove(sqe, worker_ud(OP_HS_TIMEOUT, c), 0);
+	}
+	conn_check_free(w, c);
+}
+
+void conn_maybe_done(struct worker *w, struct conn *c)
+{
+	if (c->c2b.shut && c->b2c.shut)
+		conn_fail(w, c, "closed");
+}
+
+static void arm_poll(struct worker *w, struct conn *c, enum op op, int fd, unsigned mask)
+{
+	io_uring_prep_poll_add(conn_sqe(w, c, op), fd, mask);
+}
+
+/* --- userspace relay: SSL_read/SSL_write in up to 64 KiB chunks ---------------------- */
+
+static void tls_io_failed(struct worker *w, struct conn *c, const char *what, int ret)
+{
+	int e = SSL_get_error(c->ssl, ret);
+	unsigned long err = ERR_peek_error();
+
+	if (err)
+		conn_fail(w, c, "%s: %s", what, ERR_reason_error_string(err));
+	else if (e == SSL_ERROR_SYSCALL && errno)
+		conn_fail(w, c, "%s: %s", what, strerror(errno));
+	else
+		conn_fail(w, c, "%s: unexpected EOF (no close_notify)", what);
+	ERR_clear_error();
+}
+
+static void us_pump_c2b(struct worker *w, struct conn *c)
+{
+	struct dir *d = &c->c2b;
+
+	while (!c->closing) {
+		if (d->off < d->len) {
+			ssize_t n = send(c->bfd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+
+			if (n < 0) {
+				if (errno == EAGAIN) {
+					d->busy = true;
+					arm_poll(w, c, OP_US_C2B, c->bfd, POLLOUT);
+					return;
+				}
+				conn_fail(w, c, "backend send: %s", strerror(errno));
+				return;
+			}
+			d->off += (uint32_t)n;
+			d->bytes += (uint64_t)n;
+			continue;
+		}
+		d->off = d->len = 0;
+		if (d->eof) {
+			buf_put(w, &d->buf);
+			if (!d->shut) {
+				shutdown(c->bfd, SHUT_WR);
+				d->shut = true;
+			}
+			conn_maybe_done(w, c);
+			return;
+		}
+		if (!d->buf && !(d->buf = buf_get(w))) {
+			conn_fail(w, c, "out of memory");
+			return;
+		}
+		/* Drain what OpenSSL can give without blocking, record by record. */
+		for (;;) {
+			int r;
+
+			ERR_clear_error();
+			errno = 0;
+			r = SSL_read(c->ssl, d->buf + d->len, (int)(RELAY_BUF - d->len));
+			if (r > 0) {
+				d->len += (uint32_t)r;
+				if (d->len == RELAY_BUF)
+					break;
+				continue;
+			}
+			switch (tls_want(c->ssl, r)) {
+			case TLS_WANT_READ:
+			case TLS_WANT_WRITE:
+				if (d->len)
+					break;
+				buf_put(w, &d->buf);
+				d->busy = true;
+				arm_poll(w, c, OP_US_C2B, c->cfd,
+					 tls_want(c->ssl, r) == TLS_WANT_READ ? POLLIN : POLLOUT);
+				return;
+			case TLS_WANT_CLOSED:
+				d->eof = true;
+				break;
+			default:
+				if (SSL_get_error(c->ssl, r) == SSL_ERROR_SYSCALL && !errno &&
+				    !ERR_peek_error()) {
+					/* FIN without close_notify: treat as end of stream. */
+					d->eof = true;
+					break;
+				}
+				tls_io_failed(w, c, "client read", r);
+				return;
+			}
+			break;
+		}
+	}
+}
+
+static void us_pump_b2c(struct worker *w, struct conn *c)
+{
+	struct dir *d = &c->b2c;
+
+	while (!c->closing) {
+		if (d->off < d->len) {
+			int r;
+
+			ERR_clear_error();
+			errno = 0;
+			r = SSL_write(c->ssl, d->buf + d->off, (int)(d->len - d->off));
+			if (r > 0) {
+				d->off += (uint32_t)r;
+				d->bytes += (uint64_t)r;
+				continue;
+			}
+			switch (tls_want(c->ssl, r)) {
+			case TLS_WANT_READ:
+			case TLS_WANT_WRITE:
+				d->busy = true;
+				arm_poll(w, c, OP_US_B2C, c->cfd,
+					 tls_want(c->ssl, r) == TLS_WANT_READ ? POLLIN : POLLOUT);
+				return;
+			default:
+				tls_io_failed(w, c, "client write", r);
+				return;
+			}
+		}
+		d->off = d->len = 0;
+		if (d->eof) {
+			buf_put(w, &d->buf);
+			if (!d->shut) {
+				ERR_clear_error();
+				SSL_shutdown(c->ssl); /* close_notify */
+				ERR_clear_error();
+				shutdown(c->cfd, SHUT_WR);
+				d->shut = true;
+			}
+			conn_maybe_done(w, c);
+			return;
+		}
+		if (!d->buf && !(d->buf = buf_get(w))) {
+			conn_fail(w, c, "out of memory");
+			return;
+		}
+		ssize_t n = recv(c->bfd, d->buf, RELAY_BUF, 0);
+
+		if (n > 0) {
+			d->len = (uint32_t)n;
+		} else if (n == 0) {
+			d->eof = true;
+		} else if (errno == EAGAIN) {
+			buf_put(w, &d->buf);
+			d->busy = true;
+			arm_poll(w, c, OP_US_B2C, c->bfd, POLLIN);
+			return;
+		} else {
+			conn_fail(w, c, "backend recv: %s", strerror(errno));
+			return;
+		}
+	}
+}
+
+/* --- handshake and backend connect ---------------------------------------------------- */
+
+static void backend_connect(struct worker *w, struct conn *c)
+{
+	const struct daemon_addr *t = &c->svc->cfg->target_addr;
+	int one = 1;
+
+	c->bfd = socket(t->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->bfd < 0) {
+		atomic_fetch_add_explicit(&c->svc->backend_failures, 1, memory_order_relaxed);
+		conn_fail(w, c, "backend socket: %s", strerror(errno));
+		return;
+	}
+	if (t->ss.ss_family != AF_UNIX)
+		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), c->bfd, (const struct sockaddr *)&t->ss,
+			      t->len);
+}
+
+static void hs_step(struct worker *w, struct conn *c)
+{
+	int r, e, saved;
+
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->hs_done = true;
+		c->version = SSL_get_version(c->ssl);
+		c->cipher = SSL_get_cipher_name(c->ssl);
+		backend_connect(w, c);
+		return;
+	}
+	saved = errno;
+	e = SSL_get_error(c->ssl, r);
+	switch (tls_want_from_error(e)) {
+	case TLS_WANT_READ:
+		arm_poll(w, c, OP_HS_POLL, c->cfd, POLLIN);
+		return;
+	case TLS_WANT_WRITE:
+		arm_poll(w, c, OP_HS_POLL, c->cfd, POLLOUT);
+		return;
+	default: {
+		char why[160];
+
+		tls_fail_reason(c->ssl, e, saved, &c->id, why, sizeof(why));
+		atomic_fetch_add_explicit(c->id.denied ? &c->svc->denied
+						       : &c->svc->handshake_failures,
+					  1, memory_order_relaxed);
+		conn_fail(w, c, "%s", why);
+	}
+	}
+}
+
+static void relay_start(struct worker *w, struct conn *c)
+{
+	if (c->svc->use_ktls) {
+		int rc = relay_ktls_start(w, c);
+
+		if (!rc || c->closing)
+			return;
+		if (c->svc->cfg->ktls == KTLS_MODE_REQUIRE || !relay_ktls_fallback_ok(rc)) {
+			conn_fail(w, c, "ktls install failed: %s", ktls_strerror(rc));
+			return;
+		}
+		atomic_fetch_add_explicit(&c->svc->ktls_fallbacks, 1, memory_order_relaxed);
+		snprintf(c->note, sizeof(c->note), "%s", ktls_strerror(rc));
+	}
+	us_pump_c2b(w, c);
+	if (!c->closing)
+		us_pump_b2c(w, c);
+}
+
+static void accept_one(struct worker *w, struct service *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct conn *c;
+	int one = 1;
+	unsigned live = atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
+
+	if (live >= s->cfg->max_conns) {
+		atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->refused_max_conns, 1, memory_order_relaxed);
+		close(fd);
+		struct log_kv kv[] = { { "service", s->cfg->name },
+				       { "reason", "max-conns reached" } };
+		log_kv(w->rt->cfg->log_format, "warn", "conn_refused", kv, 2);
+		return;
+	}
+	atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
+	c = conn_new(w);
+	if (!c) {
+		atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	c->counted = true;
+	c->svc = s;
+	c->cfd = fd;
+	c->t_start_ns = now_ns();
+	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
+		char host[INET6_ADDRSTRLEN];
+
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+			snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(in->sin_port));
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(in6->sin6_port));
+		}
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->ssl = SSL_new(s->ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+		conn_fail(w, c, "cannot create TLS session");
+		return;
+	}
+	SSL_set_app_data(c->ssl, &c->id);
+	if (s->cfg->role == ROLE_SERVER)
+		SSL_set_accept_state(c->ssl);
+	else
+		SSL_set_connect_state(c->ssl);
+	c->deadline.tv_sec = s->cfg->handshake_timeout_ms / 1000;
+	c->deadline.tv_nsec = (long long)(s->cfg->handshake_timeout_ms % 1000) * 1000000;
+	io_uring_prep_timeout(conn_sqe(w, c, OP_HS_TIMEOUT), &c->deadline, 0, 0);
+	c->timeout_armed = true;
+	hs_step(w, c);
+}
+
+/* --- loop -------------------------------------------------------------------------------- */
+
+static void arm_accept(struct worker *w, size_t si)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_multishot_accept(sqe, w->listen_fd[si], NULL, NULL,
+				       SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_raw(OP_ACCEPT, (uint32_t)si));
+}
+
+static void arm_event(struct worker *w)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_read(sqe, w->evfd, &w->evval, sizeof(w->evval), 0);
+	io_uring_sqe_set_data64(sqe, ud_raw(OP_EVENT, 0));
+}
+
+static void start_drain(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->draining)
+		return;
+	w->draining = true;
+	/* Stop accepting: the multishot accepts hold the listeners open until cancelled. */
+	for (size_t i = 0; i < w->rt->n_svc; i++) {
+		if (w->listen_fd[i] < 0)
+			continue;
+		ignore_sqe(w, &sqe);
+		io_uring_prep_cancel_fd(sqe, w->listen_fd[i], IORING_ASYNC_CANCEL_ALL);
+		/* The cancel looks the fd up when it runs: submit before closing. */
+		io_uring_submit(&w->ring);
+		close(w->listen_fd[i]);
+		w->listen_fd[i] = -1;
+	}
+	sqe = worker_sqe(w);
+	io_uring_prep_timeout(sqe, &w->drain_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_raw(OP_DRAIN, 0));
+}
+
+static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum op op = (enum op)(ud >> 56);
+	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & 0xffffff;
+	int res = cqe->res;
+	struct conn *c;
+
+	switch (op) {
+	case OP_IGNORE:
+		return;
+	case OP_ACCEPT:
+		if (res >= 0)
+			accept_one(w, &w->rt->svc[idx], res);
+		else if (res != -ECANCELED && !w->draining) {
+			struct log_kv kv[] = { { "service", w->rt->svc[idx].cfg->name },
+					       { "error", strerror(-res) } };
+			log_kv(w->rt->cfg->log_format, "warn", "accept_failed", kv, 2);
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !w->draining)
+			arm_accept(w, idx);
+		return;
+	case OP_EVENT:
+		if (atomic_load(&w->cmd) == CMD_STOP)
+			w->stop = true;
+		else if (atomic_load(&w->cmd) == CMD_DRAIN)
+			start_drain(w);
+		if (!w->stop)
+			arm_event(w);
+		return;
+	case OP_DRAIN:
+		w->stop = true;
+		return;
+	default:
+		break;
+	}
+
+	if (idx >= w->n_slots || !(c = w->slots[idx]) || (c->gen & 0xffffff) != gen)
+		return; /* cannot happen: slots outlive their operations */
+	c->pending--;
+	switch (op) {
+	case OP_HS_TIMEOUT:
+		c->timeout_armed = false;
+		if (res == -ETIME && !c->closing) {
+			atomic_fetch_add_explicit(&c->svc->handshake_timeouts, 1,
+						  memory_order_relaxed);
+			conn_fail(w, c,
+				  c->hs_done ? "backend connect timeout" : "handshake timeout");
+		}
+		break;
+	case OP_HS_POLL:
+		if (!c->closing)
+			hs_step(w, c);
+		break;
+	case OP_CONNECT:
+		if (c->closing)
+			break;
+		if (res < 0) {
+			atomic_fetch_add_explicit(&c->svc->backend_failures, 1,
+						  memory_order_relaxed);
+			conn_fail(w, c, "backend connect failed: %s", strerror(-res));
+			break;
+		}
+		c->connected = true;
+		if (c->timeout_armed) {
+			struct io_uring_sqe *sqe;
+
+			ignore_sqe(w, &sqe);
+			io_uring_prep_timeout_remove(sqe, worker_ud(OP_HS_TIMEOUT, c), 0);
+		}
+		relay_start(w, c);
+		break;
+	case OP_US_C2B:
+		c->c2b.busy = false;
+		if (!c->closing)
+			us_pump_c2b(w, c);
+		break;
+	case OP_US_B2C:
+		c->b2c.busy = false;
+		if (!c->closing)
+			us_pump_b2c(w, c);
+		break;
+	case OP_SPLICE_C2P:
+	case OP_SPLICE_P2B:
+	case OP_SPLICE_B2P:
+	case OP_SPLICE_P2C:
+		relay_ktls_cqe(w, c, op, res);
+		break;
+	default:
+		break;
+	}
+	conn_check_free(w, c);
+}
+
+static int ring_init(struct worker *w)
+{
+	struct io_uring_params p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	p.cq_entries = RING_ENTRIES * 4;
+	rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	if (rc == -EINVAL) {
+		/* Kernels before 6.1 lack DEFER_TASKRUN: same loop, default task work. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = RING_ENTRIES * 4;
+		rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	w->init_rc = ring_init(w);
+	if (!w->init_rc) {
+		for (size_t i = 0; i < w->rt->n_svc; i++)
+			arm_accept(w, i);
+		arm_event(w);
+		w->init_rc = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
+	}
+	pthread_barrier_wait(w->ready);
+	if (w->init_rc)
+		return NULL;
+
+	while (!w->stop) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int rc = io_uring_submit_and_wait(&w->ring, 1);
+
+		if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+			struct log_kv kv[] = { { "error", strerror(-rc) } };
+
+			log_kv(w->rt->cfg->log_format, "error", "ring_failed", kv, 1);
+			kill(getpid(), SIGTERM);
+			break;
+		}
+		io_uring_for_each_cqe(&w->ring, head, cqe)
+		{
+			handle_cqe(w, cqe);
+			n++;
+			if (w->stop)
+				break;
+		}
+		io_uring_cq_advance(&w->ring, n);
+		if (w->draining && !w->live)
+			w->stop = true;
+	}
+	io_uring_queue_exit(&w->ring);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	w->drain_ts.tv_sec = w->rt->cfg->drain_timeout_ms / 1000;
+	w->drain_ts.tv_nsec = (long long)(w->rt->cfg->drain_timeout_ms % 1000) * 1000000;
+	w->evfd = eventfd(0, EFD_CLOEXEC);
+	if (w->evfd < 0)
+		return -errno;
+	return -pthread_create(&w->thread, NULL, worker_main, w);
+}

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Event loop internals shared by the loop (worker.c), the userspace relay and the kTLS
+ * relay (relay_ktls.c). Not a public API: everything here runs on one worker thread.
+ */
+#ifndef KTLSD_DAEMON_WORKER_H
+#define KTLSD_DAEMON_WORKER_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "tlsctx.h"
+
+struct ktls_conn;
+
+/* Immutable after start, shared by all workers; counters are relaxed atomics. */
+struct service {
+	const struct service_config *cfg;
+	SSL_CTX *ctx;
+	bool use_ktls; /* try kTLS per connection (mode != off and the kernel has it) */
+	atomic_uint live;
+	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
+		backend_failures, ktls_fallbacks, rekey_closes;
+};
+
+struct runtime {
+	struct run_config *cfg;
+	struct service *svc;
+	size_t n_svc;
+	bool kernel_ktls;
+};
+
+/* io_uring operations; the op travels in the top byte of user_data. */
+enum op {
+	OP_IGNORE = 0, /* cancel / timeout-remove completions */
+	OP_ACCEPT,     /* idx = service */
+	OP_EVENT,      /* eventfd: a command from the main thread */
+	OP_DRAIN,      /* drain deadline */
+	OP_HS_POLL,
+	OP_HS_TIMEOUT,
+	OP_CONNECT,
+	OP_US_C2B, /* userspace relay: poll for the client->backend direction */
+	OP_US_B2C,
+	OP_SPLICE_C2P, /* kTLS relay: client socket -> pipe */
+	OP_SPLICE_P2B, /* pipe -> backend */
+	OP_SPLICE_B2P,
+	OP_SPLICE_P2C,
+};
+
+/* One direction of a relay. */
+struct dir {
+	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
+	uint32_t len, off;
+	int pipe[2]; /* kTLS: socket -> pipe -> socket */
+	uint32_t in_pipe;
+	bool eof;  /* source finished */
+	bool shut; /* destination's write side shut (close_notify / FIN sent) */
+	bool busy; /* an operation of this direction is in flight */
+	uint64_t bytes;
+};
+
+struct conn {
+	uint32_t idx, gen;
+	uint16_t pending; /* operations in flight: the slot lives until they all completed */
+	bool hs_done, connected, closing, timeout_armed, ktls, counted;
+	struct service *svc;
+	int cfd, bfd;
+	SSL *ssl;
+	struct ktls_conn *kc;
+	struct __kernel_timespec deadline;
+	struct dir c2b, b2c;
+	uint64_t t_start_ns;
+	const char *version, *cipher; /* OpenSSL's static strings */
+	char peer[64];
+	char reason[160];
+	char note[96];
+	struct tls_peer id;
+};
+
+struct worker {
+	unsigned id;
+	struct runtime *rt;
+	struct io_uring ring;
+	int *listen_fd; /* one per service */
+	int evfd;
+	uint64_t evval;
+	atomic_int cmd; /* CMD_* from the main thread */
+	struct conn **slots;
+	uint32_t n_slots, *free_idx, n_free, live, next_gen;
+	void *pool; /* free relay buffers, singly linked */
+	unsigned n_pool;
+	bool draining, stop;
+	struct __kernel_timespec drain_ts;
+	int init_rc;
+	pthread_t thread;
+	pthread_barrier_t *ready;
+};
+
+enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
+
+#define RELAY_BUF (64 * 1024)
+
+uint64_t worker_ud(enum op op, const struct conn *c);
+struct io_uring_sqe *worker_sqe(struct worker *w);
+/* Queue an operation for c: counts it in c->pending. */
+struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c, enum op op);
+/* Ends c with reason (first one wins); safe to call repeatedly. */
+void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Both directions finished cleanly. */
+void conn_maybe_done(struct worker *w, struct conn *c);
+
+/* kTLS relay (relay_ktls.c). */
+bool relay_ktls_kernel_supported(int *ret_err);
+/* After the backend connected: install keys. 0: relay started; <0: c was not touched
+ * (fallback possible if ktls_fallback_ok(rc)) or has been failed. */
+int relay_ktls_start(struct worker *w, struct conn *c);
+bool relay_ktls_fallback_ok(int err);
+void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res);
+void relay_ktls_close_notify(struct conn *c);
+void relay_ktls_release(struct conn *c);
+
+int worker_start(struct worker *w);
+
+#endif
