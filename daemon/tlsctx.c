@@ -179,7 +179,15 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		goto out_free_ctx;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
-		rc = fail(err, errlen, "key", s->key);
+		unsigned long e = ERR_peek_last_error();
+
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
+			rc = -EINVAL;
+		} else {
+			rc = fail(err, errlen, "key", s->key);
+		}
 		goto out_free_ctx;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -191,6 +191,10 @@ static void conn_log_end(struct worker *w, struct conn *c)
 
 static void conn_release(struct worker *w, struct conn *c)
 {
+	/* Cancels find their target by fd number: let them run before the number can be
+	 * reused by the next accept. */
+	if (c->cancels_queued)
+		io_uring_submit(&w->ring);
 	conn_log_end(w, c);
 	SSL_free(c->ssl);
 	relay_ktls_release(c);
@@ -250,7 +254,9 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 		ignore_sqe(w, &sqe);
 		io_uring_prep_timeout_remove(sqe, worker_ud(OP_HS_TIMEOUT, c), 0);
 	}
-	conn_check_free(w, c);
+	c->cancels_queued = true;
+	/* Not freed here: callers up the stack still hold c. The loop frees it once
+	 * pending reaches zero (conn_check_free at the end of each entry point). */
 }
 
 void conn_maybe_done(struct worker *w, struct conn *c)
@@ -278,6 +284,16 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 	else
 		conn_fail(w, c, "%s: unexpected EOF (no close_notify)", what);
 	ERR_clear_error();
+}
+
+static bool client_fin(SSL *ssl, int r)
+{
+	unsigned long e = ERR_peek_error();
+
+	if (SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL && !errno && !e)
+		return true;
+	return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	       ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 }
 
 static void us_pump_c2b(struct worker *w, struct conn *c)
@@ -342,9 +358,11 @@ static void us_pump_c2b(struct worker *w, struct conn *c)
 				d->eof = true;
 				break;
 			default:
-				if (SSL_get_error(c->ssl, r) == SSL_ERROR_SYSCALL && !errno &&
-				    !ERR_peek_error()) {
-					/* FIN without close_notify: treat as end of stream. */
+				if (client_fin(c->ssl, r)) {
+					/* FIN without close_notify (many HTTP clients): end of
+					 * stream all the same, noted in the log. */
+					ERR_clear_error();
+					c->fin_without_close_notify = true;
 					d->eof = true;
 					break;
 				}
@@ -539,6 +557,7 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 	c->ssl = SSL_new(s->ctx);
 	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
 		conn_fail(w, c, "cannot create TLS session");
+		conn_check_free(w, c);
 		return;
 	}
 	SSL_set_app_data(c->ssl, &c->id);
@@ -551,6 +570,7 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 	io_uring_prep_timeout(conn_sqe(w, c, OP_HS_TIMEOUT), &c->deadline, 0, 0);
 	c->timeout_armed = true;
 	hs_step(w, c);
+	conn_check_free(w, c);
 }
 
 /* --- loop -------------------------------------------------------------------------------- */

@@ -67,7 +67,8 @@ struct dir {
 struct conn {
 	uint32_t idx, gen;
 	uint16_t pending; /* operations in flight: the slot lives until they all completed */
-	bool hs_done, connected, closing, timeout_armed, ktls, counted;
+	bool hs_done, connected, closing, timeout_armed, ktls, counted, fin_without_close_notify,
+		cancels_queued;
 	struct service *svc;
 	int cfd, bfd;
 	SSL *ssl;

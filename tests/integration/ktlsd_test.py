@@ -1,0 +1,867 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Integration tests for `ktlsd server`: real ktlsd processes on 127.0.0.1, real clients
+(openssl s_client, curl, gnutls-cli, Python's ssl module) and real backends.
+
+    ktlsd_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST
+
+TEST is one of the names in TESTS below. Every test makes its own PKI in a temp dir,
+picks free ports, and kills what it started, also on failure. Exit 0 pass, 1 fail,
+77 skip (reason on stderr).
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SKIP = 77
+
+
+class Skip(Exception):
+    pass
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise Fail(f"nothing listening on port {port}")
+
+
+class Env:
+    """Temp dir, PKI, child processes, and everything needed to clean up."""
+
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="ktlsd-it-")
+        self.pki = os.path.join(self.dir, "pki")
+        subprocess.run([args.pki_script, self.pki], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs = []
+        self.threads_stop = threading.Event()
+
+    def p(self, name):
+        return os.path.join(self.pki, name)
+
+    def close(self):
+        self.threads_stop.set()
+        for pr in self.procs:
+            if pr.poll() is None:
+                pr.kill()
+            try:
+                pr.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if os.environ.get("KTLSD_KEEP_TMP"):
+            print(f"kept {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def spawn(self, argv, **kw):
+        pr = subprocess.Popen(argv, **kw)
+        self.procs.append(pr)
+        return pr
+
+    # --- backends -------------------------------------------------------------------
+    def http_backend(self, root=None):
+        port = free_port()
+        root = root or self.dir
+        self.spawn([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                    "--directory", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+        return port
+
+    def echo_backend(self):
+        """Threaded echo server in this process: echoes until EOF, then closes."""
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1024)
+        ls.settimeout(0.2)
+        port = ls.getsockname()[1]
+
+        def serve(c):
+            try:
+                while True:
+                    b = c.recv(1 << 17)
+                    if not b:
+                        break
+                    c.sendall(b)
+                c.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+        def loop():
+            while not self.threads_stop.is_set():
+                try:
+                    c, _ = ls.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                threading.Thread(target=serve, args=(c,), daemon=True).start()
+            ls.close()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return port
+
+    # --- ktlsd ----------------------------------------------------------------------
+    def ktlsd(self, extra, target_port=None, listen_port=None, allow=None, wait=True,
+              cert="server", log_name=None):
+        listen_port = listen_port or free_port()
+        argv = [self.args.ktlsd, "server", "--listen", f"127.0.0.1:{listen_port}",
+                "--target", f"127.0.0.1:{target_port}" if target_port else extra.pop(0),
+                "--cert", self.p(f"{cert}.pem"), "--key", self.p(f"{cert}.key"),
+                "--cacert", self.p("ca.pem"), "--threads", "2"]
+        argv += allow if allow is not None else ["--allow-uri", "spiffe://example.org/client"]
+        argv += extra
+        log = os.path.join(self.dir, log_name or f"ktlsd-{listen_port}.log")
+        pr = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        k = Ktlsd(pr, listen_port, log)
+        if wait:
+            k.wait_line(r"event=listening|\"event\": ?\"listening\"")
+        return k
+
+
+class Ktlsd:
+    def __init__(self, proc, port, log):
+        self.proc, self.port, self.log = proc, port, log
+        self.seen = 0
+
+    def text(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def wait_line(self, pattern, timeout=10.0, new_only=False):
+        """Returns the first log line matching pattern (after the last match if new_only)."""
+        rx = re.compile(pattern)
+        end = time.time() + timeout
+        while time.time() < end:
+            lines = self.text().splitlines()
+            start = self.seen if new_only else 0
+            for i in range(start, len(lines)):
+                if rx.search(lines[i]):
+                    if new_only:
+                        self.seen = i + 1
+                    return lines[i]
+            if self.proc.poll() is not None and not new_only:
+                break
+            time.sleep(0.05)
+        raise Fail(f"no log line matching {pattern!r} in {self.log}:\n{self.text()[-3000:]}")
+
+    def conn_end(self, pattern, timeout=10.0):
+        return self.wait_line(r"event=conn_end.*" + pattern, timeout, new_only=True)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+
+# --- clients --------------------------------------------------------------------------
+def tls_ctx(env, who="client", verify_server=True):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(env.p("ca.pem"))
+    if who:
+        ctx.load_cert_chain(env.p(f"{who}.pem"), env.p(f"{who}.key"))
+    if not verify_server:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_connect(env, port, who="client", timeout=20):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return tls_ctx(env, who).wrap_socket(raw, server_hostname="localhost")
+
+
+def interact(argv, data, expect=None, timeout=15):
+    """Runs a client, feeds it data, and (with expect) waits until expect shows up on its
+    stdout before closing its stdin, so no client races its own EOF against the echo."""
+    pr = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    out, err = [b""], [b""]
+
+    def rd(stream, acc):
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            acc[0] += chunk
+
+    ts = [threading.Thread(target=rd, args=(pr.stdout, out), daemon=True),
+          threading.Thread(target=rd, args=(pr.stderr, err), daemon=True)]
+    for t in ts:
+        t.start()
+    try:
+        pr.stdin.write(data)
+        pr.stdin.flush()
+    except BrokenPipeError:
+        pass
+    end = time.time() + timeout
+    if expect is not None:
+        while time.time() < end and expect not in out[0] and pr.poll() is None:
+            time.sleep(0.02)
+    try:
+        pr.stdin.close()
+    except BrokenPipeError:
+        pass
+    try:
+        pr.wait(timeout=max(0.1, end - time.time()))
+    except subprocess.TimeoutExpired:
+        pr.kill()
+        pr.wait()
+    for t in ts:
+        t.join(timeout=2)
+    return pr.returncode, out[0], err[0].decode(errors="replace")
+
+
+def s_client(env, port, args, data=b"", timeout=15, expect=None):
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+            "-CAfile", env.p("ca.pem"), "-verify_return_error", "-quiet", "-no_ign_eof"] + args
+    return interact(argv, data, expect, timeout)
+
+
+def gnutls_cli(env, port, data, expect, who="client", timeout=30):
+    argv = ["gnutls-cli", "--x509cafile", env.p("ca.pem"), "--x509certfile",
+            env.p(f"{who}.pem"), "--x509keyfile", env.p(f"{who}.key"), "--port", str(port),
+            "localhost"]
+    return interact(argv, data, expect, timeout)
+
+
+def echo_roundtrip(env, port, who="client", payload=b"ping over ktlsd\n"):
+    with tls_connect(env, port, who) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    return got
+
+
+def good_client_works(env, k):
+    got = echo_roundtrip(env, k.port)
+    check(got == b"ping over ktlsd\n", f"good client after bad peer got {got!r}")
+    k.conn_end(r"reason=closed.*uri=spiffe://example.org/client")
+    check(k.alive(), "ktlsd died")
+
+
+def bulk(env, port, size, who="client"):
+    """Sends size bytes of random data and reads the echo concurrently; sha256 both ways."""
+    rnd = random.Random(1234)
+    chunk = rnd.randbytes(1 << 20)
+    tx_hash, rx_hash = hashlib.sha256(), hashlib.sha256()
+    s = tls_connect(env, port, who, timeout=120)
+    err = []
+
+    def sender():
+        try:
+            left, i = size, 0
+            while left:
+                # Vary the data so a reordering or duplicated block changes the hash.
+                blk = chunk[i % 251:] + chunk[: i % 251]
+                blk = blk[: min(left, len(blk))]
+                s.sendall(blk)
+                tx_hash.update(blk)
+                left -= len(blk)
+                i += 1
+        except Exception as e:  # noqa: BLE001
+            err.append(e)
+
+    t0 = time.time()
+    th = threading.Thread(target=sender)
+    th.start()
+    got = 0
+    while got < size:
+        b = s.recv(1 << 18)
+        if not b:
+            break
+        rx_hash.update(b)
+        got += len(b)
+    th.join()
+    dt = time.time() - t0
+    s.close()
+    check(not err, f"sender failed: {err}")
+    check(got == size, f"echo returned {got} of {size} bytes")
+    check(tx_hash.digest() == rx_hash.digest(), "sha256 of echoed data differs")
+    return dt
+
+
+# --- tests ----------------------------------------------------------------------------
+def t_good_clients(env):
+    """curl, openssl s_client and gnutls-cli through ktlsd to real backends."""
+    www = os.path.join(env.dir, "www")
+    os.mkdir(www)
+    body = os.urandom(1 << 20)
+    with open(os.path.join(www, "blob"), "wb") as f:
+        f.write(body)
+    hport = env.http_backend(www)
+    k = env.ktlsd([], target_port=hport)
+    r = subprocess.run(["curl", "-sS", "--fail", "--cert", env.p("client.pem"), "--key",
+                        env.p("client.key"), "--cacert", env.p("ca.pem"),
+                        f"https://localhost:{k.port}/blob"], capture_output=True, timeout=30)
+    check(r.returncode == 0, f"curl failed: {r.stderr.decode()}")
+    check(hashlib.sha256(r.stdout).digest() == hashlib.sha256(body).digest(),
+          "curl body differs from the file")
+    line = k.conn_end(r"reason=closed")
+    check("uri=spiffe://example.org/client" in line and "tls=TLSv1.3" in line
+          and "ktls=off" in line, f"conn_end line lacks fields: {line}")
+    check(f"bytes_out={len(body)}" not in line or True, "")
+    m = re.search(r"bytes_out=(\d+)", line)
+    check(m and int(m.group(1)) > len(body), f"bytes_out too small: {line}")
+
+    # TLS 1.2 via curl
+    r = subprocess.run(["curl", "-sS", "--fail", "--tlsv1.2", "--tls-max", "1.2", "--cert",
+                        env.p("client.pem"), "--key", env.p("client.key"), "--cacert",
+                        env.p("ca.pem"), f"https://localhost:{k.port}/blob"],
+                       capture_output=True, timeout=30)
+    check(r.returncode == 0 and r.stdout == body, f"curl TLS 1.2 failed: {r.stderr.decode()}")
+    line = k.conn_end(r"reason=closed")
+    check("tls=TLSv1.2" in line and "ECDHE-ECDSA-AES" in line, f"not TLS 1.2 ECDHE: {line}")
+
+    # openssl s_client and gnutls-cli against an echo backend
+    eport = env.echo_backend()
+    k2 = env.ktlsd([], target_port=eport)
+    rc, out, err = s_client(env, k2.port, ["-cert", env.p("client.pem"), "-key",
+                                           env.p("client.key")], b"hello s_client\n",
+                           expect=b"hello s_client")
+    check(b"hello s_client" in out, f"s_client echo failed rc={rc}: {err[-500:]}")
+    k2.conn_end(r"reason=closed.*uri=spiffe://example.org/client")
+    rc, out, err = gnutls_cli(env, k2.port, b"hello gnutls\n", b"hello gnutls")
+    check(b"hello gnutls" in out, f"gnutls-cli failed: {out[-300:]} {err[-500:]}")
+    k2.conn_end(r"reason=closed.*uri=spiffe://example.org/client")
+
+
+def t_bulk(env):
+    """64 MiB both ways at once, byte-exact; prints MiB/s of the relay."""
+    size = int(os.environ.get("KTLSD_BULK_MIB", "64")) << 20
+    eport = env.echo_backend()
+    k = env.ktlsd([], target_port=eport)
+    dt = bulk(env, k.port, size)
+    line = k.conn_end(r"reason=closed")
+    check(f"bytes_in={size}" in line and f"bytes_out={size}" in line,
+          f"byte counters wrong: {line}")
+    print(f"bulk: {size >> 20} MiB each way in {dt:.2f}s = {size / dt / 2**20:.1f} MiB/s "
+          "per direction (client, echo backend and ktlsd share the CPUs)")
+
+
+def t_concurrent(env):
+    """500 connections open at the same time, each echoing its own payload."""
+    n = int(os.environ.get("KTLSD_CONNS", "500"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    eport = env.echo_backend()
+    k = env.ktlsd(["--max-conns", str(n + 10)], target_port=eport)
+    ctx = tls_ctx(env)
+    socks, errors = [None] * n, []
+    barrier = threading.Barrier(n + 1, timeout=120)
+
+    def one(i):
+        try:
+            raw = socket.create_connection(("127.0.0.1", k.port), timeout=60)
+            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            msg = f"conn {i} ".encode() * 20
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+            if got != msg:
+                errors.append(f"conn {i}: bad echo")
+            socks[i] = s
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"conn {i}: {e}")
+        try:
+            barrier.wait()  # all n are open at once here
+        except threading.BrokenBarrierError:
+            pass
+
+    t0 = time.time()
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ths:
+        t.start()
+    barrier.wait()
+    dt = time.time() - t0
+    live = sum(1 for s in socks if s)
+    for s in socks:
+        if s:
+            s.close()
+    for t in ths:
+        t.join()
+    check(not errors, f"{len(errors)} failures, first: {errors[:3]}")
+    check(live == n, f"only {live} of {n} connections open at once")
+    end = time.time() + 20
+    while time.time() < end and k.text().count("reason=closed") < n:
+        time.sleep(0.1)
+    check(k.text().count("reason=closed") == n,
+          f"{k.text().count('reason=closed')} clean conn_end lines for {n} connections")
+    print(f"concurrent: {n} mTLS connections open at once, all echoed, in {dt:.2f}s")
+
+
+def raw_send(port, data, linger_rst=False, wait_reply=2.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if linger_rst:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        return b"(reset sent)"
+    s.sendall(data)
+    s.settimeout(wait_reply)
+    got = b""
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got
+
+
+def saw(err):
+    """The OpenSSL error s_client printed (e.g. the alert it received), else its last line."""
+    m = re.findall(r"SSL routines::([^\n]+)", err)
+    if m:
+        return m[0].strip()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "(closed, no error)"
+
+
+def t_bad_peers(env):
+    """Each bad peer is refused with its own log line; a good client works afterwards."""
+    eport = env.echo_backend()
+    k = env.ktlsd(["--handshake-timeout", "500"], target_port=eport)
+    table = []
+
+    def row(name, saw, line):
+        table.append((name, saw, line[line.find("reason="):]))
+
+    good_client_works(env, k)
+
+    rc, out, err = s_client(env, k.port, [], b"x\n")
+    line = k.conn_end(r'reason="peer did not return a certificate"')
+    row("no client cert", saw(err), line)
+    good_client_works(env, k)
+
+    for who, rx in [("other-client", r'reason="certificate verify failed: unable to get local '
+                                     r'issuer certificate"'),
+                    ("expired-client", r'reason="certificate verify failed: certificate has '
+                                       r'expired" uri=spiffe://example.org/client'),
+                    ("evil-client", r'reason="identity not allowed" uri=spiffe://evil.org/x')]:
+        rc, out, err = s_client(env, k.port, ["-cert", env.p(f"{who}.pem"), "-key",
+                                              env.p(f"{who}.key")], b"x\n")
+        check(b"x" not in out, f"{who} got data through")
+        line = k.conn_end(rx)
+        row(who, saw(err), line)
+        good_client_works(env, k)
+
+    rc, out, err = s_client(env, k.port, ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-cert",
+                                          env.p("client.pem"), "-key", env.p("client.key")])
+    line = k.conn_end(r'reason="unsupported protocol"')
+    row("TLS 1.1 client", saw(err), line)
+    good_client_works(env, k)
+
+    got = raw_send(k.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    line = k.conn_end(r'reason="http request"')
+    row("plaintext HTTP", f"{len(got)} bytes then close", line)
+    good_client_works(env, k)
+
+    got = raw_send(k.port, bytes(random.Random(7).randbytes(300)))
+    line = k.conn_end(r'reason="(wrong version number|packet length too long|'
+                      r'unknown protocol|record layer failure)"')
+    row("random garbage", f"{len(got)} bytes then close", line)
+    good_client_works(env, k)
+
+    # Stall: a valid TLS record header that promises more than is ever sent.
+    t0 = time.time()
+    s = socket.create_connection(("127.0.0.1", k.port))
+    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    line = k.conn_end(r'reason="handshake timeout"', timeout=5)
+    dt = time.time() - t0
+    s.settimeout(2)
+    try:
+        closed = s.recv(10) == b""
+    except OSError:
+        closed = True
+    s.close()
+    check(closed, "stalled client still connected after the deadline")
+    check(0.4 < dt < 3.0, f"handshake deadline 500 ms took {dt:.2f}s")
+    row("stalls mid-handshake", f"closed after {dt * 1000:.0f} ms", line)
+    good_client_works(env, k)
+
+    raw_send(k.port, b"", linger_rst=True)
+    line = k.conn_end(r'reason="(Connection reset by peer during handshake|peer closed the '
+                      r'connection during handshake)"')
+    row("connect + RST", "-", line)
+    good_client_works(env, k)
+
+    # Disallowed DNS SAN: a server that admits one DNS name only.
+    k3 = env.ktlsd([], target_port=eport, allow=["--allow-dns", "client.example.org"])
+    got = echo_roundtrip(env, k3.port)
+    check(got == b"ping over ktlsd\n", "DNS-allowed client refused")
+    k3.conn_end(r"reason=closed")
+    rc, out, err = s_client(env, k3.port, ["-cert", env.p("evil-client.pem"), "-key",
+                                           env.p("evil-client.key")], b"x\n")
+    line = k3.conn_end(r'reason="identity not allowed" .*dns=evil.example.net')
+    row("disallowed DNS SAN (evil-client vs --allow-dns client.example.org)",
+        saw(err), line)
+    got = echo_roundtrip(env, k3.port)
+    check(got == b"ping over ktlsd\n", "DNS-allowed client refused after bad peer")
+
+    # Dead backend: handshake succeeds, connect fails, client gets a clean close.
+    dead = free_port()
+    k4 = env.ktlsd([], target_port=dead)
+    rc, out, err = s_client(env, k4.port, ["-cert", env.p("client.pem"), "-key",
+                                           env.p("client.key")], b"x\n")
+    line = k4.conn_end(r'reason="backend connect failed: Connection refused"')
+    row("dead backend", f"s_client rc={rc}, {len(out)} bytes", line)
+    check(k4.alive(), "ktlsd died on dead backend")
+
+    # Max connections: two held open, the third is refused and counted in the log.
+    k5 = env.ktlsd(["--max-conns", "2"], target_port=eport)
+    held = [tls_connect(env, k5.port) for _ in range(2)]
+    for h in held:
+        h.sendall(b"a")
+        h.recv(1)
+    try:
+        s = tls_connect(env, k5.port, timeout=5)
+        s.sendall(b"a")
+        third = s.recv(1)
+    except (OSError, ssl.SSLError) as e:
+        third = f"error {e.__class__.__name__}"
+    line = k5.wait_line(r'event=conn_refused .*reason="max-conns reached"')
+    check(third in (b"",) or isinstance(third, str), f"third connection served: {third!r}")
+    row("over --max-conns 2", str(third), line)
+    for h in held:
+        h.close()
+
+    print("\nbad peer | what the client saw | ktlsd log")
+    for r in table:
+        print(" | ".join(r))
+
+
+def t_json_and_signals(env):
+    """--log-format json lines parse; SIGTERM drains a live connection then exits 0."""
+    eport = env.echo_backend()
+    k = env.ktlsd(["--log-format", "json"], target_port=eport)
+    check(echo_roundtrip(env, k.port) == b"ping over ktlsd\n", "json: echo failed")
+    line = k.wait_line(r'"event":"conn_end"')
+    obj = json.loads(line)
+    for f in ("peer", "uri", "tls", "cipher", "ktls", "bytes_in", "bytes_out", "duration_ms",
+              "reason"):
+        check(f in obj, f"json conn_end lacks {f}: {line}")
+    check(obj["reason"] == "closed" and obj["uri"] == "spiffe://example.org/client", line)
+
+    # SIGTERM with a connection open: it keeps working, new ones are refused, exit 0 at end.
+    s = tls_connect(env, k.port)
+    s.sendall(b"1")
+    check(s.recv(1) == b"1", "echo before SIGTERM")
+    k.proc.send_signal(signal.SIGTERM)
+    k.wait_line(r'"event":"shutdown"')
+    time.sleep(0.3)
+    s.sendall(b"2")
+    check(s.recv(1) == b"2", "live connection broken by SIGTERM drain")
+    try:
+        tls_connect(env, k.port, timeout=2).close()
+        refused = False
+    except OSError:
+        refused = True
+    check(refused, "new connection accepted while draining")
+    check(k.alive(), "exited before the live connection finished")
+    s.close()
+    rc = k.proc.wait(timeout=10)
+    check(rc == 0, f"exit status {rc} after drain")
+
+    # SIGINT: stop now even with a connection open.
+    k2 = env.ktlsd([], target_port=eport)
+    s = tls_connect(env, k2.port)
+    s.sendall(b"1")
+    s.recv(1)
+    k2.proc.send_signal(signal.SIGINT)
+    rc = k2.proc.wait(timeout=5)
+    check(rc == 0, f"SIGINT exit status {rc}")
+    s.close()
+
+
+def run_cli(env, argv):
+    r = subprocess.run([env.args.ktlsd] + argv, capture_output=True, timeout=20)
+    return r.returncode, r.stderr.decode()
+
+
+def t_cli_errors(env):
+    """Usage and certificate errors: exit 2 with exactly one clear line."""
+    port = free_port()
+    base = ["server", "--listen", f"127.0.0.1:{port}", "--target", "127.0.0.1:1"]
+    good = ["--cert", env.p("server.pem"), "--key", env.p("server.key"), "--cacert",
+            env.p("ca.pem"), "--allow-all"]
+    garbage = os.path.join(env.dir, "garbage.pem")
+    with open(garbage, "w") as f:
+        f.write("this is not PEM\n")
+    cases = [
+        ("missing cert file", base + ["--cert", "/nonexistent/x.pem", "--key",
+                                      env.p("server.key"), "--cacert", env.p("ca.pem"),
+                                      "--allow-all"], r"cert /nonexistent/x.pem: No such file"),
+        ("key not matching cert", base + ["--cert", env.p("server.pem"), "--key",
+                                          env.p("client.key"), "--cacert", env.p("ca.pem"),
+                                          "--allow-all"], r"does not match cert"),
+        ("unreadable CA", base + ["--cert", env.p("server.pem"), "--key", env.p("server.key"),
+                                  "--cacert", garbage, "--allow-all"], r"cacert .*garbage.pem"),
+        ("cert is not a certificate", base + ["--cert", garbage, "--key", env.p("server.key"),
+                                              "--cacert", env.p("ca.pem"), "--allow-all"],
+         r"cert .*garbage.pem: "),
+        ("no allow rule", base + good[:-1], r"no --allow-uri.*refusing to start"),
+        ("bad listen address", ["server", "--listen", "127.0.0.1", "--target", "127.0.0.1:1"]
+         + good, r"--listen '127.0.0.1': expected host:port"),
+        ("unix listen", ["server", "--listen", "unix:/tmp/x", "--target", "127.0.0.1:1"]
+         + good, r"only valid as a target"),
+        ("bad port", ["server", "--listen", "127.0.0.1:99999", "--target", "127.0.0.1:1"]
+         + good, r"port must be"),
+        ("bad ktls mode", base + good + ["--ktls", "maybe"], r"--ktls: invalid value 'maybe'"),
+        ("bad URI pattern", base + good + ["--allow-uri", "spiffe://*.org/x"],
+         r"--allow-uri 'spiffe://\*.org/x': expected an exact URI"),
+        ("unknown option", base + good + ["--frobnicate"], r"unknown option"),
+        ("missing --target", ["server", "--listen", f"127.0.0.1:{port}"] + good,
+         r"--target is required"),
+        ("bad min-tls", base + good + ["--min-tls", "1.1"], r"--min-tls: invalid value"),
+    ]
+    for name, argv, rx in cases:
+        rc, err = run_cli(env, argv)
+        lines = err.strip().splitlines()
+        check(rc == 2, f"{name}: exit {rc}, stderr {err!r}")
+        check(len(lines) == 1, f"{name}: expected one line, got {err!r}")
+        check(re.search(rx, lines[0]), f"{name}: {lines[0]!r} does not match {rx!r}")
+        print(f"{name}: exit 2: {lines[0]}")
+
+    rc, err = run_cli(env, base + good + ["--ktls", "require"])
+    if "kernel has no kTLS" in err or rc == 2:
+        check(rc == 2 and len(err.strip().splitlines()) == 1 and "no kTLS" in err,
+              f"--ktls require without kTLS: exit {rc} {err!r}")
+        print(f"ktls require: exit 2: {err.strip()}")
+
+
+def write(env, name, text):
+    path = os.path.join(env.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def t_config(env):
+    """Two services in one process from an INI file; check-config errors with line numbers."""
+    e1, e2 = env.echo_backend(), env.echo_backend()
+    p1, p2 = free_port(), free_port()
+    cfg = write(env, "two.ini", f"""; two services, one process
+[global]
+threads = 2
+log-format = logfmt
+
+[service spiffe]
+listen = 127.0.0.1:{p1}
+target = 127.0.0.1:{e1}
+cert = {env.p('server.pem')}
+key = {env.p('server.key')}
+cacert = {env.p('ca.pem')}
+allow-uri = spiffe://example.org/other spiffe://example.org/client
+
+[service dns]
+listen = 127.0.0.1:{p2}
+target = 127.0.0.1:{e2}
+cert = {env.p('server.pem')}
+key = {env.p('server.key')}
+cacert = {env.p('ca.pem')}
+allow-dns = evil.example.net
+""")
+    r = subprocess.run([env.args.ktlsd, "check-config", cfg], capture_output=True, timeout=20)
+    check(r.returncode == 0, f"check-config of a good file: {r.stderr.decode()}")
+    log = os.path.join(env.dir, "config.log")
+    pr = env.spawn([env.args.ktlsd, "--config", cfg], stderr=open(log, "w"))
+    k = Ktlsd(pr, p1, log)
+    k.wait_line(r"event=listening service=dns")
+    check(echo_roundtrip(env, p1) == b"ping over ktlsd\n", "service spiffe: good client")
+    k.conn_end(r"service=spiffe .*reason=closed")
+    check(echo_roundtrip(env, p2, who="evil-client") == b"ping over ktlsd\n",
+          "service dns: evil-client is allowed there by DNS SAN")
+    k.conn_end(r"service=dns .*reason=closed .*dns=evil.example.net")
+    rc, out, err = s_client(env, p2, ["-cert", env.p("client.pem"), "-key",
+                                      env.p("client.key")], b"x\n")
+    k.conn_end(r'service=dns .*reason="identity not allowed"')
+    pr.send_signal(signal.SIGTERM)
+    check(pr.wait(timeout=10) == 0, "config run did not exit 0 on SIGTERM")
+
+    svc = f"""[service a]
+listen = 127.0.0.1:{p1}
+target = 127.0.0.1:{e1}
+cert = {env.p('server.pem')}
+key = {env.p('server.key')}
+cacert = {env.p('ca.pem')}
+"""
+    cases = [
+        ("malformed line", svc + "allow-all = yes\nthis line has no equals sign\n", 8,
+         r"malformed line"),
+        ("unknown key", svc + "allow-all = yes\nallow-everything = yes\n", 8,
+         r"unknown key 'allow-everything'"),
+        ("bad address", svc.replace(f"listen = 127.0.0.1:{p1}", "listen = 127.0.0.1:http")
+         + "allow-all = yes\n", 2, r"listen '127.0.0.1:http': port must be"),
+        ("missing cert", svc.replace(env.p("server.pem"), "/nonexistent/server.pem")
+         + "allow-all = yes\n", 4, r"cert /nonexistent/server.pem: No such file"),
+        ("no allow rule", "[global]\nthreads = 1\n\n" + svc, 4, r"no allow-uri.*allow-all"),
+        ("unknown section", "[services a]\nlisten = 127.0.0.1:1\n", 2, r"unknown section"),
+        ("key not matching cert", svc.replace(env.p("server.key"), env.p("client.key"))
+         + "allow-all = yes\n", 1, r"does not match cert"),
+    ]
+    for name, text, line, rx in cases:
+        path = write(env, "bad.ini", text)
+        r = subprocess.run([env.args.ktlsd, "check-config", path], capture_output=True,
+                           timeout=20)
+        err = r.stderr.decode().strip()
+        check(r.returncode == 2, f"{name}: exit {r.returncode} {err!r}")
+        check(len(err.splitlines()) == 1, f"{name}: not one line: {err!r}")
+        check(f"bad.ini:{line}:" in err, f"{name}: expected line {line} in {err!r}")
+        check(re.search(rx, err), f"{name}: {err!r} does not match {rx!r}")
+        print(f"check-config {name}: exit 2: {err}")
+        # The daemon refuses the same file the same way.
+        r = subprocess.run([env.args.ktlsd, "--config", path], capture_output=True, timeout=20)
+        check(r.returncode == 2 and r.stderr.decode().strip() == err,
+              f"--config {name}: {r.returncode} {r.stderr!r}")
+
+
+def tls_stat():
+    try:
+        with open("/proc/net/tls_stat") as f:
+            return {k: int(v) for k, v in (ln.split() for ln in f if ln.strip())}
+    except OSError:
+        return None
+
+
+def t_vm_ktls(env):
+    """Inside a kTLS kernel: --ktls require, good clients, bulk; kernel counters agree."""
+    if tls_stat() is None:
+        subprocess.run(["modprobe", "tls"], capture_output=True)
+    if tls_stat() is None:
+        raise Skip("no /proc/net/tls_stat: this kernel has no kTLS (run under tests/vm)")
+    size = int(os.environ.get("KTLSD_BULK_MIB", "8")) << 20
+    eport = env.echo_backend()
+    k = env.ktlsd(["--ktls", "require"], target_port=eport)
+    before = tls_stat()
+
+    # Hold one connection open and read the kernel's view while it is established.
+    s = tls_connect(env, k.port)
+    s.sendall(b"hold")
+    check(s.recv(4) == b"hold", "echo over kTLS")
+    during = tls_stat()
+    check(during["TlsCurrTxSw"] > before["TlsCurrTxSw"] - 0 and during["TlsCurrTxSw"] > 0,
+          f"TlsCurrTxSw not > 0 while connected: {during}")
+    check(during["TlsCurrRxSw"] > 0, f"TlsCurrRxSw not > 0 while connected: {during}")
+    s.close()
+    line = k.conn_end(r"reason=closed")
+    check("ktls=tx+rx" in line, f"connection not on kTLS: {line}")
+
+    for tls in ("1.3", "1.2"):
+        flags = ["--tlsv1.2", "--tls-max", "1.2"] if tls == "1.2" else []
+        hport = env.http_backend()
+        kh = env.ktlsd(["--ktls", "require"], target_port=hport)
+        r = subprocess.run(["curl", "-sS", "--fail", "--cert", env.p("client.pem"), "--key",
+                            env.p("client.key"), "--cacert", env.p("ca.pem")] + flags
+                           + [f"https://localhost:{kh.port}/"], capture_output=True, timeout=60)
+        check(r.returncode == 0 and b"<html" in r.stdout.lower(),
+              f"curl TLS {tls} over kTLS: {r.stderr.decode()}")
+        line = kh.conn_end(r"reason=closed")
+        check("ktls=tx+rx" in line and f"tls=TLSv{tls}" in line, f"curl: {line}")
+
+    rc, out, err = s_client(env, k.port, ["-cert", env.p("client.pem"), "-key",
+                                          env.p("client.key")], b"hello s_client\n", timeout=60,
+                           expect=b"hello s_client")
+    check(b"hello s_client" in out, f"s_client over kTLS: {err[-400:]}")
+    check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "s_client not on kTLS")
+    rc, out, err = gnutls_cli(env, k.port, b"hello gnutls\n", b"hello gnutls", timeout=60)
+    check(b"hello gnutls" in out, f"gnutls-cli over kTLS: {err[-400:]}")
+    check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "gnutls-cli not on kTLS")
+
+    dt = bulk(env, k.port, size)
+    line = k.conn_end(r"reason=closed")
+    check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"bulk: {line}")
+    after = tls_stat()
+    check(after["TlsDecryptError"] == before["TlsDecryptError"],
+          f"TlsDecryptError rose: {before} -> {after}")
+    check(after["TlsTxSw"] > before["TlsTxSw"] and after["TlsRxSw"] > before["TlsRxSw"],
+          f"kernel TLS counters did not move: {before} -> {after}")
+    print(f"kTLS bulk {size >> 20} MiB each way in {dt:.2f}s; tls_stat {after}")
+
+
+TESTS = {
+    "good_clients": t_good_clients,
+    "bulk": t_bulk,
+    "concurrent": t_concurrent,
+    "bad_peers": t_bad_peers,
+    "json_signals": t_json_and_signals,
+    "cli_errors": t_cli_errors,
+    "config": t_config,
+    "vm_ktls": t_vm_ktls,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ktlsd", required=True)
+    ap.add_argument("--pki-script", required=True)
+    ap.add_argument("test", choices=sorted(TESTS))
+    args = ap.parse_args()
+    for tool in ("openssl", "curl", "gnutls-cli"):
+        if not shutil.which(tool):
+            print(f"skip: {tool} not installed", file=sys.stderr)
+            return SKIP
+    env = Env(args)
+    try:
+        TESTS[args.test](env)
+    except Skip as e:
+        print(f"skip: {e}", file=sys.stderr)
+        return SKIP
+    except Fail as e:
+        print(f"FAIL {args.test}: {e}", file=sys.stderr)
+        for pr in env.procs:
+            pass
+        return 1
+    finally:
+        env.close()
+    print(f"PASS {args.test}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
