@@ -474,6 +474,9 @@ struct ini_state {
 	int line;	  /* lines handed to inih so far = the line being parsed */
 	int section_line; /* of the last [section] header seen */
 	int err_line;	  /* where msg was set */
+	int cur_section_line;
+	int report_line; /* the header for section-level errors */
+	bool err_section;
 	struct run_config *r;
 	struct service_config *cur; /* NULL in [global] or before any section */
 	bool in_global;
@@ -503,8 +506,10 @@ static int ini_handle_key(void *user, const char *section, const char *name, con
 	struct ini_state *st = user;
 	int rc;
 
-	if (strcmp(section, st->cur_section)) {
+	/* A new header line starts a new section even if it repeats the previous name. */
+	if (strcmp(section, st->cur_section) || st->section_line != st->cur_section_line) {
 		snprintf(st->cur_section, sizeof(st->cur_section), "%s", section);
+		st->cur_section_line = st->section_line;
 		st->cur = NULL;
 		st->in_global = false;
 		if (!strcmp(section, "global")) {
@@ -517,6 +522,7 @@ static int ini_handle_key(void *user, const char *section, const char *name, con
 					snprintf(st->msg, sizeof(st->msg),
 						 "service '%s' defined twice (first on line %d)",
 						 svc_name, st->r->svc[i].line);
+					st->err_section = true;
 					return 0;
 				}
 			}
@@ -531,6 +537,7 @@ static int ini_handle_key(void *user, const char *section, const char *name, con
 			snprintf(st->msg, sizeof(st->msg),
 				 "unknown section [%s] (expected [global] or [service NAME])",
 				 section);
+			st->err_section = true;
 			return 0;
 		}
 	}
@@ -574,6 +581,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
 	if (ini_handle_key(user, section, name, value))
 		return 1;
 	st->err_line = st->line;
+	st->report_line = st->err_section ? st->section_line : st->line;
 	return 0;
 }
 
@@ -602,6 +610,8 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 			snprintf(st.msg, sizeof(st.msg),
 				 "malformed line (expected 'key = value', '[global]' or "
 				 "'[service NAME]')");
+		else
+			line = st.report_line;
 		seterr(err, errlen, "%s:%d: %s", path, line, st.msg);
 		rc = -EINVAL;
 		goto out_free;

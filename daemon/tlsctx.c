@@ -19,27 +19,6 @@ static const char TLS12_CIPHERS[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES
 static const char TLS13_SUITES[] =
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
-enum tls_want tls_want_from_error(int ssl_error)
-{
-	switch (ssl_error) {
-	case SSL_ERROR_NONE:
-		return TLS_WANT_DONE;
-	case SSL_ERROR_WANT_READ:
-		return TLS_WANT_READ;
-	case SSL_ERROR_WANT_WRITE:
-		return TLS_WANT_WRITE;
-	case SSL_ERROR_ZERO_RETURN:
-		return TLS_WANT_CLOSED;
-	default: /* SYSCALL, SSL, and WANT_* kinds we never enable (X509_LOOKUP, ASYNC...) */
-		return TLS_WANT_FAILED;
-	}
-}
-
-enum tls_want tls_want(SSL *ssl, int ret)
-{
-	return tls_want_from_error(SSL_get_error(ssl, ret));
-}
-
 static bool name_ok(const ASN1_STRING *a)
 {
 	const unsigned char *d = ASN1_STRING_get0_data(a);
@@ -181,7 +160,8 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
 		unsigned long e = ERR_peek_last_error();
 
-		if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
 			snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
 			rc = -EINVAL;
@@ -251,29 +231,4 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 out_free_ctx:
 	SSL_CTX_free(ctx);
 	return rc;
-}
-
-void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_peer *peer,
-		     char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_error();
-
-	if (peer && peer->denied) {
-		snprintf(buf, len, "identity not allowed");
-	} else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
-		   ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-		snprintf(buf, len, "certificate verify failed: %s",
-			 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-	} else if (e) {
-		const char *r = ERR_reason_error_string(e);
-
-		snprintf(buf, len, "%s", r ? r : "TLS protocol error");
-	} else if (ssl_error == SSL_ERROR_SYSCALL && saved_errno) {
-		snprintf(buf, len, "%s during handshake", strerror(saved_errno));
-	} else if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) {
-		snprintf(buf, len, "peer closed the connection during handshake");
-	} else {
-		snprintf(buf, len, "handshake failed");
-	}
-	ERR_clear_error();
 }

@@ -741,7 +741,7 @@ cacert = {env.p('ca.pem')}
         ("missing cert", svc.replace(env.p("server.pem"), "/nonexistent/server.pem")
          + "allow-all = yes\n", 4, r"cert /nonexistent/server.pem: No such file"),
         ("no allow rule", "[global]\nthreads = 1\n\n" + svc, 4, r"no allow-uri.*allow-all"),
-        ("unknown section", "[services a]\nlisten = 127.0.0.1:1\n", 2, r"unknown section"),
+        ("unknown section", "[services a]\nlisten = 127.0.0.1:1\n", 1, r"unknown section"),
         ("key not matching cert", svc.replace(env.p("server.key"), env.p("client.key"))
          + "allow-all = yes\n", 1, r"does not match cert"),
     ]

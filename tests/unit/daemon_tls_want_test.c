@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "tlsctx.h"
+
+static void test_map(void **state)
+{
+	assert_int_equal(tls_want_from_error(SSL_ERROR_NONE), TLS_WANT_DONE);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_WANT_READ), TLS_WANT_READ);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_WANT_WRITE), TLS_WANT_WRITE);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_ZERO_RETURN), TLS_WANT_CLOSED);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_SYSCALL), TLS_WANT_FAILED);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_SSL), TLS_WANT_FAILED);
+	/* Modes ktlsd never enables must not be mistaken for "poll and retry". */
+	assert_int_equal(tls_want_from_error(SSL_ERROR_WANT_X509_LOOKUP), TLS_WANT_FAILED);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_WANT_ASYNC), TLS_WANT_FAILED);
+	assert_int_equal(tls_want_from_error(SSL_ERROR_WANT_CONNECT), TLS_WANT_FAILED);
+	assert_int_equal(tls_want_from_error(12345), TLS_WANT_FAILED);
+}
+
+/* A real SSL on a memory BIO: a server with nothing to read wants to read. */
+static void test_real_ssl(void **state)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL *ssl = SSL_new(ctx);
+	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+	int r;
+
+	BIO_set_mem_eof_return(rb, -1);
+	SSL_set_bio(ssl, rb, wb);
+	SSL_set_accept_state(ssl);
+	r = SSL_do_handshake(ssl);
+	assert_int_equal(tls_want(ssl, r), TLS_WANT_READ);
+	/* Garbage instead of a ClientHello is fatal, with an exact reason. */
+	BIO_write(rb, "GET / HTTP/1.1\r\n\r\n", 18);
+	r = SSL_do_handshake(ssl);
+	assert_int_equal(tls_want(ssl, r), TLS_WANT_FAILED);
+	{
+		char why[160];
+		struct tls_peer peer = { 0 };
+
+		tls_fail_reason(ssl, SSL_get_error(ssl, r), 0, &peer, why, sizeof(why));
+		assert_string_equal(why, "http request");
+		peer.denied = true;
+		tls_fail_reason(ssl, SSL_ERROR_SSL, 0, &peer, why, sizeof(why));
+		assert_string_equal(why, "identity not allowed");
+		peer.denied = false;
+		tls_fail_reason(ssl, SSL_ERROR_SYSCALL, 0, &peer, why, sizeof(why));
+		assert_string_equal(why, "peer closed the connection during handshake");
+		tls_fail_reason(ssl, SSL_ERROR_SYSCALL, ECONNRESET, &peer, why, sizeof(why));
+		assert_string_equal(why, "Connection reset by peer during handshake");
+	}
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_real_ssl),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
