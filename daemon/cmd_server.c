@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "ktlsd/ktls.h"
+#include "ktlsd/probe.h"
 #include "log.h"
 #include "tlsctx.h"
 #include "worker.h"
@@ -43,9 +44,9 @@ static void services_free(struct runtime *rt)
 static int services_build(struct runtime *rt, const char *cfgpath, bool check_only)
 {
 	char err[CONFIG_ERR_MAX];
-	int ktls_err = 0;
+	int ktls_err = rt->caps.ulp_err;
 
-	rt->kernel_ktls = relay_ktls_kernel_supported(&ktls_err);
+	rt->kernel_ktls = rt->caps.ulp;
 	rt->n_svc = rt->cfg->n_svc;
 	rt->svc = calloc(rt->n_svc, sizeof(*rt->svc));
 	if (!rt->svc)
@@ -95,24 +96,27 @@ static int listener_open(const struct daemon_addr *a, int *ret_fd)
 }
 
 /* io_uring may be disabled by a seccomp profile or sysctl: say so before anything else. */
-static int io_uring_check(void)
+static int io_uring_check(const struct ktls_caps *caps)
 {
-	struct io_uring ring;
-	int rc = io_uring_queue_init(2, &ring, 0);
-
-	if (!rc) {
-		io_uring_queue_exit(&ring);
-		return 0;
+	if (!caps->uring) {
+		if (caps->uring_err == EPERM || caps->uring_err == ENOSYS)
+			fprintf(stderr,
+				"ktlsd: io_uring is not available (%s): it is disabled by "
+				"kernel.io_uring_disabled or blocked by a seccomp profile "
+				"(container "
+				"runtimes block it by default)\n",
+				strerror(caps->uring_err));
+		else
+			fprintf(stderr, "ktlsd: io_uring setup failed: %s\n",
+				strerror(caps->uring_err));
+		return EXIT_RUNTIME;
 	}
-	if (rc == -EPERM || rc == -ENOSYS)
-		fprintf(stderr,
-			"ktlsd: io_uring is not available (%s): it is disabled by "
-			"kernel.io_uring_disabled or blocked by a seccomp profile (container "
-			"runtimes block it by default)\n",
-			strerror(-rc));
-	else
-		fprintf(stderr, "ktlsd: io_uring setup failed: %s\n", strerror(-rc));
-	return EXIT_RUNTIME;
+	if (!caps->uring_accept_multishot) {
+		fprintf(stderr, "ktlsd: this kernel's io_uring lacks multishot accept (Linux 5.19+ "
+				"needed)\n");
+		return EXIT_RUNTIME;
+	}
+	return 0;
 }
 
 static void log_start(struct runtime *rt)
@@ -168,10 +172,15 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	sigset_t set;
 	int rc, sig = 0;
 
+	/* Try, don't guess: what this kernel supports decides kTLS and io_uring use. */
+	if (ktls_probe(&rt.caps)) {
+		fprintf(stderr, "ktlsd: cannot probe kernel capabilities\n");
+		return EXIT_RUNTIME;
+	}
 	rc = services_build(&rt, cfgpath, false);
 	if (rc)
 		goto out_free_services;
-	rc = io_uring_check();
+	rc = io_uring_check(&rt.caps);
 	if (rc)
 		goto out_free_services;
 
@@ -333,6 +342,7 @@ int cmd_check_config(int argc, char **argv)
 	if (config_from_file(argv[1], &cfg, err, sizeof(err)))
 		return usage_error(err);
 	/* Certificates, keys and CAs are loaded exactly as the daemon would. */
+	ktls_probe(&rt.caps);
 	rc = services_build(&rt, argv[1], true);
 	services_free(&rt);
 	if (!rc)

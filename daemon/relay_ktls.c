@@ -20,46 +20,6 @@
 
 #define SPLICE_CHUNK (1u << 20)
 
-/*
- * A loopback TCP pair and TCP_ULP "tls" on it: the only reliable answer to "can this
- * kernel do kTLS" (module may be absent, blocked, or built in).
- */
-bool relay_ktls_kernel_supported(int *ret_err)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int l = -1, cl = -1, sv = -1, err = 0;
-	bool ok = false;
-
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (l < 0 || cl < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (struct sockaddr *)&a, &al) ||
-	    connect(cl, (struct sockaddr *)&a, sizeof(a))) {
-		err = errno;
-		goto out_close;
-	}
-	sv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	if (sv < 0) {
-		err = errno;
-		goto out_close;
-	}
-	if (setsockopt(cl, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")))
-		err = errno;
-	else
-		ok = true;
-out_close:
-	if (sv >= 0)
-		close(sv);
-	if (cl >= 0)
-		close(cl);
-	if (l >= 0)
-		close(l);
-	if (ret_err)
-		*ret_err = err;
-	return ok;
-}
-
 bool relay_ktls_fallback_ok(int err)
 {
 	/* libktls guarantees the socket is untouched for these. */

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "ktlsd/probe.h"
 #include "tlsctx.h"
 
 struct ktls_conn;
@@ -33,6 +34,7 @@ struct runtime {
 	struct service *svc;
 	size_t n_svc;
 	bool kernel_ktls;
+	struct ktls_caps caps;
 };
 
 /* io_uring operations; the op travels in the top byte of user_data. */
@@ -117,7 +119,6 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 void conn_maybe_done(struct worker *w, struct conn *c);
 
 /* kTLS relay (relay_ktls.c). */
-bool relay_ktls_kernel_supported(int *ret_err);
 /* After the backend connected: install keys. 0: relay started; <0: c was not touched
  * (fallback possible if ktls_fallback_ok(rc)) or has been failed. */
 int relay_ktls_start(struct worker *w, struct conn *c);
