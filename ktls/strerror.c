@@ -21,6 +21,9 @@ const char *ktls_strerror(int err)
 		       "6.14+)";
 	case KTLS_E_PROTOCOL:
 		return "malformed control record from peer";
+	case KTLS_E_SEQUENCE:
+		return "record sequence number unknown (TLS 1.3 server sent session tickets; "
+		       "ktls_ctx_prepare sets num_tickets 0)";
 	}
 	return strerror(err < 0 ? -err : err);
 }

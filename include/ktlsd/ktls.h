@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <openssl/ssl.h>
 
 /* Library-specific errors, returned negated; distinct from errno values in use. */
@@ -31,6 +33,7 @@ enum {
 	KTLS_E_NO_ULP,		    /* kernel has no "tls" ULP (CONFIG_TLS off / module blocked) */
 	KTLS_E_REKEY_UNSUPPORTED,   /* peer sent KeyUpdate; this kernel cannot follow (< 6.14) */
 	KTLS_E_PROTOCOL,	    /* malformed control record from the peer */
+	KTLS_E_SEQUENCE,	    /* record sequence unknown (TLS 1.3 server sent tickets) */
 	KTLS_E_MAX
 };
 
@@ -90,5 +93,44 @@ int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);
 
 /* Wipes secrets and frees; does not close the fd. NULL is fine. */
 void ktls_conn_free(struct ktls_conn *c);
+
+/*
+ * The seam: every kernel call libktls makes on a connection's socket, so unit tests can
+ * record the exact bytes. Each returns 0 / a byte count, or -errno. ktls_install() uses
+ * ktls_default_ops; the ops pointer is kept in the ktls_conn for later calls.
+ * rekey_supported: 1 if this kernel accepts a second TLS_TX/TLS_RX (6.14+), 0 if not,
+ * -errno if that could not be found out (default: tried once per process on a throwaway
+ * loopback socket pair).
+ */
+struct ktls_ops {
+	int (*setsockopt)(int fd, int level, int name, const void *val, socklen_t len);
+	int (*getsockopt)(int fd, int level, int name, void *val, socklen_t *len);
+	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+	ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+	int (*rekey_supported)(void);
+};
+
+extern const struct ktls_ops ktls_default_ops;
+
+/* ktls_install() with another seam (tests). */
+int ktls_install_with(const struct ktls_ops *ops, SSL *ssl, int fd, struct ktls_conn **ret_conn);
+
+/* TLS 1.3 traffic secrets currently installed in the kernel (rekey follows these). */
+uint64_t ktls_conn_tx_generation(const struct ktls_conn *c); /* our KeyUpdates done */
+uint64_t ktls_conn_rx_generation(const struct ktls_conn *c); /* peer KeyUpdates followed */
+
+/*
+ * Key schedule, exposed for tests and tools. digest is an OpenSSL name ("SHA256").
+ * All wipe their intermediates; out is the caller's to wipe.
+ *   ktls_tls13_expand_label: HKDF-Expand-Label(secret, "tls13 " label, "", out_len)
+ *   ktls_tls13_next_secret:  HKDF-Expand-Label(secret, "traffic upd", "", secret_len)
+ *   ktls_tls12_prf:          TLS 1.2 PRF(secret, label, seed) -> out_len bytes
+ */
+int ktls_tls13_expand_label(const char *digest, const uint8_t *secret, size_t secret_len,
+			    const char *label, uint8_t *out, size_t out_len);
+int ktls_tls13_next_secret(const char *digest, const uint8_t *secret, size_t secret_len,
+			   uint8_t *out);
+int ktls_tls12_prf(const char *digest, const uint8_t *secret, size_t secret_len, const char *label,
+		   const uint8_t *seed, size_t seed_len, uint8_t *out, size_t out_len);
 
 #endif /* KTLSD_KTLS_H */

@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Key install: derive both directions' crypto_info from the finished OpenSSL session and
+ * hand them to the kernel (TCP_ULP "tls", TLS_TX, TLS_RX). Everything fallible happens
+ * before the first setsockopt that changes the socket, and nothing fallible after TLS_RX,
+ * so a caller never falls back to userspace on a socket the kernel already encrypts.
+ *
+ * Record sequence numbers (no getter in OpenSSL, so they must be known exactly):
+ *  - TLS 1.2: the Finished messages were record 0 under the new keys: 1 both ways.
+ *  - TLS 1.3: application keys start at 0. A server sends no tickets (ktls_ctx_prepare
+ *    sets num_tickets 0) so its TX is 0; a client's RX is 0 because it installs before
+ *    reading anything past the handshake: tickets the server sends arrive as handshake
+ *    records on the kTLS socket and ktls_conn_recv_control() consumes them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/mman.h>
+
+#include <openssl/crypto.h>
+
+#include "ktlsd/ktls.h"
+#include "ktls_internal.h"
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+
+static const struct ktls_suite suite_aes128_sha256 = {
+	TLS_CIPHER_AES_GCM_128, "SHA256", 16, 4, 8, 4, sizeof(struct tls12_crypto_info_aes_gcm_128),
+};
+static const struct ktls_suite suite_aes256_sha384 = {
+	TLS_CIPHER_AES_GCM_256, "SHA384", 32, 4, 8, 4, sizeof(struct tls12_crypto_info_aes_gcm_256),
+};
+static const struct ktls_suite suite_chacha_sha256 = {
+	TLS_CIPHER_CHACHA20_POLY1305,
+	"SHA256",
+	32,
+	0,
+	12,
+	12,
+	sizeof(struct tls12_crypto_info_chacha20_poly1305),
+};
+
+static const struct ktls_suite *suite_for(uint16_t version, uint16_t id)
+{
+	if (version == TLS1_3_VERSION) {
+		switch (id) {
+		case 0x1301:
+			return &suite_aes128_sha256;
+		case 0x1302:
+			return &suite_aes256_sha384;
+		case 0x1303:
+			return &suite_chacha_sha256;
+		}
+		return NULL;
+	}
+	switch (id) {
+	case 0xc02b: /* ECDHE-ECDSA-AES128-GCM-SHA256 */
+	case 0xc02f: /* ECDHE-RSA-AES128-GCM-SHA256 */
+	case 0x009e: /* DHE-RSA-AES128-GCM-SHA256 */
+		return &suite_aes128_sha256;
+	case 0xc02c: /* ECDHE-ECDSA-AES256-GCM-SHA384 */
+	case 0xc030: /* ECDHE-RSA-AES256-GCM-SHA384 */
+	case 0x009f: /* DHE-RSA-AES256-GCM-SHA384 */
+		return &suite_aes256_sha384;
+	case 0xcca9: /* ECDHE-ECDSA-CHACHA20-POLY1305 */
+	case 0xcca8: /* ECDHE-RSA-CHACHA20-POLY1305 */
+	case 0xccaa: /* DHE-RSA-CHACHA20-POLY1305 */
+		return &suite_chacha_sha256;
+	}
+	return NULL;
+}
+
+/* Pointers to the iv/key/salt/rec_seq fields of whichever layout suite uses. */
+static void info_fields(const struct ktls_suite *suite, union ktls_crypto_info *ci, uint8_t **iv,
+			uint8_t **key, uint8_t **salt, uint8_t **seq)
+{
+	switch (suite->cipher_type) {
+	case TLS_CIPHER_AES_GCM_128:
+		*iv = ci->gcm128.iv, *key = ci->gcm128.key, *salt = ci->gcm128.salt;
+		*seq = ci->gcm128.rec_seq;
+		break;
+	case TLS_CIPHER_AES_GCM_256:
+		*iv = ci->gcm256.iv, *key = ci->gcm256.key, *salt = ci->gcm256.salt;
+		*seq = ci->gcm256.rec_seq;
+		break;
+	default:
+		*iv = ci->chacha.iv, *key = ci->chacha.key, *salt = ci->chacha.salt;
+		*seq = ci->chacha.rec_seq;
+		break;
+	}
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+int ktls_crypto_info_tls13(const struct ktls_suite *suite, const uint8_t *secret, size_t secret_len,
+			   uint64_t seq, union ktls_crypto_info *ret)
+{
+	uint8_t *iv, *key, *salt, *rec_seq;
+	uint8_t nonce[12];
+	int rc;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->base.version = TLS_1_3_VERSION;
+	ret->base.cipher_type = suite->cipher_type;
+	info_fields(suite, ret, &iv, &key, &salt, &rec_seq);
+	rc = ktls_tls13_expand_label(suite->digest, secret, secret_len, "key", key, suite->key_len);
+	if (rc < 0)
+		goto out_wipe;
+	rc = ktls_tls13_expand_label(suite->digest, secret, secret_len, "iv", nonce, sizeof(nonce));
+	if (rc < 0)
+		goto out_wipe;
+	/* The kernel splits the 12-byte static IV into salt || iv (ChaCha: all in iv). */
+	memcpy(salt, nonce, suite->salt_len);
+	memcpy(iv, nonce + suite->salt_len, suite->iv_len);
+	put_be64(rec_seq, seq);
+	OPENSSL_cleanse(nonce, sizeof(nonce));
+	return 0;
+out_wipe:
+	OPENSSL_cleanse(nonce, sizeof(nonce));
+	OPENSSL_cleanse(ret, sizeof(*ret));
+	return rc;
+}
+
+/* TLS 1.2 AEAD key block: both directions' crypto_info, rec_seq 1. */
+static int crypto_info_tls12(SSL *ssl, const struct ktls_suite *suite, bool server,
+			     union ktls_crypto_info *tx, union ktls_crypto_info *rx)
+{
+	uint8_t ms[SSL_MAX_MASTER_KEY_LENGTH];
+	uint8_t seed[2 * SSL3_RANDOM_SIZE];
+	uint8_t block[2 * 32 + 2 * 12];
+	size_t ms_len, kl = suite->key_len, fl = suite->fixed_iv_len;
+	union ktls_crypto_info *ci[2] = { server ? rx : tx, server ? tx : rx }; /* client, server */
+	SSL_SESSION *sess = SSL_get_session(ssl);
+	int rc = -KTLS_E_NO_SECRETS;
+
+	if (!sess)
+		goto out_wipe;
+	ms_len = SSL_SESSION_get_master_key(sess, ms, sizeof(ms));
+	if (ms_len == 0)
+		goto out_wipe;
+	if (SSL_get_server_random(ssl, seed, SSL3_RANDOM_SIZE) != SSL3_RANDOM_SIZE ||
+	    SSL_get_client_random(ssl, seed + SSL3_RANDOM_SIZE, SSL3_RANDOM_SIZE) !=
+		    SSL3_RANDOM_SIZE)
+		goto out_wipe;
+	rc = ktls_tls12_prf(suite->digest, ms, ms_len, "key expansion", seed, sizeof(seed), block,
+			    2 * kl + 2 * fl);
+	if (rc < 0)
+		goto out_wipe;
+	for (int i = 0; i < 2; i++) {
+		uint8_t *iv, *key, *salt, *rec_seq;
+		const uint8_t *wkey = block + i * kl, *wiv = block + 2 * kl + i * fl;
+
+		memset(ci[i], 0, sizeof(*ci[i]));
+		ci[i]->base.version = TLS_1_2_VERSION;
+		ci[i]->base.cipher_type = suite->cipher_type;
+		info_fields(suite, ci[i], &iv, &key, &salt, &rec_seq);
+		memcpy(key, wkey, kl);
+		put_be64(rec_seq, 1);
+		if (suite->salt_len) {
+			/* GCM: implicit 4-byte salt; explicit nonce = sequence number. */
+			memcpy(salt, wiv, suite->salt_len);
+			put_be64(iv, 1);
+		} else {
+			memcpy(iv, wiv, suite->iv_len);
+		}
+	}
+out_wipe:
+	OPENSSL_cleanse(ms, sizeof(ms));
+	OPENSSL_cleanse(block, sizeof(block));
+	return rc;
+}
+
+/* --- the DONTDUMP slab for TLS 1.3 secrets kept for rekey ---------------------------- */
+
+/*
+ * Kept secrets must not land in core dumps or swap-visible allocator metadata, but a page
+ * per connection would cost 4 KiB for a connection that otherwise needs ~100 bytes. One
+ * process-wide free list over DONTDUMP pages; pages are never returned (bounded by the
+ * peak number of TLS 1.3 connections). Allocation happens once per install, not per record.
+ */
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *slab_free_list;
+
+struct ktls_secret_slot *ktls_slot_alloc(void)
+{
+	struct ktls_secret_slot *s = NULL;
+	long pg = sysconf(_SC_PAGESIZE);
+
+	pthread_mutex_lock(&slab_lock);
+	if (!slab_free_list) {
+		uint8_t *page = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (page == MAP_FAILED)
+			goto out_unlock;
+		madvise(page, (size_t)pg, MADV_DONTDUMP);
+		madvise(page, (size_t)pg, MADV_WIPEONFORK);
+		for (size_t off = 0; off + sizeof(*s) <= (size_t)pg; off += sizeof(*s)) {
+			memcpy(page + off, &slab_free_list, sizeof(void *));
+			slab_free_list = page + off;
+		}
+	}
+	s = slab_free_list;
+	memcpy(&slab_free_list, s, sizeof(void *));
+	memset(s, 0, sizeof(*s));
+out_unlock:
+	pthread_mutex_unlock(&slab_lock);
+	return s;
+}
+
+void ktls_slot_free(struct ktls_secret_slot *s)
+{
+	if (!s)
+		return;
+	OPENSSL_cleanse(s, sizeof(*s));
+	pthread_mutex_lock(&slab_lock);
+	memcpy(s, &slab_free_list, sizeof(void *));
+	slab_free_list = s;
+	pthread_mutex_unlock(&slab_lock);
+}
+
+/* --- default seam ------------------------------------------------------------------ */
+
+static int sys_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	return setsockopt(fd, level, name, val, len) < 0 ? -errno : 0;
+}
+
+static int sys_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	return getsockopt(fd, level, name, val, len) < 0 ? -errno : 0;
+}
+
+static ssize_t sys_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	ssize_t n = sendmsg(fd, msg, flags | MSG_NOSIGNAL);
+
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	ssize_t n = recvmsg(fd, msg, flags);
+
+	return n < 0 ? -errno : n;
+}
+
+static pthread_once_t rekey_once = PTHREAD_ONCE_INIT;
+static int rekey_result;
+
+/* Connected loopback pair: rekey is a property of the kernel, tried on throwaway sockets. */
+static int loopback_pair(int fds[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int l, rc = -errno;
+
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &alen) < 0)
+		goto out_close_listener;
+	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fds[0] < 0)
+		goto out_close_listener;
+	if (connect(fds[0], (struct sockaddr *)&a, sizeof(a)) < 0)
+		goto out_close_client;
+	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (fds[1] < 0)
+		goto out_close_client;
+	close(l);
+	return 0;
+out_close_client:
+	rc = -errno;
+	close(fds[0]);
+	close(l);
+	return rc;
+out_close_listener:
+	rc = -errno;
+	close(l);
+	return rc;
+}
+
+static void rekey_try(void)
+{
+	struct tls12_crypto_info_aes_gcm_128 ci = { 0 };
+	int fds[2] = { -1, -1 }, rc;
+
+	ci.info.version = TLS_1_3_VERSION;
+	ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+	rc = loopback_pair(fds);
+	if (rc < 0) {
+		rekey_result = rc;
+		return;
+	}
+	if (setsockopt(fds[0], SOL_TCP, TCP_ULP, "tls", 3) < 0 ||
+	    setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)) < 0)
+		rekey_result = -errno;
+	else if (setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)) == 0)
+		rekey_result = 1;
+	else
+		rekey_result = 0; /* EBUSY before 6.14 */
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static int sys_rekey_supported(void)
+{
+	pthread_once(&rekey_once, rekey_try);
+	return rekey_result;
+}
+
+const struct ktls_ops ktls_default_ops = {
+	.setsockopt = sys_setsockopt,
+	.getsockopt = sys_getsockopt,
+	.sendmsg = sys_sendmsg,
+	.recvmsg = sys_recvmsg,
+	.rekey_supported = sys_rekey_supported,
+};
+
+/* --- install --------------------------------------------------------------------- */
+
+int ktls_install(SSL *ssl, int fd, struct ktls_conn **ret_conn)
+{
+	return ktls_install_with(&ktls_default_ops, ssl, fd, ret_conn);
+}
+
+int ktls_install_with(const struct ktls_ops *ops, SSL *ssl, int fd, struct ktls_conn **ret_conn)
+{
+	union ktls_crypto_info tx, rx;
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+	bool server = SSL_is_server(ssl);
+	int version = SSL_version(ssl);
+	const struct ktls_suite *suite;
+	struct ktls_conn *c = NULL;
+	int rc;
+
+	memset(&tx, 0, sizeof(tx));
+	memset(&rx, 0, sizeof(rx));
+	if (version != TLS1_2_VERSION && version != TLS1_3_VERSION)
+		return -KTLS_E_UNSUPPORTED_VERSION;
+	if (!cipher || !SSL_is_init_finished(ssl))
+		return -EINVAL;
+	suite = suite_for((uint16_t)version, SSL_CIPHER_get_protocol_id(cipher));
+	if (!suite)
+		return -KTLS_E_UNSUPPORTED_CIPHER;
+	/* Bytes OpenSSL already read would be lost to the kernel's record stream. */
+	if (SSL_has_pending(ssl))
+		return -KTLS_E_PENDING;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->ops = ops;
+	c->suite = suite;
+	c->fd = fd;
+	c->version = (uint16_t)version;
+	c->cipher_name = SSL_CIPHER_get_name(cipher);
+
+	if (version == TLS1_3_VERSION) {
+		struct ktls_captured *cap = ktls_captured_get(ssl);
+		const uint8_t *txs, *rxs;
+		size_t want = strcmp(suite->digest, "SHA384") ? 32 : 48;
+
+		if (server && SSL_get_num_tickets(ssl) != 0) {
+			rc = -KTLS_E_SEQUENCE;
+			goto out_free_conn;
+		}
+		if (!cap || cap->client_len != want || cap->server_len != want) {
+			rc = -KTLS_E_NO_SECRETS;
+			goto out_free_conn;
+		}
+		txs = server ? cap->server : cap->client;
+		rxs = server ? cap->client : cap->server;
+		c->secrets = ktls_slot_alloc();
+		if (!c->secrets) {
+			rc = -ENOMEM;
+			goto out_free_conn;
+		}
+		c->secret_len = (uint8_t)want;
+		memcpy(c->secrets->tx, txs, want);
+		memcpy(c->secrets->rx, rxs, want);
+		/* The SSL is about to be freed; its copy is no longer needed either way. */
+		rc = ktls_crypto_info_tls13(suite, txs, want, 0, &tx);
+		if (rc == 0)
+			rc = ktls_crypto_info_tls13(suite, rxs, want, 0, &rx);
+		if (rc < 0)
+			goto out_free_slot;
+	} else {
+		rc = crypto_info_tls12(ssl, suite, server, &tx, &rx);
+		if (rc < 0)
+			goto out_free_conn;
+	}
+
+	rc = ops->setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 3);
+	if (rc == -ENOENT) {
+		rc = -KTLS_E_NO_ULP;
+		goto out_free_slot;
+	}
+	if (rc < 0)
+		goto out_free_slot;
+	/* From here the socket is changed: errors mean close, never fall back. */
+	rc = ops->setsockopt(fd, SOL_TLS, TLS_TX, &tx, suite->info_len);
+	if (rc < 0)
+		goto out_free_slot;
+	rc = ops->setsockopt(fd, SOL_TLS, TLS_RX, &rx, suite->info_len);
+	if (rc < 0)
+		goto out_free_slot;
+
+	*ret_conn = c;
+	OPENSSL_cleanse(&tx, sizeof(tx));
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	return 0;
+
+out_free_slot:
+	ktls_slot_free(c->secrets);
+out_free_conn:
+	free(c);
+	OPENSSL_cleanse(&tx, sizeof(tx));
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	return rc;
+}
+
+int ktls_conn_fd(const struct ktls_conn *c)
+{
+	return c->fd;
+}
+
+uint16_t ktls_conn_version(const struct ktls_conn *c)
+{
+	return c->version;
+}
+
+const char *ktls_conn_cipher_name(const struct ktls_conn *c)
+{
+	return c->cipher_name;
+}
+
+uint64_t ktls_conn_tx_generation(const struct ktls_conn *c)
+{
+	return c->tx_gen;
+}
+
+uint64_t ktls_conn_rx_generation(const struct ktls_conn *c)
+{
+	return c->rx_gen;
+}
+
+void ktls_conn_free(struct ktls_conn *c)
+{
+	if (!c)
+		return;
+	ktls_slot_free(c->secrets);
+	free(c);
+}

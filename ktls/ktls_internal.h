@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* libktls internals shared between capture.c, keys.c, conn.c and control.c. */
+#ifndef KTLSD_KTLS_INTERNAL_H
+#define KTLSD_KTLS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/tls.h>
+#include <openssl/ssl.h>
+
+#include "ktlsd/ktls.h"
+
+#define KTLS_SECRET_MAX 48 /* SHA-384 */
+
+/* What the keylog callback captured for one SSL (TLS 1.3 only). */
+struct ktls_captured {
+	uint8_t client[KTLS_SECRET_MAX];
+	uint8_t server[KTLS_SECRET_MAX];
+	uint8_t client_len;
+	uint8_t server_len;
+};
+
+/* The captured secrets of ssl, or NULL if ktls_ctx_prepare() was not called. */
+struct ktls_captured *ktls_captured_get(const SSL *ssl);
+
+int ktls_kdf_init(void);
+
+/* Suite facts for one negotiated cipher. */
+struct ktls_suite {
+	uint16_t cipher_type; /* TLS_CIPHER_* */
+	const char *digest;
+	uint8_t key_len;
+	uint8_t salt_len;     /* implicit nonce part kept in crypto_info.salt */
+	uint8_t iv_len;	      /* crypto_info.iv */
+	uint8_t fixed_iv_len; /* TLS 1.2 key block client/server_write_IV length */
+	uint16_t info_len;    /* sizeof the tls12_crypto_info_* struct */
+};
+
+/*
+ * Union of the three kernel crypto_info layouts; filled by ktls_crypto_info_* and
+ * handed to setsockopt with suite->info_len bytes.
+ */
+union ktls_crypto_info {
+	struct tls_crypto_info base;
+	struct tls12_crypto_info_aes_gcm_128 gcm128;
+	struct tls12_crypto_info_aes_gcm_256 gcm256;
+	struct tls12_crypto_info_chacha20_poly1305 chacha;
+};
+
+/* Shared MADV_DONTDUMP slab for the TLS 1.3 secret pairs kept for rekey. */
+struct ktls_secret_slot {
+	uint8_t tx[KTLS_SECRET_MAX];
+	uint8_t rx[KTLS_SECRET_MAX];
+};
+struct ktls_secret_slot *ktls_slot_alloc(void);
+void ktls_slot_free(struct ktls_secret_slot *s);
+
+struct ktls_conn {
+	const struct ktls_ops *ops;
+	const struct ktls_suite *suite;
+	struct ktls_secret_slot *secrets; /* TLS 1.3 only */
+	uint64_t tx_gen;
+	uint64_t rx_gen;
+	int fd;
+	uint16_t version;
+	uint8_t secret_len;
+	/* Handshake message framing across records (NewSessionTicket may span records). */
+	uint32_t hs_skip;  /* body bytes of the current message still to skip */
+	uint8_t hs_hdr[4]; /* partial message header */
+	uint8_t hs_hdr_len;
+	const char *cipher_name; /* static string owned by OpenSSL */
+};
+
+/*
+ * Build the crypto_info for one direction of TLS 1.3 from a traffic secret, rec_seq 0
+ * (used at install and at every KeyUpdate).
+ */
+int ktls_crypto_info_tls13(const struct ktls_suite *suite, const uint8_t *secret, size_t secret_len,
+			   uint64_t seq, union ktls_crypto_info *ret);
+
+#endif
