@@ -1,0 +1,9 @@
+# libktls unit tests (cmocka): key schedule vectors; install and control records through
+# a faked socket seam with real OpenSSL handshakes over socketpairs.
+foreach(m keys)
+	add_executable(test_ktls_${m} ${CMAKE_CURRENT_LIST_DIR}/ktls_${m}_test.c)
+	target_link_libraries(test_ktls_${m} PRIVATE ktls PkgConfig::CMOCKA Threads::Threads)
+	add_test(NAME unit.ktls.${m} COMMAND test_ktls_${m})
+	set_tests_properties(unit.ktls.${m} PROPERTIES SKIP_RETURN_CODE ${KTLSD_SKIP_RC}
+		LABELS unit)
+endforeach()
