@@ -1,0 +1,11 @@
+# ktlsd server mode inside kernels that have kTLS: the good clients (curl, openssl s_client,
+# gnutls-cli, an 8 MiB byte-exact echo) with --ktls require, asserting the connection log
+# says ktls=tx+rx and /proc/net/tls_stat saw the sockets (TlsCurrTxSw/TlsCurrRxSw > 0 while
+# connected, TlsDecryptError unchanged). Small on purpose: the guests run under TCG.
+if(COMMAND ktlsd_add_vm_test)
+	ktlsd_add_vm_test(vm.server.ktls
+		ENV KTLSD_BULK_MIB=8
+		COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/ktlsd_test.py
+			--ktlsd ${PROJECT_BINARY_DIR}/ktlsd
+			--pki-script ${PROJECT_SOURCE_DIR}/scripts/pki vm_ktls)
+endif()
