@@ -42,25 +42,26 @@ static void splice_out(struct worker *w, struct conn *c, struct dir *d, int dst,
 			     SPLICE_F_MOVE);
 }
 
-static void pump(struct worker *w, struct conn *c, bool c2b)
+static void pump(struct worker *w, struct conn *c, bool t2p)
 {
-	struct dir *d = c2b ? &c->c2b : &c->b2c;
-	int src = c2b ? c->cfd : c->bfd, dst = c2b ? c->bfd : c->cfd;
+	struct dir *d = t2p ? &c->t2p : &c->p2t;
+	int src = t2p ? c->tfd : c->pfd, dst = t2p ? c->pfd : c->tfd;
 
 	if (c->closing || d->busy)
 		return;
 	if (d->in_pipe) {
-		splice_out(w, c, d, dst, c2b ? OP_SPLICE_P2B : OP_SPLICE_P2C);
+		splice_out(w, c, d, dst, t2p ? OP_SPLICE_P_OUT : OP_SPLICE_T_OUT);
 		return;
 	}
 	if (!d->eof) {
-		splice_in(w, c, d, src, c2b ? OP_SPLICE_C2P : OP_SPLICE_B2P);
+		splice_in(w, c, d, src, t2p ? OP_SPLICE_T_IN : OP_SPLICE_P_IN);
 		return;
 	}
 	if (!d->shut) {
-		/* Half-close: client close_notify -> FIN to the backend; backend FIN ->
-		 * close_notify alert (through the kernel) then FIN to the client. */
-		if (!c2b)
+		/* Half-close: TLS peer's close_notify -> FIN on the plaintext side; FIN
+		 * from the plaintext side -> close_notify alert (through the kernel) then
+		 * FIN to the TLS peer. */
+		if (!t2p)
 			ktls_conn_send_close_notify(c->kc);
 		shutdown(dst, SHUT_WR);
 		d->shut = true;
@@ -71,7 +72,7 @@ static void pump(struct worker *w, struct conn *c, bool c2b)
 int relay_ktls_start(struct worker *w, struct conn *c)
 {
 	struct ktls_conn *kc = NULL;
-	int rc = ktls_install(c->ssl, c->cfd, &kc);
+	int rc = ktls_install(c->ssl, c->tfd, &kc);
 
 	if (rc)
 		return rc;
@@ -80,7 +81,7 @@ int relay_ktls_start(struct worker *w, struct conn *c)
 	/* The kernel owns the session now: keep no SSL (memory per idle connection). */
 	SSL_free(c->ssl);
 	c->ssl = NULL;
-	if (pipe2(c->c2b.pipe, O_CLOEXEC) || pipe2(c->b2c.pipe, O_CLOEXEC)) {
+	if (pipe2(c->t2p.pipe, O_CLOEXEC) || pipe2(c->p2t.pipe, O_CLOEXEC)) {
 		conn_fail(w, c, "pipe: %s", strerror(errno));
 		return -errno;
 	}
@@ -103,15 +104,15 @@ static void on_control(struct worker *w, struct conn *c)
 		return;
 	}
 	if (rc) {
-		conn_fail(w, c, "client record: %s", ktls_strerror(rc));
+		conn_fail(w, c, "%s record: %s", conn_tls_side(c), ktls_strerror(rc));
 		return;
 	}
 	switch (ctrl) {
 	case KTLS_CTRL_CLOSE_NOTIFY:
-		c->c2b.eof = true;
+		c->t2p.eof = true;
 		break;
 	case KTLS_CTRL_ALERT:
-		conn_fail(w, c, "client sent alert %u", alert);
+		conn_fail(w, c, "%s sent alert %u", conn_tls_side(c), alert);
 		break;
 	default: /* ticket, key update followed, or data after all: keep relaying */
 		break;
@@ -120,35 +121,36 @@ static void on_control(struct worker *w, struct conn *c)
 
 void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 {
-	bool c2b = op == OP_SPLICE_C2P || op == OP_SPLICE_P2B;
-	struct dir *d = c2b ? &c->c2b : &c->b2c;
+	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT;
+	struct dir *d = t2p ? &c->t2p : &c->p2t;
 
 	d->busy = false;
 	if (c->closing)
 		return;
 	switch (op) {
-	case OP_SPLICE_C2P:
-	case OP_SPLICE_B2P:
+	case OP_SPLICE_T_IN:
+	case OP_SPLICE_P_IN:
 		if (res > 0)
 			d->in_pipe += (uint32_t)res;
 		else if (res == 0)
 			d->eof = true;
-		else if (c2b && (res == -EINVAL || res == -EIO))
+		else if (t2p && (res == -EINVAL || res == -EIO))
 			on_control(w, c); /* a non-data record is next */
 		else
-			conn_fail(w, c, "%s read: %s", c2b ? "client" : "backend", strerror(-res));
+			conn_fail(w, c, "%s read: %s", t2p ? conn_tls_side(c) : conn_plain_side(c),
+				  strerror(-res));
 		break;
 	default:
 		if (res > 0) {
 			d->in_pipe -= (uint32_t)res;
 			d->bytes += (uint64_t)res;
 		} else {
-			conn_fail(w, c, "%s write: %s", c2b ? "backend" : "client",
+			conn_fail(w, c, "%s write: %s", t2p ? conn_plain_side(c) : conn_tls_side(c),
 				  strerror(res ? -res : EPIPE));
 		}
 		break;
 	}
-	pump(w, c, c2b);
+	pump(w, c, t2p);
 }
 
 void relay_ktls_close_notify(struct conn *c)
@@ -162,10 +164,10 @@ void relay_ktls_release(struct conn *c)
 	ktls_conn_free(c->kc);
 	c->kc = NULL;
 	for (int i = 0; i < 2; i++) {
-		if (c->c2b.pipe[i] >= 0)
-			close(c->c2b.pipe[i]);
-		if (c->b2c.pipe[i] >= 0)
-			close(c->b2c.pipe[i]);
-		c->c2b.pipe[i] = c->b2c.pipe[i] = -1;
+		if (c->t2p.pipe[i] >= 0)
+			close(c->t2p.pipe[i]);
+		if (c->p2t.pipe[i] >= 0)
+			close(c->p2t.pipe[i]);
+		c->t2p.pipe[i] = c->p2t.pipe[i] = -1;
 	}
 }

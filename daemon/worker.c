@@ -148,8 +148,8 @@ static struct conn *conn_new(struct worker *w)
 	idx = w->free_idx[--w->n_free];
 	c->idx = idx;
 	c->gen = ++w->next_gen;
-	c->cfd = c->bfd = -1;
-	c->c2b.pipe[0] = c->c2b.pipe[1] = c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
+	c->tfd = c->pfd = -1;
+	c->t2p.pipe[0] = c->t2p.pipe[1] = c->p2t.pipe[0] = c->p2t.pipe[1] = -1;
 	w->slots[idx] = c;
 	w->live++;
 	return c;
@@ -182,8 +182,8 @@ static void conn_log_end(struct worker *w, struct conn *c)
 		{ "duration_ms", dur },
 	};
 
-	snprintf(in, sizeof(in), "%llu", (unsigned long long)c->c2b.bytes);
-	snprintf(out, sizeof(out), "%llu", (unsigned long long)c->b2c.bytes);
+	snprintf(in, sizeof(in), "%llu", (unsigned long long)c->t2p.bytes);
+	snprintf(out, sizeof(out), "%llu", (unsigned long long)c->p2t.bytes);
 	snprintf(dur, sizeof(dur), "%.3f", (double)(now_ns() - c->t_start_ns) / 1e6);
 	log_kv(w->rt->cfg->log_format, ok ? "info" : "warn", "conn_end", kv,
 	       (int)(sizeof(kv) / sizeof(kv[0])));
@@ -198,12 +198,12 @@ static void conn_release(struct worker *w, struct conn *c)
 	conn_log_end(w, c);
 	SSL_free(c->ssl);
 	relay_ktls_release(c);
-	if (c->cfd >= 0)
-		close(c->cfd);
-	if (c->bfd >= 0)
-		close(c->bfd);
-	buf_put(w, &c->c2b.buf);
-	buf_put(w, &c->b2c.buf);
+	if (c->tfd >= 0)
+		close(c->tfd);
+	if (c->pfd >= 0)
+		close(c->pfd);
+	buf_put(w, &c->t2p.buf);
+	buf_put(w, &c->p2t.buf);
 	if (c->counted)
 		atomic_fetch_sub_explicit(&c->svc->live, 1, memory_order_relaxed);
 	w->slots[c->idx] = NULL;
@@ -230,7 +230,7 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
 	va_end(ap);
 	/* The client hears a clean close_notify where the TLS session is up. */
-	if (c->hs_done && !c->b2c.shut) {
+	if (c->hs_done && !c->p2t.shut) {
 		if (c->kc) {
 			relay_ktls_close_notify(c);
 		} else if (c->ssl) {
@@ -240,15 +240,15 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 		}
 	}
 	/* Wake whatever is blocked on the sockets (io-wq splices), then cancel the rest. */
-	if (c->cfd >= 0) {
-		shutdown(c->cfd, SHUT_RDWR);
+	if (c->tfd >= 0) {
+		shutdown(c->tfd, SHUT_RDWR);
 		ignore_sqe(w, &sqe);
-		io_uring_prep_cancel_fd(sqe, c->cfd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_prep_cancel_fd(sqe, c->tfd, IORING_ASYNC_CANCEL_ALL);
 	}
-	if (c->bfd >= 0) {
-		shutdown(c->bfd, SHUT_RDWR);
+	if (c->pfd >= 0) {
+		shutdown(c->pfd, SHUT_RDWR);
 		ignore_sqe(w, &sqe);
-		io_uring_prep_cancel_fd(sqe, c->bfd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_prep_cancel_fd(sqe, c->pfd, IORING_ASYNC_CANCEL_ALL);
 	}
 	if (c->timeout_armed) {
 		ignore_sqe(w, &sqe);
@@ -261,7 +261,7 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 
 void conn_maybe_done(struct worker *w, struct conn *c)
 {
-	if (c->c2b.shut && c->b2c.shut)
+	if (c->t2p.shut && c->p2t.shut)
 		conn_fail(w, c, "closed");
 }
 
@@ -276,13 +276,14 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 {
 	int e = SSL_get_error(c->ssl, ret);
 	unsigned long err = ERR_peek_error();
+	const char *side = conn_tls_side(c);
 
 	if (err)
-		conn_fail(w, c, "%s: %s", what, ERR_reason_error_string(err));
+		conn_fail(w, c, "%s %s: %s", side, what, ERR_reason_error_string(err));
 	else if (e == SSL_ERROR_SYSCALL && errno)
-		conn_fail(w, c, "%s: %s", what, strerror(errno));
+		conn_fail(w, c, "%s %s: %s", side, what, strerror(errno));
 	else
-		conn_fail(w, c, "%s: unexpected EOF (no close_notify)", what);
+		conn_fail(w, c, "%s %s: unexpected EOF (no close_notify)", side, what);
 	ERR_clear_error();
 }
 
@@ -296,21 +297,21 @@ static bool client_fin(SSL *ssl, int r)
 	       ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 }
 
-static void us_pump_c2b(struct worker *w, struct conn *c)
+static void us_pump_t2p(struct worker *w, struct conn *c)
 {
-	struct dir *d = &c->c2b;
+	struct dir *d = &c->t2p;
 
 	while (!c->closing) {
 		if (d->off < d->len) {
-			ssize_t n = send(c->bfd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+			ssize_t n = send(c->pfd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
 
 			if (n < 0) {
 				if (errno == EAGAIN) {
 					d->busy = true;
-					arm_poll(w, c, OP_US_C2B, c->bfd, POLLOUT);
+					arm_poll(w, c, OP_US_T2P, c->pfd, POLLOUT);
 					return;
 				}
-				conn_fail(w, c, "backend send: %s", strerror(errno));
+				conn_fail(w, c, "%s send: %s", conn_plain_side(c), strerror(errno));
 				return;
 			}
 			d->off += (uint32_t)n;
@@ -321,7 +322,7 @@ static void us_pump_c2b(struct worker *w, struct conn *c)
 		if (d->eof) {
 			buf_put(w, &d->buf);
 			if (!d->shut) {
-				shutdown(c->bfd, SHUT_WR);
+				shutdown(c->pfd, SHUT_WR);
 				d->shut = true;
 			}
 			conn_maybe_done(w, c);
@@ -351,7 +352,7 @@ static void us_pump_c2b(struct worker *w, struct conn *c)
 					break;
 				buf_put(w, &d->buf);
 				d->busy = true;
-				arm_poll(w, c, OP_US_C2B, c->cfd,
+				arm_poll(w, c, OP_US_T2P, c->tfd,
 					 tls_want(c->ssl, r) == TLS_WANT_READ ? POLLIN : POLLOUT);
 				return;
 			case TLS_WANT_CLOSED:
@@ -366,7 +367,7 @@ static void us_pump_c2b(struct worker *w, struct conn *c)
 					d->eof = true;
 					break;
 				}
-				tls_io_failed(w, c, "client read", r);
+				tls_io_failed(w, c, "read", r);
 				return;
 			}
 			break;
@@ -374,9 +375,9 @@ static void us_pump_c2b(struct worker *w, struct conn *c)
 	}
 }
 
-static void us_pump_b2c(struct worker *w, struct conn *c)
+static void us_pump_p2t(struct worker *w, struct conn *c)
 {
-	struct dir *d = &c->b2c;
+	struct dir *d = &c->p2t;
 
 	while (!c->closing) {
 		if (d->off < d->len) {
@@ -394,11 +395,11 @@ static void us_pump_b2c(struct worker *w, struct conn *c)
 			case TLS_WANT_READ:
 			case TLS_WANT_WRITE:
 				d->busy = true;
-				arm_poll(w, c, OP_US_B2C, c->cfd,
+				arm_poll(w, c, OP_US_P2T, c->tfd,
 					 tls_want(c->ssl, r) == TLS_WANT_READ ? POLLIN : POLLOUT);
 				return;
 			default:
-				tls_io_failed(w, c, "client write", r);
+				tls_io_failed(w, c, "write", r);
 				return;
 			}
 		}
@@ -409,7 +410,7 @@ static void us_pump_b2c(struct worker *w, struct conn *c)
 				ERR_clear_error();
 				SSL_shutdown(c->ssl); /* close_notify */
 				ERR_clear_error();
-				shutdown(c->cfd, SHUT_WR);
+				shutdown(c->tfd, SHUT_WR);
 				d->shut = true;
 			}
 			conn_maybe_done(w, c);
@@ -419,7 +420,7 @@ static void us_pump_b2c(struct worker *w, struct conn *c)
 			conn_fail(w, c, "out of memory");
 			return;
 		}
-		ssize_t n = recv(c->bfd, d->buf, RELAY_BUF, 0);
+		ssize_t n = recv(c->pfd, d->buf, RELAY_BUF, 0);
 
 		if (n > 0) {
 			d->len = (uint32_t)n;
@@ -428,33 +429,55 @@ static void us_pump_b2c(struct worker *w, struct conn *c)
 		} else if (errno == EAGAIN) {
 			buf_put(w, &d->buf);
 			d->busy = true;
-			arm_poll(w, c, OP_US_B2C, c->bfd, POLLIN);
+			arm_poll(w, c, OP_US_P2T, c->pfd, POLLIN);
 			return;
 		} else {
-			conn_fail(w, c, "backend recv: %s", strerror(errno));
+			conn_fail(w, c, "%s recv: %s", conn_plain_side(c), strerror(errno));
 			return;
 		}
 	}
 }
 
-/* --- handshake and backend connect ---------------------------------------------------- */
+/* --- target connect and handshake -------------------------------------------------------- */
 
-static void backend_connect(struct worker *w, struct conn *c)
+static bool is_server(const struct conn *c)
+{
+	return c->svc->cfg->role == ROLE_SERVER;
+}
+
+/* Server mode connects to the plaintext backend, client mode to the remote TLS server. */
+static void target_connect(struct worker *w, struct conn *c)
 {
 	const struct daemon_addr *t = &c->svc->cfg->target_addr;
-	int one = 1;
+	int one = 1, fd;
 
-	c->bfd = socket(t->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->bfd < 0) {
+	fd = socket(t->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		atomic_fetch_add_explicit(&c->svc->backend_failures, 1, memory_order_relaxed);
-		conn_fail(w, c, "backend socket: %s", strerror(errno));
+		conn_fail(w, c, "%s socket: %s", conn_plain_side(c), strerror(errno));
 		return;
 	}
+	if (is_server(c))
+		c->pfd = fd;
+	else
+		c->tfd = fd;
 	if (t->ss.ss_family != AF_UNIX)
-		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), c->bfd, (const struct sockaddr *)&t->ss,
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), fd, (const struct sockaddr *)&t->ss,
 			      t->len);
 }
+
+static void deadline_cancel(struct worker *w, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->timeout_armed)
+		return;
+	ignore_sqe(w, &sqe);
+	io_uring_prep_timeout_remove(sqe, worker_ud(OP_HS_TIMEOUT, c), 0);
+}
+
+static void relay_start(struct worker *w, struct conn *c);
 
 static void hs_step(struct worker *w, struct conn *c)
 {
@@ -467,17 +490,22 @@ static void hs_step(struct worker *w, struct conn *c)
 		c->hs_done = true;
 		c->version = SSL_get_version(c->ssl);
 		c->cipher = SSL_get_cipher_name(c->ssl);
-		backend_connect(w, c);
+		if (is_server(c)) {
+			target_connect(w, c);
+		} else {
+			deadline_cancel(w, c);
+			relay_start(w, c);
+		}
 		return;
 	}
 	saved = errno;
 	e = SSL_get_error(c->ssl, r);
 	switch (tls_want_from_error(e)) {
 	case TLS_WANT_READ:
-		arm_poll(w, c, OP_HS_POLL, c->cfd, POLLIN);
+		arm_poll(w, c, OP_HS_POLL, c->tfd, POLLIN);
 		return;
 	case TLS_WANT_WRITE:
-		arm_poll(w, c, OP_HS_POLL, c->cfd, POLLOUT);
+		arm_poll(w, c, OP_HS_POLL, c->tfd, POLLOUT);
 		return;
 	default: {
 		char why[160];
@@ -489,6 +517,27 @@ static void hs_step(struct worker *w, struct conn *c)
 		conn_fail(w, c, "%s", why);
 	}
 	}
+}
+
+/* The TLS side's socket is connected: start the handshake in the service's role. */
+static void tls_start(struct worker *w, struct conn *c)
+{
+	const struct service_config *sc = c->svc->cfg;
+
+	c->ssl = SSL_new(c->svc->ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->tfd) != 1) {
+		conn_fail(w, c, "cannot create TLS session");
+		return;
+	}
+	SSL_set_app_data(c->ssl, &c->id);
+	if (is_server(c)) {
+		SSL_set_accept_state(c->ssl);
+	} else {
+		SSL_set_connect_state(c->ssl);
+		if (sc->server_name)
+			SSL_set_tlsext_host_name(c->ssl, sc->server_name);
+	}
+	hs_step(w, c);
 }
 
 static void relay_start(struct worker *w, struct conn *c)
@@ -505,9 +554,9 @@ static void relay_start(struct worker *w, struct conn *c)
 		atomic_fetch_add_explicit(&c->svc->ktls_fallbacks, 1, memory_order_relaxed);
 		snprintf(c->note, sizeof(c->note), "%s", ktls_strerror(rc));
 	}
-	us_pump_c2b(w, c);
+	us_pump_t2p(w, c);
 	if (!c->closing)
-		us_pump_b2c(w, c);
+		us_pump_p2t(w, c);
 }
 
 static void accept_one(struct worker *w, struct service *s, int fd)
@@ -516,7 +565,7 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 	socklen_t sl = sizeof(ss);
 	struct conn *c;
 	int one = 1;
-	unsigned live = atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
+	unsigned ms, live = atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
 
 	if (live >= s->cfg->max_conns) {
 		atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
@@ -536,7 +585,6 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 	}
 	c->counted = true;
 	c->svc = s;
-	c->cfd = fd;
 	c->t_start_ns = now_ns();
 	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
 		char host[INET6_ADDRSTRLEN];
@@ -554,22 +602,19 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 		}
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->ssl = SSL_new(s->ctx);
-	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
-		conn_fail(w, c, "cannot create TLS session");
-		conn_check_free(w, c);
-		return;
-	}
-	SSL_set_app_data(c->ssl, &c->id);
-	if (s->cfg->role == ROLE_SERVER)
-		SSL_set_accept_state(c->ssl);
-	else
-		SSL_set_connect_state(c->ssl);
-	c->deadline.tv_sec = s->cfg->handshake_timeout_ms / 1000;
-	c->deadline.tv_nsec = (long long)(s->cfg->handshake_timeout_ms % 1000) * 1000000;
+	/* One deadline covers everything before the relay: handshake and connect. */
+	ms = s->cfg->handshake_timeout_ms + (is_server(c) ? 0 : s->cfg->connect_timeout_ms);
+	c->deadline.tv_sec = ms / 1000;
+	c->deadline.tv_nsec = (long long)(ms % 1000) * 1000000;
 	io_uring_prep_timeout(conn_sqe(w, c, OP_HS_TIMEOUT), &c->deadline, 0, 0);
 	c->timeout_armed = true;
-	hs_step(w, c);
+	if (is_server(c)) {
+		c->tfd = fd;
+		tls_start(w, c);
+	} else {
+		c->pfd = fd;
+		target_connect(w, c);
+	}
 	conn_check_free(w, c);
 }
 
@@ -661,8 +706,13 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		if (res == -ETIME && !c->closing) {
 			atomic_fetch_add_explicit(&c->svc->handshake_timeouts, 1,
 						  memory_order_relaxed);
-			conn_fail(w, c,
-				  c->hs_done ? "backend connect timeout" : "handshake timeout");
+			if (is_server(c))
+				conn_fail(w, c,
+					  c->hs_done ? "backend connect timeout"
+						     : "handshake timeout");
+			else
+				conn_fail(w, c,
+					  c->connected ? "handshake timeout" : "connect timeout");
 		}
 		break;
 	case OP_HS_POLL:
@@ -675,32 +725,32 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		if (res < 0) {
 			atomic_fetch_add_explicit(&c->svc->backend_failures, 1,
 						  memory_order_relaxed);
-			conn_fail(w, c, "backend connect failed: %s", strerror(-res));
+			conn_fail(w, c, "%s connect failed: %s",
+				  is_server(c) ? "backend" : "server", strerror(-res));
 			break;
 		}
 		c->connected = true;
-		if (c->timeout_armed) {
-			struct io_uring_sqe *sqe;
-
-			ignore_sqe(w, &sqe);
-			io_uring_prep_timeout_remove(sqe, worker_ud(OP_HS_TIMEOUT, c), 0);
+		if (is_server(c)) {
+			deadline_cancel(w, c);
+			relay_start(w, c);
+		} else {
+			tls_start(w, c);
 		}
-		relay_start(w, c);
 		break;
-	case OP_US_C2B:
-		c->c2b.busy = false;
+	case OP_US_T2P:
+		c->t2p.busy = false;
 		if (!c->closing)
-			us_pump_c2b(w, c);
+			us_pump_t2p(w, c);
 		break;
-	case OP_US_B2C:
-		c->b2c.busy = false;
+	case OP_US_P2T:
+		c->p2t.busy = false;
 		if (!c->closing)
-			us_pump_b2c(w, c);
+			us_pump_p2t(w, c);
 		break;
-	case OP_SPLICE_C2P:
-	case OP_SPLICE_P2B:
-	case OP_SPLICE_B2P:
-	case OP_SPLICE_P2C:
+	case OP_SPLICE_T_IN:
+	case OP_SPLICE_P_OUT:
+	case OP_SPLICE_P_IN:
+	case OP_SPLICE_T_OUT:
 		relay_ktls_cqe(w, c, op, res);
 		break;
 	default:

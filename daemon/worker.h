@@ -46,12 +46,12 @@ enum op {
 	OP_HS_POLL,
 	OP_HS_TIMEOUT,
 	OP_CONNECT,
-	OP_US_C2B, /* userspace relay: poll for the client->backend direction */
-	OP_US_B2C,
-	OP_SPLICE_C2P, /* kTLS relay: client socket -> pipe */
-	OP_SPLICE_P2B, /* pipe -> backend */
-	OP_SPLICE_B2P,
-	OP_SPLICE_P2C,
+	OP_US_T2P,	 /* userspace relay: poll for the TLS peer -> plaintext direction */
+	OP_US_P2T,	 /* ... and plaintext -> TLS peer */
+	OP_SPLICE_T_IN,	 /* kTLS relay: TLS socket -> pipe (kernel decrypts) */
+	OP_SPLICE_P_OUT, /* pipe -> plaintext socket */
+	OP_SPLICE_P_IN,	 /* plaintext socket -> pipe */
+	OP_SPLICE_T_OUT, /* pipe -> TLS socket (kernel encrypts) */
 };
 
 /* One direction of a relay. */
@@ -72,11 +72,16 @@ struct conn {
 	bool hs_done, connected, closing, timeout_armed, ktls, counted, fin_without_close_notify,
 		cancels_queued;
 	struct service *svc;
-	int cfd, bfd;
+	/*
+	 * Server mode: tfd is the accepted client, pfd the backend. Client mode mirrors it:
+	 * pfd is the accepted local app, tfd the connection to the remote TLS server. All
+	 * code past the handshake only knows "TLS side" and "plaintext side".
+	 */
+	int tfd, pfd;
 	SSL *ssl;
 	struct ktls_conn *kc;
 	struct __kernel_timespec deadline;
-	struct dir c2b, b2c;
+	struct dir t2p, p2t; /* TLS peer -> plaintext side, and back */
 	uint64_t t_start_ns;
 	const char *version, *cipher; /* OpenSSL's static strings */
 	char peer[64];
@@ -107,6 +112,17 @@ struct worker {
 enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
 
 #define RELAY_BUF (64 * 1024)
+
+/* Words for log lines: who is on each side of c. */
+static inline const char *conn_tls_side(const struct conn *c)
+{
+	return c->svc->cfg->role == ROLE_SERVER ? "client" : "server";
+}
+
+static inline const char *conn_plain_side(const struct conn *c)
+{
+	return c->svc->cfg->role == ROLE_SERVER ? "backend" : "app";
+}
 
 uint64_t worker_ud(enum op op, const struct conn *c);
 struct io_uring_sqe *worker_sqe(struct worker *w);

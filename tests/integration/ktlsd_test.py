@@ -761,6 +761,127 @@ cacert = {env.p('ca.pem')}
               f"--config {name}: {r.returncode} {r.stderr!r}")
 
 
+def ktlsd_client(env, target_port, extra=(), cert="client"):
+    port = free_port()
+    argv = [env.args.ktlsd, "client", "--listen", f"127.0.0.1:{port}", "--target",
+            f"127.0.0.1:{target_port}", "--cert", env.p(f"{cert}.pem"), "--key",
+            env.p(f"{cert}.key"), "--cacert", env.p("ca.pem"), "--server-name", "localhost",
+            "--threads", "2"] + list(extra)
+    log = os.path.join(env.dir, f"ktlsd-client-{port}.log")
+    pr = env.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    k = Ktlsd(pr, port, log)
+    k.wait_line(r"event=listening")
+    return k
+
+
+def plain_roundtrip(port, payload=b"plain ping\n", timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(payload)
+    got = b""
+    try:
+        while len(got) < len(payload):
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    s.close()
+    return got
+
+
+def plain_bulk(port, size):
+    rnd = random.Random(99)
+    chunk = rnd.randbytes(1 << 20)
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    txh, rxh, err = hashlib.sha256(), hashlib.sha256(), []
+
+    def sender():
+        try:
+            left, i = size, 0
+            while left:
+                blk = (chunk[i % 97:] + chunk[: i % 97])[:min(left, len(chunk))]
+                s.sendall(blk)
+                txh.update(blk)
+                left -= len(blk)
+                i += 1
+            s.shutdown(socket.SHUT_WR)  # half-close must travel through both ktlsd
+        except Exception as e:  # noqa: BLE001
+            err.append(e)
+
+    t0 = time.time()
+    th = threading.Thread(target=sender)
+    th.start()
+    got = 0
+    while True:
+        b = s.recv(1 << 18)
+        if not b:
+            break
+        rxh.update(b)
+        got += len(b)
+    th.join()
+    dt = time.time() - t0
+    s.close()
+    check(not err, f"sender: {err}")
+    check(got == size, f"got {got} of {size}")
+    check(txh.digest() == rxh.digest(), "sha256 differs")
+    return dt
+
+
+def t_client_mode(env):
+    """ktlsd client: sidecar pair end to end, against openssl s_server, bad servers refused."""
+    eport = env.echo_backend()
+    srv = env.ktlsd([], target_port=eport)
+    cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server"])
+    check(plain_roundtrip(cli.port) == b"plain ping\n", "sidecar pair echo")
+    line = cli.conn_end(r"reason=closed")
+    check("uri=spiffe://example.org/server" in line and "tls=TLSv1.3" in line, line)
+    srv.conn_end(r"reason=closed .*uri=spiffe://example.org/client")
+    size = int(os.environ.get("KTLSD_BULK_MIB", "64")) << 20
+    dt = plain_bulk(cli.port, size)
+    line = cli.conn_end(r"reason=closed")
+    check(f"bytes_in={size}" in line and f"bytes_out={size}" in line, line)
+    print(f"sidecar pair: {size >> 20} MiB each way with half-close in {dt:.2f}s")
+
+    # Against a TLS server nobody here wrote: openssl s_server demanding a client cert.
+    sport = free_port()
+    env.spawn(["openssl", "s_server", "-accept", f"127.0.0.1:{sport}", "-Verify", "1",
+               "-verify_return_error", "-cert", env.p("server.pem"), "-key",
+               env.p("server.key"), "-CAfile", env.p("ca.pem"), "-rev", "-naccept", "1"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port_quietly = time.time() + 5
+    while time.time() < wait_port_quietly:
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", sport))
+            time.sleep(0.05)
+        except OSError:
+            break
+    cli2 = ktlsd_client(env, sport, ["--verify-dns", "localhost"])
+    got = plain_roundtrip(cli2.port, b"abcdef\n")
+    check(got.startswith(b"fedcba"), f"s_server -rev answered {got!r}")
+    cli2.conn_end(r"dns=localhost")
+
+    # Bad servers: each refused by the client with its own reason; the app sees EOF.
+    for cert, rx in [("wrong-server", r'reason="identity not allowed" uri=spiffe://example.org/wrong'),
+                     ("other-server", r'reason="certificate verify failed: unable to get local '
+                                      r'issuer certificate"'),
+                     ("expired-server", r'reason="certificate verify failed: certificate has '
+                                        r'expired"')]:
+        bad = env.ktlsd([], target_port=eport, cert=cert, allow=["--allow-all"])
+        c3 = ktlsd_client(env, bad.port, ["--verify-uri", "spiffe://example.org/server"])
+        got = plain_roundtrip(c3.port)
+        check(got == b"", f"{cert}: app got {got!r}")
+        line = c3.conn_end(rx)
+        print(f"client vs {cert}: app saw EOF; {line[line.find('reason='):]}")
+    check(plain_roundtrip(cli.port) == b"plain ping\n", "good pair after bad servers")
+
+    # Remote down: the app gets a clean close and one log line.
+    c4 = ktlsd_client(env, free_port(), ["--verify-any"])
+    check(plain_roundtrip(c4.port) == b"", "dead remote")
+    c4.conn_end(r'reason="server connect failed: Connection refused"')
+
+
 def tls_stat():
     try:
         with open("/proc/net/tls_stat") as f:
@@ -816,6 +937,14 @@ def t_vm_ktls(env):
     dt = bulk(env, k.port, size)
     line = k.conn_end(r"reason=closed")
     check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"bulk: {line}")
+    # Client mode mirrors it: a sidecar pair, both ends on kTLS.
+    cli = ktlsd_client(env, k.port, ["--verify-uri", "spiffe://example.org/server", "--ktls",
+                                     "require"])
+    dt2 = plain_bulk(cli.port, size)
+    line = cli.conn_end(r"reason=closed")
+    check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"client mode: {line}")
+    check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "pair: server end not on kTLS")
+    print(f"kTLS sidecar pair {size >> 20} MiB each way in {dt2:.2f}s")
     after = tls_stat()
     check(after["TlsDecryptError"] == before["TlsDecryptError"],
           f"TlsDecryptError rose: {before} -> {after}")
@@ -833,6 +962,7 @@ TESTS = {
     "cli_errors": t_cli_errors,
     "config": t_config,
     "vm_ktls": t_vm_ktls,
+    "client_mode": t_client_mode,
 }
 
 
