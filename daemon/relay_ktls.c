@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,14 +33,14 @@ static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, 
 {
 	d->busy = true;
 	io_uring_prep_splice(conn_sqe(w, c, op), src, -1, d->pipe[1], -1, SPLICE_CHUNK,
-			     SPLICE_F_MOVE);
+			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 }
 
 static void splice_out(struct worker *w, struct conn *c, struct dir *d, int dst, enum op op)
 {
 	d->busy = true;
 	io_uring_prep_splice(conn_sqe(w, c, op), d->pipe[0], -1, dst, -1, d->in_pipe,
-			     SPLICE_F_MOVE);
+			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 }
 
 static void pump(struct worker *w, struct conn *c, bool t2p)
@@ -121,13 +122,30 @@ static void on_control(struct worker *w, struct conn *c)
 
 void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 {
-	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT;
+	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT || op == OP_KPOLL_T2P;
 	struct dir *d = t2p ? &c->t2p : &c->p2t;
+	bool in = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_IN;
 
 	d->busy = false;
 	if (c->closing)
 		return;
+	/*
+	 * The sockets stay non-blocking (OpenSSL needed that for the handshake), so a splice
+	 * that would block comes back -EAGAIN instead of parking an io-wq thread per
+	 * connection: wait for readiness, then splice again.
+	 */
+	if (res == -EAGAIN && op != OP_KPOLL_T2P && op != OP_KPOLL_P2T) {
+		int fd = in ? (t2p ? c->tfd : c->pfd) : (t2p ? c->pfd : c->tfd);
+
+		d->busy = true;
+		io_uring_prep_poll_add(conn_sqe(w, c, t2p ? OP_KPOLL_T2P : OP_KPOLL_P2T), fd,
+				       in ? POLLIN : POLLOUT);
+		return;
+	}
 	switch (op) {
+	case OP_KPOLL_T2P:
+	case OP_KPOLL_P2T:
+		break; /* ready (or an error the next splice will report) */
 	case OP_SPLICE_T_IN:
 	case OP_SPLICE_P_IN:
 		if (res > 0)

@@ -751,6 +751,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_SPLICE_P_OUT:
 	case OP_SPLICE_P_IN:
 	case OP_SPLICE_T_OUT:
+	case OP_KPOLL_T2P:
+	case OP_KPOLL_P2T:
 		relay_ktls_cqe(w, c, op, res);
 		break;
 	default:

@@ -52,6 +52,8 @@ enum op {
 	OP_SPLICE_P_OUT, /* pipe -> plaintext socket */
 	OP_SPLICE_P_IN,	 /* plaintext socket -> pipe */
 	OP_SPLICE_T_OUT, /* pipe -> TLS socket (kernel encrypts) */
+	OP_KPOLL_T2P,	 /* kTLS relay: a splice of this direction hit EAGAIN, wait */
+	OP_KPOLL_P2T,
 };
 
 /* One direction of a relay. */

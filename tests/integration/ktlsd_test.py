@@ -155,7 +155,7 @@ class Env:
         pr = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         k = Ktlsd(pr, listen_port, log)
         if wait:
-            k.wait_line(r"event=listening|\"event\": ?\"listening\"")
+            k.wait_line(r"event=listening|\"event\": ?\"listening\"", timeout=60)
         return k
 
 
@@ -770,7 +770,7 @@ def ktlsd_client(env, target_port, extra=(), cert="client"):
     log = os.path.join(env.dir, f"ktlsd-client-{port}.log")
     pr = env.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     k = Ktlsd(pr, port, log)
-    k.wait_line(r"event=listening")
+    k.wait_line(r"event=listening", timeout=60)
     return k
 
 
@@ -984,8 +984,11 @@ def main():
         return SKIP
     except Fail as e:
         print(f"FAIL {args.test}: {e}", file=sys.stderr)
-        for pr in env.procs:
-            pass
+        for name in sorted(os.listdir(env.dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(env.dir, name)) as f:
+                    tail = f.read()[-2000:]
+                print(f"--- {name} (tail)\n{tail}", file=sys.stderr)
         return 1
     finally:
         env.close()
