@@ -672,14 +672,28 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_IGNORE:
 		return;
 	case OP_ACCEPT:
-		if (res >= 0)
+		if (res >= 0) {
 			accept_one(w, &w->rt->svc[idx], res);
-		else if (res != -ECANCELED && !w->draining) {
+		} else if (res != -ECANCELED && !w->draining) {
 			struct log_kv kv[] = { { "service", w->rt->svc[idx].cfg->name },
 					       { "error", strerror(-res) } };
+			struct io_uring_sqe *sqe;
+
+			/* Out of fds or memory: retrying at once would spin and flood the
+			 * log; try again in 100 ms (one line per try at most). */
 			log_kv(w->rt->cfg->log_format, "warn", "accept_failed", kv, 2);
+			if (!(cqe->flags & IORING_CQE_F_MORE)) {
+				sqe = worker_sqe(w);
+				io_uring_prep_timeout(sqe, &w->accept_backoff, 0, 0);
+				io_uring_sqe_set_data64(sqe, ud_raw(OP_ACCEPT_RETRY, idx));
+			}
+			return;
 		}
 		if (!(cqe->flags & IORING_CQE_F_MORE) && !w->draining)
+			arm_accept(w, idx);
+		return;
+	case OP_ACCEPT_RETRY:
+		if (!w->draining)
 			arm_accept(w, idx);
 		return;
 	case OP_EVENT:
@@ -826,6 +840,7 @@ int worker_start(struct worker *w)
 {
 	w->drain_ts.tv_sec = w->rt->cfg->drain_timeout_ms / 1000;
 	w->drain_ts.tv_nsec = (long long)(w->rt->cfg->drain_timeout_ms % 1000) * 1000000;
+	w->accept_backoff.tv_nsec = 100 * 1000000;
 	w->evfd = eventfd(0, EFD_CLOEXEC);
 	if (w->evfd < 0)
 		return -errno;

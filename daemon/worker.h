@@ -39,10 +39,11 @@ struct runtime {
 
 /* io_uring operations; the op travels in the top byte of user_data. */
 enum op {
-	OP_IGNORE = 0, /* cancel / timeout-remove completions */
-	OP_ACCEPT,     /* idx = service */
-	OP_EVENT,      /* eventfd: a command from the main thread */
-	OP_DRAIN,      /* drain deadline */
+	OP_IGNORE = 0,	 /* cancel / timeout-remove completions */
+	OP_ACCEPT,	 /* idx = service */
+	OP_EVENT,	 /* eventfd: a command from the main thread */
+	OP_DRAIN,	 /* drain deadline */
+	OP_ACCEPT_RETRY, /* idx = service: back off after an accept error (EMFILE...) */
 	OP_HS_POLL,
 	OP_HS_TIMEOUT,
 	OP_CONNECT,
@@ -105,7 +106,7 @@ struct worker {
 	void *pool; /* free relay buffers, singly linked */
 	unsigned n_pool;
 	bool draining, stop;
-	struct __kernel_timespec drain_ts;
+	struct __kernel_timespec drain_ts, accept_backoff;
 	int init_rc;
 	pthread_t thread;
 	pthread_barrier_t *ready;

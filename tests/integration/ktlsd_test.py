@@ -411,12 +411,16 @@ def t_concurrent(env):
         except threading.BrokenBarrierError:
             pass
 
+    check(echo_roundtrip(env, k.port) == b"ping over ktlsd\n", "warm-up echo")
+    p0 = pss_kb(k.proc.pid)
     t0 = time.time()
     ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in ths:
         t.start()
     barrier.wait()
     dt = time.time() - t0
+    time.sleep(0.3)
+    per = (pss_kb(k.proc.pid) - p0) * 1024 / n
     live = sum(1 for s in socks if s)
     for s in socks:
         if s:
@@ -426,11 +430,14 @@ def t_concurrent(env):
     check(not errors, f"{len(errors)} failures, first: {errors[:3]}")
     check(live == n, f"only {live} of {n} connections open at once")
     end = time.time() + 20
-    while time.time() < end and k.text().count("reason=closed") < n:
+    while time.time() < end and k.text().count("reason=closed") < n + 1:
         time.sleep(0.1)
-    check(k.text().count("reason=closed") == n,
-          f"{k.text().count('reason=closed')} clean conn_end lines for {n} connections")
-    print(f"concurrent: {n} mTLS connections open at once, all echoed, in {dt:.2f}s")
+    check(k.text().count("reason=closed") == n + 1,
+          f"{k.text().count('reason=closed')} clean conn_end lines for {n} connections + 1")
+    print(f"concurrent: {n} mTLS connections open at once, all echoed, in {dt:.2f}s; "
+          f"{per:.0f} bytes of ktlsd memory (PSS) per idle connection")
+    # Relay buffers must go back to the pool when idle: 64 KiB each would show here.
+    check(per < 40 * 1024, f"{per:.0f} bytes per idle connection")
 
 
 def raw_send(port, data, linger_rst=False, wait_reply=2.0):
@@ -882,6 +889,14 @@ def t_client_mode(env):
     c4.conn_end(r'reason="server connect failed: Connection refused"')
 
 
+def pss_kb(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for ln in f:
+            if ln.startswith("Pss:"):
+                return int(ln.split()[1])
+    return 0
+
+
 def tls_stat():
     try:
         with open("/proc/net/tls_stat") as f:
@@ -937,6 +952,29 @@ def t_vm_ktls(env):
     dt = bulk(env, k.port, size)
     line = k.conn_end(r"reason=closed")
     check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"bulk: {line}")
+    # Memory per idle established kTLS connection: no SSL object is kept.
+    n = int(os.environ.get("KTLSD_IDLE_CONNS", "100"))
+    held = [tls_connect(env, k.port, timeout=60) for _ in range(10)]
+    for h in held:
+        h.sendall(b"w")
+        h.recv(1)
+    time.sleep(0.5)
+    p0 = pss_kb(k.proc.pid)
+    for _ in range(n):
+        h = tls_connect(env, k.port, timeout=60)
+        h.sendall(b"i")
+        h.recv(1)
+        held.append(h)
+    time.sleep(0.5)
+    p1 = pss_kb(k.proc.pid)
+    per = (p1 - p0) * 1024 / n
+    print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each")
+    check(per < 8192, f"{per:.0f} bytes of userspace memory per idle kTLS connection")
+    for h in held:
+        h.close()
+    for _ in range(n + 10):
+        k.conn_end(r"reason=closed")
+
     # Client mode mirrors it: a sidecar pair, both ends on kTLS.
     cli = ktlsd_client(env, k.port, ["--verify-uri", "spiffe://example.org/server", "--ktls",
                                      "require"])
