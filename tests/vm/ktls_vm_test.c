@@ -15,8 +15,9 @@
  * ends with close_notify both ways, and checks /proc/net/tls_stat independently of libktls.
  * One "MATRIX" line per case. Exit 0 all passed, 1 any failed, 77 no kTLS here.
  *
- *   ktls_vm_test PKI_SCRIPT      (scripts/pki: makes the EC and RSA PKIs under /tmp)
- * KTLS_VM_KIB: bytes per direction per data case in KiB (default 320).
+ *   ktls_vm_test PKI_SCRIPT   scripts/pki: makes the EC and RSA PKIs under /tmp (slow in TCG)
+ *   ktls_vm_test PKI_DIR      PKI_DIR/ec and PKI_DIR/rsa made by scripts/pki beforehand
+ * KTLS_VM_KIB: bytes per direction per data case in KiB (default 256).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
@@ -735,12 +737,13 @@ static int have_ktls(void)
 int main(int argc, char **argv)
 {
 	struct utsname u;
-	char cmd[600];
+	char cmd[600], pkidir[2][300];
+	struct stat st;
 	int failed = 0, passed = 0, rc;
 	const char *kib = getenv("KTLS_VM_KIB");
 
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s PKI_SCRIPT\n", argv[0]);
+		fprintf(stderr, "usage: %s PKI_SCRIPT|PKI_DIR\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -760,13 +763,22 @@ int main(int argc, char **argv)
 	}
 	printf("kernel %s: probe rekey=%d (%s)\n", kernel, caps.rekey,
 	       caps.rekey ? "KeyUpdate followed in kernel" : strerror(caps.rekey_err));
-	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null && %s %s --rsa >/dev/null", argv[1], pki[0],
-		 argv[1], pki[1]);
-	if (system(cmd) != 0) {
+	if (stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode)) {
+		/* made on the host beforehand: RSA key generation under TCG takes minutes */
+		snprintf(pkidir[0], sizeof(pkidir[0]), "%s/ec", argv[1]);
+		snprintf(pkidir[1], sizeof(pkidir[1]), "%s/rsa", argv[1]);
+		pki[0] = pkidir[0];
+		pki[1] = pkidir[1];
+		cmd[0] = 0;
+	} else {
+		snprintf(cmd, sizeof(cmd), "%s %s >/dev/null && %s %s --rsa >/dev/null", argv[1],
+			 pki[0], argv[1], pki[1]);
+	}
+	if (cmd[0] && system(cmd) != 0) {
 		fprintf(stderr, "PKI generation failed: %s\n", cmd);
 		return 1;
 	}
-	nbytes = (size_t)(kib ? atol(kib) : 320) * 1024 + 13; /* odd on purpose */
+	nbytes = (size_t)(kib ? atol(kib) : 256) * 1024 + 13; /* odd on purpose */
 	data_a = malloc(nbytes);
 	data_b = malloc(nbytes);
 	RAND_bytes(data_a, (int)nbytes);
