@@ -151,6 +151,40 @@ static void log_start(struct runtime *rt)
 	}
 }
 
+/* Until the admin endpoint exists, the limit counters reach operators here, at exit. */
+static void log_counters(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->n_svc; i++) {
+		struct service *s = &rt->svc[i];
+		char v[8][24];
+		const unsigned long n[8] = {
+			atomic_load(&s->accepted),
+			atomic_load(&s->refused_max_conns),
+			atomic_load(&s->handshake_timeouts),
+			atomic_load(&s->handshake_failures),
+			atomic_load(&s->denied),
+			atomic_load(&s->backend_failures),
+			atomic_load(&s->ktls_fallbacks),
+			atomic_load(&s->rekey_closes),
+		};
+
+		for (int k = 0; k < 8; k++)
+			snprintf(v[k], sizeof(v[k]), "%lu", n[k]);
+		struct log_kv kv[] = {
+			{ "service", s->cfg->name },
+			{ "accepted", v[0] },
+			{ "refused_max_conns", v[1] },
+			{ "handshake_timeouts", v[2] },
+			{ "handshake_failures", v[3] },
+			{ "denied", v[4] },
+			{ "target_connect_failures", v[5] },
+			{ "ktls_fallbacks", v[6] },
+			{ "rekey_closes", v[7] },
+		};
+		log_kv(rt->cfg->log_format, "info", "counters", kv, 9);
+	}
+}
+
 static void workers_signal(struct worker *w, unsigned n, int cmd)
 {
 	uint64_t one = 1;
@@ -258,6 +292,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	workers_signal(w, n, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(w[i].thread, NULL);
+	log_counters(&rt);
 	{
 		struct log_kv kv[] = { { "msg", "all workers stopped" } };
 

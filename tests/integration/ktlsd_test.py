@@ -10,6 +10,7 @@ picks free ports, and kills what it started, also on failure. Exit 0 pass, 1 fai
 77 skip (reason on stderr).
 """
 import argparse
+import select
 import hashlib
 import json
 import os
@@ -319,7 +320,6 @@ def bulk(env, port, size, who="client"):
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             pass
         if not progress and not s.pending():
-            import select
             select.select([s], [s] if (pending or sent < size) else [], [], 1.0)
     dt = time.time() - t0
     s.close()
@@ -469,9 +469,15 @@ def raw_send(port, data, linger_rst=False, wait_reply=2.0):
     return got
 
 
+# Keep the client's stdin open until the server ends the connection, so that a TLS 1.3
+# client (whose handshake completes before the server rejects its certificate) reads and
+# prints the alert instead of exiting on its own EOF first.
+WAIT_EXIT = {"expect": b"\0never", "timeout": 5}
+
+
 def saw(err):
     """The OpenSSL error s_client printed (e.g. the alert it received), else its last line."""
-    m = re.findall(r"SSL routines::([^\n]+)", err)
+    m = re.findall(r"SSL routines:[^:]*:([^:\n]+)", err)
     if m:
         return m[0].strip()
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -489,7 +495,7 @@ def t_bad_peers(env):
 
     good_client_works(env, k)
 
-    rc, out, err = s_client(env, k.port, [], b"x\n")
+    rc, out, err = s_client(env, k.port, [], b"x\n", **WAIT_EXIT)
     line = k.conn_end(r'reason="peer did not return a certificate"')
     row("no client cert", saw(err), line)
     good_client_works(env, k)
@@ -500,7 +506,8 @@ def t_bad_peers(env):
                                        r'expired" uri=spiffe://example.org/client'),
                     ("evil-client", r'reason="identity not allowed" uri=spiffe://evil.org/x')]:
         rc, out, err = s_client(env, k.port, ["-cert", env.p(f"{who}.pem"), "-key",
-                                              env.p(f"{who}.key")], b"x\n")
+                                              env.p(f"{who}.key")], b"x\n",
+                                    **WAIT_EXIT)
         check(b"x" not in out, f"{who} got data through")
         line = k.conn_end(rx)
         row(who, saw(err), line)
@@ -552,7 +559,8 @@ def t_bad_peers(env):
     check(got == b"ping over ktlsd\n", "DNS-allowed client refused")
     k3.conn_end(r"reason=closed")
     rc, out, err = s_client(env, k3.port, ["-cert", env.p("evil-client.pem"), "-key",
-                                           env.p("evil-client.key")], b"x\n")
+                                           env.p("evil-client.key")], b"x\n",
+                                   **WAIT_EXIT)
     line = k3.conn_end(r'reason="identity not allowed" .*dns=evil.example.net')
     row("disallowed DNS SAN (evil-client vs --allow-dns client.example.org)",
         saw(err), line)
@@ -585,6 +593,16 @@ def t_bad_peers(env):
     row("over --max-conns 2", str(third), line)
     for h in held:
         h.close()
+
+    # The limit counters, reported at exit, count each kind of refusal.
+    for proc in (k.proc, k5.proc):
+        proc.send_signal(signal.SIGTERM)
+        check(proc.wait(timeout=15) == 0, "exit after SIGTERM")
+    line = k.wait_line(r"event=counters")
+    for want in ("denied=1 ", "handshake_timeouts=1 ", "handshake_failures=7 "):
+        check(want in line, f"counters: {want.strip()} expected in {line}")
+    line = k5.wait_line(r"event=counters")
+    check("refused_max_conns=1 " in line, f"max-conns counter: {line}")
 
     print("\nbad peer | what the client saw | ktlsd log")
     for r in table:
