@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -75,12 +76,17 @@ void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES
 	*ret_sans = sans;
 }
 
-static void copy_name(char *dst, size_t len, const struct peer_name *n)
+static char *dup_name(const struct peer_name *n)
 {
-	size_t k = n->len < len - 1 ? n->len : len - 1;
+	return strndup(n->s, n->len);
+}
 
-	memcpy(dst, n->s, k);
-	dst[k] = '\0';
+void tls_peer_clear(struct tls_peer *peer)
+{
+	free(peer->uri);
+	free(peer->dns);
+	free(peer->cn);
+	peer->uri = peer->dns = peer->cn = NULL;
 }
 
 /*
@@ -103,13 +109,14 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
 		return preverify_ok;
 	tls_identity_from_x509(x, &id, &sans);
 	if (peer) {
-		peer->uri[0] = peer->dns[0] = peer->cn[0] = '\0';
+		/* Called more than once at depth 0 when there are several errors. */
+		tls_peer_clear(peer);
 		if (id.n_uri)
-			copy_name(peer->uri, sizeof(peer->uri), &id.uri[0]);
+			peer->uri = dup_name(&id.uri[0]);
 		if (id.n_dns)
-			copy_name(peer->dns, sizeof(peer->dns), &id.dns[0]);
+			peer->dns = dup_name(&id.dns[0]);
 		if (id.cn.len)
-			copy_name(peer->cn, sizeof(peer->cn), &id.cn);
+			peer->cn = dup_name(&id.cn);
 	}
 	if (preverify_ok && pol && !policy_allows(pol, &id)) {
 		if (peer)

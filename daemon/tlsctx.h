@@ -28,13 +28,19 @@ enum tls_want tls_want_from_error(int ssl_error);
 /* For the return value ret of an SSL_* I/O call on ssl. */
 enum tls_want tls_want(SSL *ssl, int ret);
 
-/* What the handshake learnt about the peer; the SSL's app data points at one. */
+/*
+ * What the handshake learnt about the peer; the SSL's app data points at one. The names
+ * are heap copies of exactly their length: they outlive the SSL (kTLS frees it) and an
+ * idle connection should not carry fixed-size buffers. tls_peer_clear() frees them.
+ */
 struct tls_peer {
-	char uri[160]; /* first URI SAN */
-	char dns[128]; /* first DNS SAN */
-	char cn[96];
+	char *uri; /* first URI SAN */
+	char *dns; /* first DNS SAN */
+	char *cn;
 	bool denied; /* chain was valid but the identity policy said no */
 };
+
+void tls_peer_clear(struct tls_peer *peer);
 
 /*
  * Builds the SSL_CTX of service s (server or client role): certificate + key (checked

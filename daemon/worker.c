@@ -163,11 +163,11 @@ static void conn_log_end(struct worker *w, struct conn *c)
 {
 	const struct service *s = c->svc;
 	char in[24], out[24], dur[24];
-	bool ok = !strcmp(c->reason, "closed");
+	bool ok = c->reason && !strcmp(c->reason, "closed");
 	struct log_kv kv[] = {
 		{ "service", s->cfg->name },
 		{ "peer", c->peer },
-		{ "reason", c->reason },
+		{ "reason", c->reason ? c->reason : "(out of memory)" },
 		{ "uri", c->id.uri },
 		{ "dns", c->id.dns },
 		{ "cn", c->id.cn },
@@ -196,6 +196,8 @@ static void conn_release(struct worker *w, struct conn *c)
 	if (c->cancels_queued)
 		io_uring_submit(&w->ring);
 	conn_log_end(w, c);
+	free(c->reason);
+	tls_peer_clear(&c->id);
 	SSL_free(c->ssl);
 	relay_ktls_release(c);
 	if (c->tfd >= 0)
@@ -227,7 +229,8 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 		return;
 	c->closing = true;
 	va_start(ap, fmt);
-	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	if (vasprintf(&c->reason, fmt, ap) < 0)
+		c->reason = NULL;
 	va_end(ap);
 	/* The client hears a clean close_notify where the TLS session is up. */
 	if (c->hs_done && !c->p2t.shut) {
@@ -552,7 +555,7 @@ static void relay_start(struct worker *w, struct conn *c)
 			return;
 		}
 		atomic_fetch_add_explicit(&c->svc->ktls_fallbacks, 1, memory_order_relaxed);
-		snprintf(c->note, sizeof(c->note), "%s", ktls_strerror(rc));
+		c->note = ktls_strerror(rc);
 	}
 	us_pump_t2p(w, c);
 	if (!c->closing)

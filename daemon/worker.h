@@ -87,9 +87,9 @@ struct conn {
 	struct dir t2p, p2t; /* TLS peer -> plaintext side, and back */
 	uint64_t t_start_ns;
 	const char *version, *cipher; /* OpenSSL's static strings */
-	char peer[64];
-	char reason[160];
-	char note[96];
+	char peer[56];		      /* "[v6addr]:port" at most */
+	char *reason;		      /* set once, when the connection ends */
+	const char *note;	      /* why kTLS was not used (static text) */
 	struct tls_peer id;
 };
 
