@@ -189,12 +189,14 @@ static void conn_log_end(struct worker *w, struct conn *c)
 	       (int)(sizeof(kv) / sizeof(kv[0])));
 }
 
-static void conn_release(struct worker *w, struct conn *c)
+static int set_reason(struct conn *c, const char *reason)
 {
-	/* Cancels find their target by fd number: let them run before the number can be
-	 * reused by the next accept. */
-	if (c->cancels_queued)
-		io_uring_submit(&w->ring);
+	c->reason = strdup(reason);
+	return c->reason ? 0 : -ENOMEM;
+}
+
+static void conn_release_nosubmit(struct worker *w, struct conn *c)
+{
 	conn_log_end(w, c);
 	free(c->reason);
 	tls_peer_clear(&c->id);
@@ -212,6 +214,15 @@ static void conn_release(struct worker *w, struct conn *c)
 	w->free_idx[w->n_free++] = c->idx;
 	w->live--;
 	free(c);
+}
+
+static void conn_release(struct worker *w, struct conn *c)
+{
+	/* Cancels find their target by fd number: let them run before the number can be
+	 * reused by the next accept. */
+	if (c->cancels_queued)
+		io_uring_submit(&w->ring);
+	conn_release_nosubmit(w, c);
 }
 
 static void conn_check_free(struct worker *w, struct conn *c)
@@ -797,6 +808,35 @@ static int ring_init(struct worker *w)
 	return rc;
 }
 
+/*
+ * The loop has ended (drain finished, drain deadline, or SIGINT). Tearing the ring down
+ * first cancels whatever is still in flight, so every remaining connection can be released
+ * (and logged, with the reason it was cut) without a completion racing it.
+ */
+static void worker_cleanup(struct worker *w)
+{
+	io_uring_queue_exit(&w->ring);
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct conn *c = w->slots[i];
+
+		if (!c)
+			continue;
+		if (!c->reason)
+			set_reason(c, w->draining ? "drain deadline" : "stopped");
+		conn_release_nosubmit(w, c);
+	}
+	while (w->pool) {
+		void *b = w->pool;
+
+		w->pool = *(void **)b;
+		free(b);
+	}
+	free(w->slots);
+	free(w->free_idx);
+	w->slots = NULL;
+	w->free_idx = NULL;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -835,7 +875,7 @@ static void *worker_main(void *arg)
 		if (w->draining && !w->live)
 			w->stop = true;
 	}
-	io_uring_queue_exit(&w->ring);
+	worker_cleanup(w);
 	return NULL;
 }
 
