@@ -353,7 +353,8 @@ static void build_info(uint8_t *out, const struct expect *e, uint16_t version, c
 	o += e->iv_len;
 	memcpy(out + o, key, e->key_len);
 	o += e->key_len;
-	memcpy(out + o, salt, e->salt_len);
+	if (e->salt_len)
+		memcpy(out + o, salt, e->salt_len);
 	o += e->salt_len;
 	for (int i = 7; i >= 0; i--, seq >>= 8)
 		out[o + i] = (uint8_t)seq;

@@ -7,6 +7,7 @@
  *   ossl-srv/ktls-cli   userspace OpenSSL server (num_tickets 2: tickets arrive on kTLS RX)
  *   ktls-srv/ktls-cli   kTLS on both ends
  *   gnutls-srv/ktls-cli gnutls-serv --echo process as the peer
+ *   ktls-srv/gnutls-cli gnutls-cli process as the peer of a kTLS echo server
  *   tamper              a forged application record: EBADMSG, TlsDecryptError rises
  *   ku-peer, ku-peer-req, ku-ktls (TLS 1.3)  KeyUpdate from either side; where the probe
  *                       says the kernel can rekey it keeps going byte-exact, elsewhere it
@@ -34,6 +35,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -51,6 +53,7 @@ enum mode {
 	M_KTLS_CLI,    /* OpenSSL server, kTLS client */
 	M_KTLS_BOTH,   /* kTLS both */
 	M_GNUTLS,      /* gnutls-serv --echo, kTLS client */
+	M_GNUTLS_CLI,  /* kTLS echo server, gnutls-cli client */
 	M_TAMPER,      /* kTLS server, forged record from the client */
 	M_KU_PEER,     /* kTLS server; OpenSSL client sends KeyUpdate(not requested) */
 	M_KU_PEER_REQ, /* ... KeyUpdate(update_requested) */
@@ -61,6 +64,7 @@ static const char *mode_name[] = { "ktls-srv/ossl-cli",
 				   "ossl-srv/ktls-cli",
 				   "ktls-srv/ktls-cli",
 				   "gnutls-srv/ktls-cli",
+				   "ktls-srv/gnutls-cli",
 				   "tamper",
 				   "ku-peer",
 				   "ku-peer-req",
@@ -434,6 +438,19 @@ static void *server_main(void *arg)
 	sock_timeouts(fd);
 	if (!ep_open(e, r->sctx, fd, true, r->srv_ktls))
 		return NULL;
+	if (r->m == M_GNUTLS_CLI) {
+		/* echo until the peer's close_notify, then answer it */
+		uint8_t *buf = malloc(65536);
+		ssize_t n;
+
+		while ((n = ep_recv1(e, buf, 65536)) > 0)
+			if (!ep_send(e, buf, (size_t)n, &rng))
+				break;
+		free(buf);
+		if (n == 0)
+			r->srv_ok = ep_close(e);
+		return NULL;
+	}
 	if (r->m == M_TAMPER) {
 		uint8_t b[64];
 		ssize_t n = recv(fd, b, sizeof(b), 0);
@@ -530,6 +547,95 @@ static pid_t gnutls_start(const struct suite *s, uint16_t *ret_port)
 	return pid;
 }
 
+/*
+ * gnutls-cli as the client of the kTLS echo server: text in through its stdin, the same
+ * text back on its stdout, then EOF on stdin makes it send close_notify.
+ */
+static bool gnutls_cli_exchange(const struct suite *s, uint16_t port, struct run *r, char *why,
+				size_t whylen)
+{
+	char portstr[16], ca[256], cert[256], key[256];
+	size_t n = nbytes / 4, sent = 0, got = 0;
+	int in[2], out[2], status = 0;
+	uint8_t *buf = malloc(65536);
+	bool ok = false;
+	pid_t pid;
+
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", pki[s->rsa]);
+	snprintf(cert, sizeof(cert), "%s/client.pem", pki[s->rsa]);
+	snprintf(key, sizeof(key), "%s/client.key", pki[s->rsa]);
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		free(buf);
+		return false;
+	}
+	pid = fork();
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		if (!getenv("KTLS_VM_VERBOSE")) {
+			int devnull = open("/dev/null", O_WRONLY);
+
+			dup2(devnull, 2);
+		}
+		execlp("gnutls-cli", "gnutls-cli", "--logfile", "/dev/null", "--x509cafile", ca,
+		       "--x509certfile", cert, "--x509keyfile", key, "--priority", s->gnutls, "-p",
+		       portstr, "localhost", (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	while (got < n) {
+		struct pollfd p[2] = { { .fd = out[0], .events = POLLIN },
+				       { .fd = sent < n ? in[1] : -1, .events = POLLOUT } };
+		ssize_t k;
+
+		if (poll(p, 2, 30000) <= 0) {
+			snprintf(why, whylen, "gnutls-cli: timeout after %zu of %zu bytes", got, n);
+			goto out_kill;
+		}
+		if (p[1].revents & (POLLOUT | POLLERR)) {
+			k = write(in[1], data_t + sent, n - sent < 4096 ? n - sent : 4096);
+			if (k > 0)
+				sent += (size_t)k;
+		}
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			k = read(out[0], buf, 65536);
+			if (k <= 0) {
+				snprintf(why, whylen, "gnutls-cli exited after %zu of %zu bytes",
+					 got, n);
+				goto out_kill;
+			}
+			if ((size_t)k > n - got || memcmp(buf, data_t + got, (size_t)k)) {
+				snprintf(why, whylen, "gnutls-cli: data mismatch at %zu", got);
+				goto out_kill;
+			}
+			got += (size_t)k;
+		}
+	}
+	__atomic_add_fetch(&total_bytes, (long)n, __ATOMIC_RELAXED);
+	stat_read(&r->open_stat);
+	close(in[1]); /* EOF: gnutls-cli says bye (close_notify) */
+	in[1] = -1;
+	while (read(out[0], buf, 65536) > 0)
+		;
+	waitpid(pid, &status, 0);
+	pid = -1;
+	ok = true;
+out_kill:
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+	if (in[1] >= 0)
+		close(in[1]);
+	close(out[0]);
+	free(buf);
+	return ok;
+}
+
 static bool run_case(const struct suite *s, enum mode m)
 {
 	struct run r = { .s = s, .m = m, .lfd = -1, .rekey = caps.rekey };
@@ -574,6 +680,10 @@ static bool run_case(const struct suite *s, enum mode m)
 		r.lfd = listen_any(&port);
 		pthread_create(&th, NULL, server_main, &r);
 		thread = true;
+		if (m == M_GNUTLS_CLI) {
+			ok = gnutls_cli_exchange(s, port, &r, why, sizeof(why));
+			goto out_why;
+		}
 		fd = connect_port(port);
 	}
 	if (fd < 0) {
@@ -793,6 +903,8 @@ int main(int argc, char **argv)
 			data_t[i] = (uint8_t)('!' + data_t[i] % 94);
 		}
 	}
+	/* gnutls-serv holds a last line that has no newline */
+	data_t[nbytes / 4 - 1] = '\n';
 
 	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
 		for (enum mode m = M_KTLS_SRV; m <= M_KU_KTLS; m++) {
