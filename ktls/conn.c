@@ -392,10 +392,14 @@ int ktls_install_with(const struct ktls_ops *ops, SSL *ssl, int fd, struct ktls_
 		c->secret_len = (uint8_t)want;
 		memcpy(c->secrets->tx, txs, want);
 		memcpy(c->secrets->rx, rxs, want);
-		/* The SSL is about to be freed; its copy is no longer needed either way. */
 		rc = ktls_crypto_info_tls13(suite, txs, want, 0, &tx);
 		if (rc == 0)
 			rc = ktls_crypto_info_tls13(suite, rxs, want, 0, &rx);
+		/*
+		 * The kept copy is the slot's; the capture is not needed again whatever happens
+		 * next (on a fallback OpenSSL keeps its own keys), so it goes now, not at SSL_free.
+		 */
+		OPENSSL_cleanse(cap, sizeof(*cap));
 		if (rc < 0)
 			goto out_free_slot;
 	} else {

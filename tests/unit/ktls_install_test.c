@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "ktlsd/ktls.h"
+#include "../../ktls/ktls_internal.h" /* white box: the capture is wiped */
 
 #ifndef SOL_TLS
 #define SOL_TLS 282
@@ -441,6 +442,13 @@ static void run_case(int version, const char *cipher, bool rsa, struct expect e,
 	fake_reset();
 	assert_int_equal(ktls_install_with(&fake_ops, p.s, p.fds[0], &sc), 0);
 	check_calls(srv, cli, e.info_len);
+	if (version == TLS1_3_VERSION) {
+		static const struct ktls_captured zero;
+		const struct ktls_captured *cap = ktls_captured_get(p.s);
+
+		assert_non_null(cap);
+		assert_memory_equal(cap, &zero, sizeof(zero)); /* no copy left behind */
+	}
 	assert_int_equal(ktls_conn_version(sc), version);
 	assert_string_equal(ktls_conn_cipher_name(sc),
 			    SSL_CIPHER_get_name(SSL_get_current_cipher(p.s)));
