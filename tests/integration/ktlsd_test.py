@@ -52,7 +52,7 @@ def free_port():
     return port
 
 
-def wait_port(port, timeout=10.0):
+def wait_port(port, timeout=60.0):
     end = time.time() + timeout
     while time.time() < end:
         try:
