@@ -954,10 +954,10 @@ def t_vm_ktls(env):
     line = k.conn_end(r"reason=closed")
     check("ktls=tx+rx" in line, f"connection not on kTLS: {line}")
 
+    hport = env.http_backend()
+    kh = env.ktlsd(["--ktls", "require"], target_port=hport)
     for tls in ("1.3", "1.2"):
         flags = ["--tlsv1.2", "--tls-max", "1.2"] if tls == "1.2" else []
-        hport = env.http_backend()
-        kh = env.ktlsd(["--ktls", "require"], target_port=hport)
         r = subprocess.run(["curl", "-sS", "--fail", "--cert", env.p("client.pem"), "--key",
                             env.p("client.key"), "--cacert", env.p("ca.pem")] + flags
                            + [f"https://localhost:{kh.port}/"], capture_output=True, timeout=60)
