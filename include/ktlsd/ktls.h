@@ -56,8 +56,11 @@ struct ktls_conn;
  * derives keys, sets TCP_ULP + TLS_TX + TLS_RX. On success *ret_conn owns the crypto
  * state (TLS 1.3 traffic secrets kept in MADV_DONTDUMP memory for rekey); the caller may
  * then SSL_free(ssl). On failure the socket is untouched if the error is
- * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS (caller may fall back to
- * userspace), otherwise the connection must be closed.
+ * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS / _SEQUENCE (caller may fall
+ * back to userspace), otherwise the connection must be closed.
+ * Record sequence numbers: TLS 1.2 starts at 1 both ways; TLS 1.3 at 0 both ways, which
+ * for a client holds only if it installs before any SSL_read (server tickets then arrive
+ * on the kTLS socket and ktls_conn_recv_control() consumes them).
  */
 int ktls_install(SSL *ssl, int fd, struct ktls_conn **ret_conn);
 
@@ -80,7 +83,9 @@ enum ktls_control {
  * next). Reads exactly one record with recvmsg + TLS_GET_RECORD_TYPE and acts on it.
  * Returns 0 with *ret_ctrl set, -EAGAIN if nothing is readable yet,
  * -KTLS_E_REKEY_UNSUPPORTED if the peer updated its keys and the kernel can't follow,
- * -KTLS_E_PROTOCOL on garbage, or -errno (EBADMSG: record failed authentication).
+ * -KTLS_E_PROTOCOL on garbage, -ECONNRESET on TCP EOF without close_notify, or -errno
+ * (EBADMSG: record failed authentication). A peer KeyUpdate with update_requested is
+ * answered here (our KeyUpdate record, then TLS_TX) on rekey-capable kernels.
  */
 int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uint8_t *ret_alert);
 
@@ -88,7 +93,11 @@ int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uin
 int ktls_conn_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
 int ktls_conn_send_close_notify(struct ktls_conn *c);
 
-/* Initiate a TLS 1.3 KeyUpdate of our TX keys (rekey-capable kernels only). */
+/*
+ * Initiate a TLS 1.3 KeyUpdate of our TX keys. On a kernel that cannot rekey (< 6.14)
+ * returns -KTLS_E_REKEY_UNSUPPORTED having sent nothing: the connection goes on as before.
+ * TLS 1.2: -KTLS_E_UNSUPPORTED_VERSION.
+ */
 int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);
 
 /* Wipes secrets and frees; does not close the fd. NULL is fine. */
