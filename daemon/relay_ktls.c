@@ -26,7 +26,7 @@ bool relay_ktls_fallback_ok(int err)
 	/* libktls guarantees the socket is untouched for these. */
 	return err == -KTLS_E_NO_ULP || err == -KTLS_E_UNSUPPORTED_CIPHER ||
 	       err == -KTLS_E_UNSUPPORTED_VERSION || err == -KTLS_E_PENDING ||
-	       err == -KTLS_E_NO_SECRETS;
+	       err == -KTLS_E_NO_SECRETS || err == -KTLS_E_SEQUENCE;
 }
 
 static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, enum op op)
