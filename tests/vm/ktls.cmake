@@ -5,7 +5,7 @@ add_executable(ktls_vm_test ${CMAKE_CURRENT_LIST_DIR}/ktls_vm_test.c)
 target_link_libraries(ktls_vm_test PRIVATE ktls Threads::Threads)
 add_test(NAME ktls.host COMMAND ktls_vm_test ${PROJECT_SOURCE_DIR}/scripts/pki)
 set_tests_properties(ktls.host PROPERTIES SKIP_RETURN_CODE ${KTLSD_SKIP_RC} LABELS unit)
-if(COMMAND ktlsd_add_vm_test)
+if(COMMAND ktlsd_add_vm_test AND KTLSD_VM_TESTS)
 	# The PKI is made on the host first (a fixture): RSA keys under TCG take minutes.
 	set(_ktls_vm_pki ${PROJECT_BINARY_DIR}/ktls-vm-pki)
 	add_test(NAME vm.ktls.pki COMMAND sh -c
