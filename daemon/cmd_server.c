@@ -156,8 +156,8 @@ static void log_counters(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		struct service *s = &rt->svc[i];
-		char v[8][24];
-		const unsigned long n[8] = {
+		char v[9][24];
+		const unsigned long n[9] = {
 			atomic_load(&s->accepted),
 			atomic_load(&s->refused_max_conns),
 			atomic_load(&s->handshake_timeouts),
@@ -166,9 +166,10 @@ static void log_counters(struct runtime *rt)
 			atomic_load(&s->backend_failures),
 			atomic_load(&s->ktls_fallbacks),
 			atomic_load(&s->rekey_closes),
+			atomic_load(&s->proxy_header_failures),
 		};
 
-		for (int k = 0; k < 8; k++)
+		for (int k = 0; k < 9; k++)
 			snprintf(v[k], sizeof(v[k]), "%lu", n[k]);
 		struct log_kv kv[] = {
 			{ "service", s->cfg->name },
@@ -180,8 +181,9 @@ static void log_counters(struct runtime *rt)
 			{ "target_connect_failures", v[5] },
 			{ "ktls_fallbacks", v[6] },
 			{ "rekey_closes", v[7] },
+			{ "proxy_header_failures", v[8] },
 		};
-		log_kv(rt->cfg->log_format, "info", "counters", kv, 9);
+		log_kv(rt->cfg->log_format, "info", "counters", kv, 10);
 	}
 }
 

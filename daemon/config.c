@@ -238,6 +238,12 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 			policy_set_allow_all(s->policy);
 		return 0;
 	}
+	if (s->role == ROLE_SERVER && !strcmp(key, "proxy-protocol")) {
+		if (parse_bool(v, &b))
+			goto bad;
+		s->proxy_protocol = b;
+		return 0;
+	}
 	if (s->role == ROLE_CLIENT && !strcmp(key, "server-name")) {
 		free(s->server_name);
 		s->server_name = strdup(v);
@@ -343,6 +349,7 @@ static void print_help(enum service_role role)
 		      "         [--allow-ou NAME]... [--allow-all]\n"
 		      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
 		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+		      "         [--proxy-protocol]\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -372,6 +379,7 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "allow-cn", required_argument, NULL, 0 },
 		{ "allow-ou", required_argument, NULL, 0 },
 		{ "allow-all", no_argument, NULL, 0 },
+		{ "proxy-protocol", no_argument, NULL, 0 },
 		{ "ktls", required_argument, NULL, 0 },
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },

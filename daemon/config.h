@@ -30,7 +30,8 @@ struct service_config {
 	unsigned handshake_timeout_ms;
 	unsigned connect_timeout_ms;
 	unsigned max_conns;
-	int min_tls; /* TLS1_2_VERSION / TLS1_3_VERSION */
+	int min_tls;	     /* TLS1_2_VERSION / TLS1_3_VERSION */
+	bool proxy_protocol; /* server: PROXY v2 header with the verified identity to the backend */
 };
 
 struct run_config {

@@ -37,6 +37,7 @@
 
 #include "ktlsd/ktls.h"
 #include "log.h"
+#include "proxy_v2.h"
 #include "worker.h"
 
 #define RING_ENTRIES 4096
@@ -493,6 +494,32 @@ static void deadline_cancel(struct worker *w, struct conn *c)
 
 static void relay_start(struct worker *w, struct conn *c);
 
+/*
+ * PROXY v2 header with the client's addresses and verified identity, sent to the backend
+ * before any relayed byte. The backend socket was just connected, so its empty send buffer
+ * takes the whole header (<= PROXY_V2_MAX_LEN) in one send: a short write is an error.
+ * An identity too long for the header fails the connection rather than being cut.
+ */
+static int proxy_header_send(struct conn *c)
+{
+	struct proxy_v2_info pi;
+	uint8_t hdr[PROXY_V2_MAX_LEN];
+	size_t len;
+	ssize_t n;
+	int rc;
+
+	rc = proxy_v2_info_from_ssl(c->ssl, c->tfd, &pi);
+	if (rc)
+		return rc;
+	rc = proxy_v2_encode(&pi, hdr, sizeof(hdr), &len);
+	if (rc)
+		return rc;
+	n = send(c->pfd, hdr, len, MSG_NOSIGNAL);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EAGAIN;
+}
+
 static void hs_step(struct worker *w, struct conn *c)
 {
 	int r, e, saved;
@@ -760,6 +787,16 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		c->connected = true;
 		if (is_server(c)) {
 			deadline_cancel(w, c);
+			if (c->svc->cfg->proxy_protocol) {
+				int prc = proxy_header_send(c);
+
+				if (prc) {
+					atomic_fetch_add_explicit(&c->svc->proxy_header_failures, 1,
+								  memory_order_relaxed);
+					conn_fail(w, c, "proxy header failed: %s", strerror(-prc));
+					break;
+				}
+			}
 			relay_start(w, c);
 		} else {
 			tls_start(w, c);

@@ -26,7 +26,7 @@ struct service {
 	bool use_ktls; /* try kTLS per connection (mode != off and the kernel has it) */
 	atomic_uint live;
 	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
-		backend_failures, ktls_fallbacks, rekey_closes;
+		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures;
 };
 
 struct runtime {

@@ -29,6 +29,7 @@ import threading
 import time
 
 SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Skip(Exception):
@@ -1028,7 +1029,50 @@ def t_vm_bulk(env):
     print(k.conn_end(r"reason=closed"), dt)
 
 
+def t_proxy_protocol(env):
+    """--proxy-protocol: the backend gets a PROXY v2 header with the client's address and
+    verified identity before any data; refused peers never reach it."""
+    out = os.path.join(env.dir, "pp2.jsonl")
+    be = env.spawn([sys.executable, os.path.join(HERE, "pp2_backend.py"), "0", out],
+                   stdout=subprocess.PIPE, text=True)
+    first = be.stdout.readline().split()
+    check(first[:1] == ["listening"], f"pp2 backend did not start: {first}")
+    k = env.ktlsd(["--proxy-protocol"], target_port=int(first[1]))
+
+    raw = socket.create_connection(("127.0.0.1", k.port), timeout=20)
+    src_port = raw.getsockname()[1]
+    with tls_ctx(env).wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"after the header\n")
+        got = b""
+        while len(got) < 17:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    check(got == b"after the header\n", f"echo through the header path: {got!r}")
+    k.conn_end(r"reason=closed")
+    with open(out) as f:
+        recs = [json.loads(x) for x in f if x.strip()]
+    check(len(recs) == 1, f"one header expected, backend saw {recs}")
+    r = recs[0]
+    check(r.get("error") is None, f"backend rejected the header: {r}")
+    want = {"src": f"127.0.0.1:{src_port}", "dst": f"127.0.0.1:{k.port}", "cn": "client",
+            "spiffe": "spiffe://example.org/client", "ssl_version": "TLSv1.3",
+            "client_flags": 7, "verify": 0}
+    for key, val in want.items():
+        check(r.get(key) == val, f"PROXY header {key}: want {val!r}, got {r.get(key)!r}")
+
+    # A refused peer is stopped before the backend connect: no header, no connection.
+    s_client(env, k.port, ["-cert", env.p("evil-client.pem"),
+                          "-key", env.p("evil-client.key")], data=b"x\n")
+    k.conn_end(r'reason="identity not allowed"')
+    with open(out) as f:
+        n = sum(1 for x in f if x.strip())
+    check(n == 1, f"a refused peer reached the backend ({n} headers)")
+
+
 TESTS = {
+    "proxy_protocol": t_proxy_protocol,
     "vm_bulk": t_vm_bulk,
     "good_clients": t_good_clients,
     "bulk": t_bulk,
