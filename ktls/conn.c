@@ -25,6 +25,7 @@
 #include <openssl/crypto.h>
 
 #include "ktlsd/ktls.h"
+#include "ktlsd/probe.h"
 #include "ktls_internal.h"
 
 #ifndef SOL_TLS
@@ -259,66 +260,15 @@ static ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
 static pthread_once_t rekey_once = PTHREAD_ONCE_INIT;
 static int rekey_result;
 
-/* Connected loopback pair: rekey is a property of the kernel, tried on throwaway sockets. */
-static int loopback_pair(int fds[2])
+/* Rekey is a property of the kernel: asked once per process, with the capability probe. */
+static void rekey_probe_once(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t alen = sizeof(a);
-	int l, rc = -errno;
-
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (l < 0)
-		return -errno;
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
-	    getsockname(l, (struct sockaddr *)&a, &alen) < 0)
-		goto out_close_listener;
-	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fds[0] < 0)
-		goto out_close_listener;
-	if (connect(fds[0], (struct sockaddr *)&a, sizeof(a)) < 0)
-		goto out_close_client;
-	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	if (fds[1] < 0)
-		goto out_close_client;
-	close(l);
-	return 0;
-out_close_client:
-	rc = -errno;
-	close(fds[0]);
-	close(l);
-	return rc;
-out_close_listener:
-	rc = -errno;
-	close(l);
-	return rc;
-}
-
-static void rekey_try(void)
-{
-	struct tls12_crypto_info_aes_gcm_128 ci = { 0 };
-	int fds[2] = { -1, -1 }, rc;
-
-	ci.info.version = TLS_1_3_VERSION;
-	ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
-	rc = loopback_pair(fds);
-	if (rc < 0) {
-		rekey_result = rc;
-		return;
-	}
-	if (setsockopt(fds[0], SOL_TCP, TCP_ULP, "tls", 3) < 0 ||
-	    setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)) < 0)
-		rekey_result = -errno;
-	else if (setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)) == 0)
-		rekey_result = 1;
-	else
-		rekey_result = 0; /* EBUSY before 6.14 */
-	close(fds[0]);
-	close(fds[1]);
+	rekey_result = ktls_probe_rekey();
 }
 
 static int sys_rekey_supported(void)
 {
-	pthread_once(&rekey_once, rekey_try);
+	pthread_once(&rekey_once, rekey_probe_once);
 	return rekey_result;
 }
 

@@ -429,3 +429,23 @@ int ktls_probe(struct ktls_caps *ret_caps)
 {
 	return ktls_probe_with(&ktls_probe_default_ops, ret_caps);
 }
+
+int ktls_probe_rekey(void)
+{
+	const struct ktls_probe_ops *ops = &ktls_probe_default_ops;
+	union probe_crypto_info ci;
+	socklen_t len = crypto_info_for(KTLS_PROBE_TLS13, KTLS_PROBE_AES_GCM_128, &ci);
+	int fds[2], rc;
+
+	rc = ops->tcp_pair(fds);
+	if (rc < 0)
+		return rc;
+	rc = set_ulp(ops, fds[0]);
+	if (!rc)
+		rc = ops->setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, len);
+	if (!rc)
+		rc = ops->setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, len) ==
+		     0; /* EBUSY before 6.14 */
+	close_pair(ops, fds);
+	return rc;
+}

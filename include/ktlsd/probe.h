@@ -53,6 +53,12 @@ struct ktls_caps {
 /* Fill *ret_caps (untouched on failure). 0, or -errno if the probe could not run. */
 int ktls_probe(struct ktls_caps *ret_caps);
 
+/*
+ * Only the rekey question, for the key-install library: 1 if a second TLS_TX on an
+ * installed TLS 1.3 socket works (6.14+), 0 if not, -errno if kTLS itself is unavailable.
+ */
+int ktls_probe_rekey(void);
+
 /* Stable short names ("aes_gcm_128", "tls13", ...) for tables and JSON keys. */
 const char *ktls_probe_cipher_name(enum ktls_probe_cipher c);
 const char *ktls_probe_version_name(enum ktls_probe_version v);
