@@ -33,6 +33,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench-common.h"
+
 #define BUF_SIZE   (64 * 1024)
 #define PATTERN_P  251
 #define MAX_EVENTS 256
@@ -69,33 +71,6 @@ static void usage(FILE *f)
 		   "                     [--stats FILE]\n"
 		   "  auto: first byte 'E' echo, 'K'+u64 sink, 'R'+u64 source (see the source)\n"
 		   "  SIGUSR1 writes the counters to FILE; SIGTERM/SIGINT write them and exit\n");
-}
-
-static int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[256];
-	const char *colon = strrchr(s, ':');
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *ai;
-	size_t hl;
-
-	if (!colon || colon == s)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']') {
-		s++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
-		return -EINVAL;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
 }
 
 static void write_stats(struct backend *b)
@@ -355,7 +330,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (parse_hostport(listen_addr, &ss, &sl) != 0) {
+	if (bench_parse_hostport(listen_addr, &ss, &sl) != 0) {
 		fprintf(stderr, "bench-backend: bad --listen '%s' (want HOST:PORT)\n", listen_addr);
 		return 2;
 	}

@@ -44,6 +44,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "bench-common.h"
+
 #define CHUNK		       (16 * 1024)
 #define PATTERN_P	       251
 #define MAX_EVENTS	       256
@@ -660,33 +662,6 @@ static double pct_us(const uint64_t *s, size_t n, double p)
 	return (double)s[i] / 1000.0;
 }
 
-static int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[256];
-	const char *colon = strrchr(s, ':');
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *ai;
-	size_t hl;
-
-	if (!colon || colon == s)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']') {
-		s++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
-		return -EINVAL;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 static SSL_CTX *make_ctx(const struct config *cfg)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -883,7 +858,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (parse_hostport(cfg.target, &cfg.addr, &cfg.addr_len) != 0) {
+	if (bench_parse_hostport(cfg.target, &cfg.addr, &cfg.addr_len) != 0) {
 		fprintf(stderr, "mtls-load: bad --connect '%s' (want HOST:PORT)\n", cfg.target);
 		return 2;
 	}
