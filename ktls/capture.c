@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * Secret capture. OpenSSL 3.0 has no getter for TLS 1.3 traffic secrets; its keylog
- * callback is the supported way out. The callback parses the line straight into
- * per-SSL ex_data and never writes it anywhere; OpenSSL clears its own copy of the line
- * after the call. A keylog callback the application had set before is still called.
- * TLS 1.2 needs nothing captured: the master secret is read from the session at install.
+ * Capture. OpenSSL 3.0 has no getter for TLS 1.3 traffic secrets nor for record sequence
+ * numbers; its keylog and message callbacks are the supported ways out.
+ *  - The keylog callback parses the secret straight into per-SSL ex_data and never writes
+ *    it anywhere; OpenSSL clears its own copy of the line after the call. A keylog callback
+ *    the application had set before is still called. (TLS 1.2 needs no secret captured:
+ *    the master secret is read from the session at install.)
+ *  - The message callback counts, per direction, the records after that direction's
+ *    Finished message. OpenSSL reports a record's header (SSL3_RT_HEADER) before the
+ *    messages inside it, so the Finished record itself is not counted; every later record
+ *    used the application keys. Each record is reported once even when a non-blocking
+ *    write or read is retried.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +43,23 @@ struct ktls_captured *ktls_captured_get(const SSL *ssl)
 	if (ssl_idx < 0)
 		return NULL;
 	return SSL_get_ex_data(ssl, ssl_idx);
+}
+
+/* The capture of ssl, created on first use; NULL on allocation failure (install then
+ * reports the missing secret or sequence instead of guessing). */
+static struct ktls_captured *captured_get_or_new(const SSL *ssl)
+{
+	struct ktls_captured *cap = ktls_captured_get(ssl);
+
+	if (cap)
+		return cap;
+	cap = OPENSSL_zalloc(sizeof(*cap));
+	/* Cast: OpenSSL passes a const SSL but ex_data lives on it. */
+	if (cap && !SSL_set_ex_data((SSL *)ssl, ssl_idx, cap)) {
+		OPENSSL_free(cap);
+		cap = NULL;
+	}
+	return cap;
 }
 
 static int hexval(char c)
@@ -91,16 +114,7 @@ static void keylog_cb(const SSL *ssl, const char *line)
 		memcpy(&prev, &p, sizeof(prev) < sizeof(p) ? sizeof(prev) : sizeof(p));
 	}
 	if (!strncmp(line, cl, sizeof(cl) - 1) || !strncmp(line, sl, sizeof(sl) - 1)) {
-		cap = ktls_captured_get(ssl);
-		if (!cap) {
-			cap = OPENSSL_zalloc(sizeof(*cap));
-			/* Cast: OpenSSL passes a const SSL but ex_data lives on it. */
-			if (cap && !SSL_set_ex_data((SSL *)ssl, ssl_idx, cap)) {
-				OPENSSL_free(cap);
-				cap = NULL;
-			}
-		}
-		/* On allocation failure install later reports KTLS_E_NO_SECRETS. */
+		cap = captured_get_or_new(ssl);
 		if (cap) {
 			if (line[0] == 'C')
 				parse_secret(line, cap->client, &cap->client_len);
@@ -112,12 +126,39 @@ static void keylog_cb(const SSL *ssl, const char *line)
 		prev(ssl, line);
 }
 
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+		   SSL *ssl, void *arg)
+{
+	const uint8_t *b = buf;
+	struct ktls_captured *cap;
+	bool *fin;
+
+	if (content_type != SSL3_RT_HEADER && content_type != SSL3_RT_HANDSHAKE)
+		return;
+	cap = captured_get_or_new(ssl);
+	if (!cap)
+		return;
+	fin = write_p ? &cap->tx_fin : &cap->rx_fin;
+	if (content_type == SSL3_RT_HEADER) {
+		if (*fin)
+			(*(write_p ? &cap->tx_records : &cap->rx_records))++;
+		return;
+	}
+	if (len < 1)
+		return;
+	if (b[0] == SSL3_MT_FINISHED)
+		*fin = true;
+	else if (b[0] == SSL3_MT_KEY_UPDATE && *fin)
+		cap->rekeyed = true;
+}
+
 int ktls_ctx_prepare(SSL_CTX *ctx, bool server)
 {
 	void (*prev)(const SSL *, const char *);
 	void *p = NULL;
 	int rc;
 
+	(void)server; /* both roles are prepared alike since tickets are counted */
 	pthread_once(&idx_once, idx_init);
 	if (ssl_idx < 0 || ctx_idx < 0)
 		return -ENOMEM;
@@ -131,12 +172,9 @@ int ktls_ctx_prepare(SSL_CTX *ctx, bool server)
 			return -ENOMEM;
 		SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 	}
-	/*
-	 * Tickets would be sent under the application key before we install it, leaving
-	 * the TX sequence unknown; renegotiation (TLS 1.2) cannot be followed in the kernel.
-	 */
-	if (server && !SSL_CTX_set_num_tickets(ctx, 0))
-		return -EINVAL;
+	/* OpenSSL 3.0 has no getter to chain an earlier message callback: this one owns it. */
+	SSL_CTX_set_msg_callback(ctx, msg_cb);
+	/* Renegotiation (TLS 1.2) cannot be followed in the kernel. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	return 0;
 }

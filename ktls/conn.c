@@ -5,12 +5,14 @@
  * before the first setsockopt that changes the socket, and nothing fallible after TLS_RX,
  * so a caller never falls back to userspace on a socket the kernel already encrypts.
  *
- * Record sequence numbers (no getter in OpenSSL, so they must be known exactly):
- *  - TLS 1.2: the Finished messages were record 0 under the new keys: 1 both ways.
- *  - TLS 1.3: application keys start at 0. A server sends no tickets (ktls_ctx_prepare
- *    sets num_tickets 0) so its TX is 0; a client's RX is 0 because it installs before
- *    reading anything past the handshake: tickets the server sends arrive as handshake
- *    records on the kTLS socket and ktls_conn_recv_control() consumes them.
+ * Record sequence numbers (no getter in OpenSSL, so they must be known exactly): the
+ * capture counts the records OpenSSL wrote and read after each direction's Finished.
+ *  - TLS 1.3: application keys start at 0, so the kernel starts at that count: a server's
+ *    TX after the NewSessionTickets it sent, a client's RX after what it read.
+ *  - TLS 1.2: the Finished messages were record 0 under the new keys: 1 + the count.
+ * A direction may be installed later than the other (ktls_install_tx, then
+ * ktls_conn_install_rx): a client that wants the server's tickets for resumption reads
+ * them through OpenSSL while the kernel already encrypts what it sends.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -134,14 +136,16 @@ out_wipe:
 }
 
 /* TLS 1.2 AEAD key block: both directions' crypto_info, rec_seq 1. */
-static int crypto_info_tls12(SSL *ssl, const struct ktls_suite *suite, bool server,
-			     union ktls_crypto_info *tx, union ktls_crypto_info *rx)
+static int crypto_info_tls12(SSL *ssl, const struct ktls_suite *suite, bool server, uint64_t tx_seq,
+			     uint64_t rx_seq, union ktls_crypto_info *tx,
+			     union ktls_crypto_info *rx)
 {
 	uint8_t ms[SSL_MAX_MASTER_KEY_LENGTH];
 	uint8_t seed[2 * SSL3_RANDOM_SIZE];
 	uint8_t block[2 * 32 + 2 * 12];
 	size_t ms_len, kl = suite->key_len, fl = suite->fixed_iv_len;
 	union ktls_crypto_info *ci[2] = { server ? rx : tx, server ? tx : rx }; /* client, server */
+	uint64_t seq[2] = { server ? rx_seq : tx_seq, server ? tx_seq : rx_seq };
 	SSL_SESSION *sess = SSL_get_session(ssl);
 	int rc = -KTLS_E_NO_SECRETS;
 
@@ -167,11 +171,11 @@ static int crypto_info_tls12(SSL *ssl, const struct ktls_suite *suite, bool serv
 		ci[i]->base.cipher_type = suite->cipher_type;
 		info_fields(suite, ci[i], &iv, &key, &salt, &rec_seq);
 		memcpy(key, wkey, kl);
-		put_be64(rec_seq, 1);
+		put_be64(rec_seq, seq[i]);
 		if (suite->salt_len) {
 			/* GCM: implicit 4-byte salt; explicit nonce = sequence number. */
 			memcpy(salt, wiv, suite->salt_len);
-			put_be64(iv, 1);
+			put_be64(iv, seq[i]);
 		} else {
 			memcpy(iv, wiv, suite->iv_len);
 		}
@@ -284,21 +288,84 @@ const struct ktls_ops ktls_default_ops = {
 
 int ktls_install(SSL *ssl, int fd, struct ktls_conn **ret_conn)
 {
-	return ktls_install_with(&ktls_default_ops, ssl, fd, ret_conn);
+	return ktls_install_dirs_with(&ktls_default_ops, ssl, fd, KTLS_DIR_TX | KTLS_DIR_RX,
+				      ret_conn);
+}
+
+int ktls_install_tx(SSL *ssl, int fd, struct ktls_conn **ret_conn)
+{
+	return ktls_install_dirs_with(&ktls_default_ops, ssl, fd, KTLS_DIR_TX, ret_conn);
 }
 
 int ktls_install_with(const struct ktls_ops *ops, SSL *ssl, int fd, struct ktls_conn **ret_conn)
 {
+	return ktls_install_dirs_with(ops, ssl, fd, KTLS_DIR_TX | KTLS_DIR_RX, ret_conn);
+}
+
+/* The capture with usable record counts, or the error that says why not. */
+static int counted(SSL *ssl, uint16_t version, struct ktls_captured **ret_cap)
+{
+	struct ktls_captured *cap = ktls_captured_get(ssl);
+
+	if (!cap)
+		return version == TLS1_3_VERSION ? -KTLS_E_NO_SECRETS : -KTLS_E_SEQUENCE;
+	if (!cap->tx_fin || !cap->rx_fin || cap->rekeyed)
+		return -KTLS_E_SEQUENCE;
+	*ret_cap = cap;
+	return 0;
+}
+
+/* Both directions' crypto_info at the counted sequence numbers; TLS 1.3 secrets kept in c. */
+static int crypto_infos(struct ktls_conn *c, SSL *ssl, struct ktls_captured *cap,
+			union ktls_crypto_info *tx, union ktls_crypto_info *rx)
+{
+	const struct ktls_suite *suite = c->suite;
+	size_t want = strcmp(suite->digest, "SHA384") ? 32 : 48;
+	int rc;
+
+	if (c->version != TLS1_3_VERSION)
+		return crypto_info_tls12(ssl, suite, c->server, 1 + (uint64_t)cap->tx_records,
+					 1 + (uint64_t)cap->rx_records, tx, rx);
+	if (!c->secrets) {
+		if (cap->client_len != want || cap->server_len != want)
+			return -KTLS_E_NO_SECRETS;
+		c->secrets = ktls_slot_alloc();
+		if (!c->secrets)
+			return -ENOMEM;
+		c->secret_len = (uint8_t)want;
+		memcpy(c->secrets->tx, c->server ? cap->server : cap->client, want);
+		memcpy(c->secrets->rx, c->server ? cap->client : cap->server, want);
+		/*
+		 * The kept copy is the slot's; the capture is not needed again whatever happens
+		 * next (on a fallback OpenSSL keeps its own keys), so it goes now, not at SSL_free.
+		 */
+		OPENSSL_cleanse(cap->client, sizeof(cap->client));
+		OPENSSL_cleanse(cap->server, sizeof(cap->server));
+		cap->client_len = cap->server_len = 0;
+	}
+	rc = ktls_crypto_info_tls13(suite, c->secrets->tx, want, cap->tx_records, tx);
+	if (rc == 0)
+		rc = ktls_crypto_info_tls13(suite, c->secrets->rx, want, cap->rx_records, rx);
+	return rc;
+}
+
+int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigned dirs,
+			   struct ktls_conn **ret_conn)
+{
 	union ktls_crypto_info tx, rx;
 	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
-	bool server = SSL_is_server(ssl);
 	int version = SSL_version(ssl);
+	bool with_rx = dirs & KTLS_DIR_RX;
 	const struct ktls_suite *suite;
+	struct ktls_captured *cap = NULL;
 	struct ktls_conn *c = NULL;
+	BIO *null_wbio = NULL;
 	int rc;
 
 	memset(&tx, 0, sizeof(tx));
 	memset(&rx, 0, sizeof(rx));
+	if (!(dirs & KTLS_DIR_TX))
+		return -EINVAL;
 	if (version != TLS1_2_VERSION && version != TLS1_3_VERSION)
 		return -KTLS_E_UNSUPPORTED_VERSION;
 	if (!cipher || !SSL_is_init_finished(ssl))
@@ -307,81 +374,85 @@ int ktls_install_with(const struct ktls_ops *ops, SSL *ssl, int fd, struct ktls_
 	if (!suite)
 		return -KTLS_E_UNSUPPORTED_CIPHER;
 	/* Bytes OpenSSL already read would be lost to the kernel's record stream. */
-	if (SSL_has_pending(ssl))
+	if (with_rx && SSL_has_pending(ssl))
 		return -KTLS_E_PENDING;
+	rc = counted(ssl, (uint16_t)version, &cap);
+	if (rc < 0)
+		return rc;
+	/* TX only: OpenSSL goes on reading but must never write on the socket again. */
+	if (!with_rx) {
+		null_wbio = BIO_new(BIO_s_null());
+		if (!null_wbio)
+			return -ENOMEM;
+	}
 
 	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
+	if (!c) {
+		rc = -ENOMEM;
+		goto out_free_bio;
+	}
 	c->ops = ops;
 	c->suite = suite;
 	c->fd = fd;
 	c->version = (uint16_t)version;
+	c->server = SSL_is_server(ssl);
 	c->cipher_name = SSL_CIPHER_get_name(cipher);
-
-	if (version == TLS1_3_VERSION) {
-		struct ktls_captured *cap = ktls_captured_get(ssl);
-		const uint8_t *txs, *rxs;
-		size_t want = strcmp(suite->digest, "SHA384") ? 32 : 48;
-
-		if (server && SSL_get_num_tickets(ssl) != 0) {
-			rc = -KTLS_E_SEQUENCE;
-			goto out_free_conn;
-		}
-		if (!cap || cap->client_len != want || cap->server_len != want) {
-			rc = -KTLS_E_NO_SECRETS;
-			goto out_free_conn;
-		}
-		txs = server ? cap->server : cap->client;
-		rxs = server ? cap->client : cap->server;
-		c->secrets = ktls_slot_alloc();
-		if (!c->secrets) {
-			rc = -ENOMEM;
-			goto out_free_conn;
-		}
-		c->secret_len = (uint8_t)want;
-		memcpy(c->secrets->tx, txs, want);
-		memcpy(c->secrets->rx, rxs, want);
-		rc = ktls_crypto_info_tls13(suite, txs, want, 0, &tx);
-		if (rc == 0)
-			rc = ktls_crypto_info_tls13(suite, rxs, want, 0, &rx);
-		/*
-		 * The kept copy is the slot's; the capture is not needed again whatever happens
-		 * next (on a fallback OpenSSL keeps its own keys), so it goes now, not at SSL_free.
-		 */
-		OPENSSL_cleanse(cap, sizeof(*cap));
-		if (rc < 0)
-			goto out_free_slot;
-	} else {
-		rc = crypto_info_tls12(ssl, suite, server, &tx, &rx);
-		if (rc < 0)
-			goto out_free_conn;
-	}
+	rc = crypto_infos(c, ssl, cap, &tx, &rx);
+	if (rc < 0)
+		goto out_free_conn;
 
 	rc = ops->setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 3);
-	if (rc == -ENOENT) {
+	if (rc == -ENOENT)
 		rc = -KTLS_E_NO_ULP;
-		goto out_free_slot;
-	}
 	if (rc < 0)
-		goto out_free_slot;
+		goto out_free_conn;
 	/* From here the socket is changed: errors mean close, never fall back. */
 	rc = ops->setsockopt(fd, SOL_TLS, TLS_TX, &tx, suite->info_len);
 	if (rc < 0)
-		goto out_free_slot;
-	rc = ops->setsockopt(fd, SOL_TLS, TLS_RX, &rx, suite->info_len);
-	if (rc < 0)
-		goto out_free_slot;
+		goto out_free_conn;
+	if (with_rx) {
+		rc = ops->setsockopt(fd, SOL_TLS, TLS_RX, &rx, suite->info_len);
+		if (rc < 0)
+			goto out_free_conn;
+		c->rx_installed = true;
+	} else {
+		SSL_set0_wbio(ssl, null_wbio);
+		null_wbio = NULL;
+	}
 
 	*ret_conn = c;
+	rc = 0;
+	goto out_wipe;
+
+out_free_conn:
+	ktls_slot_free(c->secrets);
+	free(c);
+out_free_bio:
+	BIO_free(null_wbio);
+out_wipe:
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
-	return 0;
+	return rc;
+}
 
-out_free_slot:
-	ktls_slot_free(c->secrets);
-out_free_conn:
-	free(c);
+int ktls_conn_install_rx(struct ktls_conn *c, SSL *ssl)
+{
+	union ktls_crypto_info tx, rx;
+	struct ktls_captured *cap = NULL;
+	int rc;
+
+	if (c->rx_installed)
+		return -EALREADY;
+	if (SSL_has_pending(ssl))
+		return -KTLS_E_PENDING;
+	rc = counted(ssl, c->version, &cap);
+	if (rc < 0)
+		return rc;
+	rc = crypto_infos(c, ssl, cap, &tx, &rx);
+	if (rc == 0)
+		rc = c->ops->setsockopt(c->fd, SOL_TLS, TLS_RX, &rx, c->suite->info_len);
+	if (rc == 0)
+		c->rx_installed = true;
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
 	return rc;

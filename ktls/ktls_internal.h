@@ -12,15 +12,24 @@
 
 #define KTLS_SECRET_MAX 48 /* SHA-384 */
 
-/* What the keylog callback captured for one SSL (TLS 1.3 only). */
+/*
+ * What ktls_ctx_prepare()'s callbacks saw of one SSL: the TLS 1.3 traffic secrets (keylog)
+ * and, per direction, how many records OpenSSL itself wrote or read after that direction's
+ * Finished message (message callback). Those records used the keys kTLS takes over, so the
+ * kernel's record sequence numbers start after them: a TLS 1.3 server's tickets, or the
+ * records a client read through OpenSSL before installing kTLS RX.
+ */
 struct ktls_captured {
 	uint8_t client[KTLS_SECRET_MAX];
 	uint8_t server[KTLS_SECRET_MAX];
 	uint8_t client_len;
 	uint8_t server_len;
+	bool tx_fin, rx_fin; /* Finished written / read: counting runs from here */
+	bool rekeyed;	     /* a KeyUpdate went through OpenSSL: the secrets are stale */
+	uint32_t tx_records, rx_records;
 };
 
-/* The captured secrets of ssl, or NULL if ktls_ctx_prepare() was not called. */
+/* The capture of ssl, or NULL if ktls_ctx_prepare() was not called (or allocation failed). */
 struct ktls_captured *ktls_captured_get(const SSL *ssl);
 
 int ktls_kdf_init(void);
@@ -64,6 +73,8 @@ struct ktls_conn {
 	int fd;
 	uint16_t version;
 	uint8_t secret_len;
+	bool server;
+	bool rx_installed;
 	/* Handshake message framing across records (NewSessionTicket may span records). */
 	uint32_t hs_skip;  /* body bytes of the current message still to skip */
 	uint8_t hs_hdr[4]; /* partial message header */

@@ -22,8 +22,9 @@ const char *ktls_strerror(int err)
 	case KTLS_E_PROTOCOL:
 		return "malformed control record from peer";
 	case KTLS_E_SEQUENCE:
-		return "record sequence number unknown (TLS 1.3 server sent session tickets; "
-		       "ktls_ctx_prepare sets num_tickets 0)";
+		return "record sequence number unknown (records were not counted: "
+		       "ktls_ctx_prepare not called or its message callback replaced; or a "
+		       "KeyUpdate went through OpenSSL before kTLS took over)";
 	}
 	return strerror(err < 0 ? -err : err);
 }

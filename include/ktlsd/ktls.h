@@ -3,7 +3,7 @@
  * libktls: move an OpenSSL 3 session into kernel TLS, both directions.
  *
  * Usage, per connection:
- *   ktls_ctx_prepare(ctx, server)  once per SSL_CTX: keylog capture, tickets off (server)
+ *   ktls_ctx_prepare(ctx, server)  once per SSL_CTX: keylog + record-count callbacks
  *   ... non-blocking handshake with OpenSSL on a socket BIO ...
  *   ktls_install(ssl, fd, &conn)  TCP_ULP "tls" + TLS_TX + TLS_RX, exact sequence numbers
  *   SSL_free(ssl)                 the kernel owns the session now
@@ -33,7 +33,7 @@ enum {
 	KTLS_E_NO_ULP,		    /* kernel has no "tls" ULP (CONFIG_TLS off / module blocked) */
 	KTLS_E_REKEY_UNSUPPORTED,   /* peer sent KeyUpdate; this kernel cannot follow (< 6.14) */
 	KTLS_E_PROTOCOL,	    /* malformed control record from the peer */
-	KTLS_E_SEQUENCE,	    /* record sequence unknown (TLS 1.3 server sent tickets) */
+	KTLS_E_SEQUENCE,	    /* record sequence unknown (not counted, or keys updated) */
 	KTLS_E_MAX
 };
 
@@ -42,9 +42,12 @@ const char *ktls_strerror(int err);
 
 /*
  * Prepare an SSL_CTX for kTLS: installs the keylog callback that captures traffic
- * secrets into per-SSL storage (never logged or written), and for a server sets
- * num_tickets to 0 so the TX record sequence is exact. Chains to any keylog callback
- * already set. Call before creating SSL objects from ctx.
+ * secrets into per-SSL storage (never logged or written; chains to a keylog callback
+ * already set) and the message callback that counts the records OpenSSL wrote and read
+ * after the handshake (the SSL_CTX's msg callback belongs to libktls from then on), so
+ * the kernel's sequence numbers are exact whatever OpenSSL sent or read before install:
+ * a TLS 1.3 server may send session tickets. Turns TLS 1.2 renegotiation off. Call
+ * before creating SSL objects from ctx. server: kept for compatibility, unused.
  */
 int ktls_ctx_prepare(SSL_CTX *ctx, bool server);
 
@@ -58,11 +61,25 @@ struct ktls_conn;
  * then SSL_free(ssl). On failure the socket is untouched if the error is
  * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS / _SEQUENCE (caller may fall
  * back to userspace), otherwise the connection must be closed.
- * Record sequence numbers: TLS 1.2 starts at 1 both ways; TLS 1.3 at 0 both ways, which
- * for a client holds only if it installs before any SSL_read (server tickets then arrive
- * on the kTLS socket and ktls_conn_recv_control() consumes them).
+ * Record sequence numbers continue from what OpenSSL sent and read after the handshake
+ * (counted by ktls_ctx_prepare's callbacks): TLS 1.3 from 0, TLS 1.2 from 1. Records
+ * that arrive later (tickets, KeyUpdate, alerts) go to ktls_conn_recv_control().
  */
 int ktls_install(SSL *ssl, int fd, struct ktls_conn **ret_conn);
+
+/*
+ * Split install, for a client that wants the server's TLS 1.3 tickets (resumption):
+ * ktls_install_tx() sets TCP_ULP + TLS_TX only (same checks and fallback rules as
+ * ktls_install, except that OpenSSL may still hold unread bytes) and gives ssl a write
+ * BIO that discards, since the kernel owns the write side from then on. The caller keeps
+ * reading through SSL_read (tickets are processed by OpenSSL, data is the caller's), then
+ * calls ktls_conn_install_rx() with the same ssl: TLS_RX at the counted sequence.
+ * install_rx returns -KTLS_E_PENDING while OpenSSL holds a partial record (read on and
+ * retry), -KTLS_E_SEQUENCE if the peer updated its keys through OpenSSL meanwhile
+ * (RX cannot follow: close the connection), or -errno from the kernel (close). Only after it succeeded may the caller SSL_free(ssl).
+ */
+int ktls_install_tx(SSL *ssl, int fd, struct ktls_conn **ret_conn);
+int ktls_conn_install_rx(struct ktls_conn *c, SSL *ssl);
 
 /* Connection facts for logs and /connections. */
 int ktls_conn_fd(const struct ktls_conn *c);
@@ -121,8 +138,11 @@ struct ktls_ops {
 
 extern const struct ktls_ops ktls_default_ops;
 
-/* ktls_install() with another seam (tests). */
+/* ktls_install() with another seam (tests); _dirs_ with KTLS_DIR_TX [| KTLS_DIR_RX]. */
+enum { KTLS_DIR_TX = 1, KTLS_DIR_RX = 2 };
 int ktls_install_with(const struct ktls_ops *ops, SSL *ssl, int fd, struct ktls_conn **ret_conn);
+int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigned dirs,
+			   struct ktls_conn **ret_conn);
 
 /* TLS 1.3 traffic secrets currently installed in the kernel (rekey follows these). */
 uint64_t ktls_conn_tx_generation(const struct ktls_conn *c); /* our KeyUpdates done */

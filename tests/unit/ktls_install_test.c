@@ -361,13 +361,19 @@ static void build_info(uint8_t *out, const struct expect *e, uint16_t version, c
 		out[o + i] = (uint8_t)seq;
 }
 
-static void expect_tls13(const struct expect *e, const uint8_t *secret, size_t sl, uint8_t *out)
+static void expect_tls13_seq(const struct expect *e, const uint8_t *secret, size_t sl, uint64_t seq,
+			     uint8_t *out)
 {
 	uint8_t key[32], nonce[12];
 
 	hkdf_label(e->md, secret, sl, "key", key, e->key_len);
 	hkdf_label(e->md, secret, sl, "iv", nonce, 12);
-	build_info(out, e, TLS_1_3_VERSION, key, nonce, nonce + e->salt_len, 0);
+	build_info(out, e, TLS_1_3_VERSION, key, nonce, nonce + e->salt_len, seq);
+}
+
+static void expect_tls13(const struct expect *e, const uint8_t *secret, size_t sl, uint8_t *out)
+{
+	expect_tls13_seq(e, secret, sl, 0, out);
 }
 
 /* TLS 1.2: client and server write crypto_info from K.ms and the session randoms. */
@@ -424,7 +430,7 @@ static void check_calls(const uint8_t *tx, const uint8_t *rx, size_t info_len)
 static void run_case(int version, const char *cipher, bool rsa, struct expect e, const EVP_MD *md)
 {
 	struct hs_opts o = { version, cipher, rsa, true, true };
-	uint8_t cli[64], srv[64];
+	uint8_t cli[64], srv[64], srv_unread[64];
 	struct ktls_conn *sc = NULL, *cc = NULL;
 	struct pair p;
 
@@ -434,20 +440,28 @@ static void run_case(int version, const char *cipher, bool rsa, struct expect e,
 		assert_int_equal(K.c_ap_len, (size_t)EVP_MD_get_size(md));
 		assert_int_equal(K.s_ap_len, (size_t)EVP_MD_get_size(md));
 		expect_tls13(&e, K.c_ap, K.c_ap_len, cli);
-		expect_tls13(&e, K.s_ap, K.s_ap_len, srv);
+		/* the server sent its 2 tickets (OpenSSL's default) as records 0 and 1; the
+		 * client has read nothing yet, so its RX starts at 0 and it meets them there */
+		expect_tls13_seq(&e, K.s_ap, K.s_ap_len, 2, srv);
+		expect_tls13(&e, K.s_ap, K.s_ap_len, srv_unread);
 	} else {
 		expect_tls12(&e, p.s, cli, srv);
+		memcpy(srv_unread, srv, sizeof(srv));
 	}
 
 	fake_reset();
 	assert_int_equal(ktls_install_with(&fake_ops, p.s, p.fds[0], &sc), 0);
 	check_calls(srv, cli, e.info_len);
 	if (version == TLS1_3_VERSION) {
-		static const struct ktls_captured zero;
+		static const uint8_t zero[KTLS_SECRET_MAX];
 		const struct ktls_captured *cap = ktls_captured_get(p.s);
 
 		assert_non_null(cap);
-		assert_memory_equal(cap, &zero, sizeof(zero)); /* no copy left behind */
+		/* no copy of a secret left behind */
+		assert_memory_equal(cap->client, zero, sizeof(zero));
+		assert_memory_equal(cap->server, zero, sizeof(zero));
+		assert_int_equal(cap->tx_records, 2);
+		assert_int_equal(cap->rx_records, 0);
 	}
 	assert_int_equal(ktls_conn_version(sc), version);
 	assert_string_equal(ktls_conn_cipher_name(sc),
@@ -455,7 +469,7 @@ static void run_case(int version, const char *cipher, bool rsa, struct expect e,
 
 	fake_reset();
 	assert_int_equal(ktls_install_with(&fake_ops, p.c, p.fds[1], &cc), 0);
-	check_calls(cli, srv, e.info_len);
+	check_calls(cli, srv_unread, e.info_len);
 	ktls_conn_free(sc);
 	ktls_conn_free(cc);
 	pair_free(&p);
@@ -581,15 +595,112 @@ static void test_not_prepared_no_secrets(void **s)
 	pair_free(&p);
 }
 
-static void test_server_tickets_refused(void **s)
+/* Client reads what the server sent after the handshake through OpenSSL: n records. */
+static void client_reads(struct pair *p, int want_data)
+{
+	char b[64];
+	int r = SSL_read(p->c, b, sizeof(b));
+
+	if (want_data) {
+		assert_int_equal(r, want_data);
+	} else {
+		assert_true(r <= 0);
+		assert_int_equal(SSL_get_error(p->c, r), SSL_ERROR_WANT_READ);
+	}
+}
+
+static void test_split_install_after_tickets_and_data(void **s)
+{
+	struct expect e = E_AES128;
+	uint8_t want_tx[64], want_rx[64];
+	struct ktls_conn *c = NULL;
+	struct pair p;
+
+	e.md = EVP_sha256();
+	pair_handshake(&p, &O13);
+	fake_reset();
+	assert_int_equal(ktls_install_dirs_with(&fake_ops, p.c, p.fds[1], KTLS_DIR_TX, &c), 0);
+	assert_int_equal(F.ncalls, 2); /* ULP + TX, no RX yet */
+	expect_tls13(&e, K.c_ap, 32, want_tx);
+	assert_memory_equal(F.calls[1].val, want_tx, e.info_len);
+	/* OpenSSL must not write on the socket any more: its write BIO discards */
+	assert_ptr_not_equal(SSL_get_wbio(p.c), SSL_get_rbio(p.c));
+
+	client_reads(&p, 0); /* both tickets, then nothing */
+	assert_int_equal(SSL_write(p.s, "hello", 5), 5);
+	client_reads(&p, 5); /* a data record, the caller's to relay */
+	assert_int_equal(ktls_conn_install_rx(c, p.c), 0);
+	assert_int_equal(F.ncalls, 3);
+	assert_int_equal(F.calls[2].name, TLS_RX);
+	expect_tls13_seq(&e, K.s_ap, 32, 3, want_rx);
+	assert_memory_equal(F.calls[2].val, want_rx, e.info_len);
+	assert_int_equal(ktls_conn_install_rx(c, p.c), -EALREADY);
+	ktls_conn_free(c);
+	pair_free(&p);
+}
+
+static void test_split_install_tls12(void **s)
+{
+	struct hs_opts o = { TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256", false, true, true };
+	uint8_t cli[64], srv[64];
+	struct expect e = E_AES128;
+	struct ktls_conn *c = NULL;
+	struct pair p;
+
+	e.md = EVP_sha256();
+	pair_handshake(&p, &o);
+	expect_tls12(&e, p.s, cli, srv);
+	fake_reset();
+	assert_int_equal(ktls_install_dirs_with(&fake_ops, p.c, p.fds[1], KTLS_DIR_TX, &c), 0);
+	assert_memory_equal(F.calls[1].val, cli, e.info_len); /* TX seq 1 */
+	assert_int_equal(SSL_write(p.s, "ab", 2), 2);
+	assert_int_equal(SSL_write(p.s, "cd", 2), 2);
+	client_reads(&p, 2);
+	client_reads(&p, 2);
+	assert_int_equal(ktls_conn_install_rx(c, p.c), 0);
+	/* RX seq 3: Finished was 0, two data records; the explicit nonce follows it */
+	srv[e.info_len - 1] = 3;
+	srv[4 + 7] = 3;
+	assert_memory_equal(F.calls[2].val, srv, e.info_len);
+	ktls_conn_free(c);
+	pair_free(&p);
+}
+
+static void test_split_install_partial_record_pending(void **s)
+{
+	struct ktls_conn *c = NULL;
+	char b[1];
+	struct pair p;
+
+	pair_handshake(&p, &O13);
+	client_reads(&p, 0);
+	fake_reset();
+	assert_int_equal(ktls_install_dirs_with(&fake_ops, p.c, p.fds[1], KTLS_DIR_TX, &c), 0);
+	assert_int_equal(SSL_write(p.s, "xyz", 3), 3);
+	assert_int_equal(SSL_read(p.c, b, 1), 1); /* two bytes of the record left in OpenSSL */
+	assert_int_equal(ktls_conn_install_rx(c, p.c), -KTLS_E_PENDING);
+	assert_int_equal(F.ncalls, 2);
+	ktls_conn_free(c);
+	pair_free(&p);
+}
+
+static void test_key_update_through_openssl_refused(void **s)
 {
 	struct ktls_conn *c = NULL;
 	struct pair p;
 
 	pair_handshake(&p, &O13);
-	SSL_set_num_tickets(p.s, 2);
 	fake_reset();
-	assert_int_equal(ktls_install_with(&fake_ops, p.s, p.fds[0], &c), -KTLS_E_SEQUENCE);
+	assert_int_equal(ktls_install_dirs_with(&fake_ops, p.c, p.fds[1], KTLS_DIR_TX, &c), 0);
+	assert_int_equal(SSL_key_update(p.s, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+	assert_int_equal(SSL_write(p.s, "k", 1), 1);
+	client_reads(&p, 1);
+	assert_int_equal(ktls_conn_install_rx(c, p.c), -KTLS_E_SEQUENCE);
+	assert_int_equal(F.ncalls, 2); /* RX never set with stale keys */
+	ktls_conn_free(c);
+	/* a full install refuses it too, before touching the socket */
+	fake_reset();
+	assert_int_equal(ktls_install_with(&fake_ops, p.c, p.fds[1], &c), -KTLS_E_SEQUENCE);
 	assert_int_equal(F.ncalls, 0);
 	pair_free(&p);
 }
@@ -608,13 +719,13 @@ static void test_cbc_unsupported(void **s)
 	pair_free(&p);
 }
 
-static void test_server_prepare_sets_no_tickets(void **s)
+static void test_prepare_leaves_tickets_alone(void **s)
 {
 	struct pair p;
 
+	/* tickets are counted, not forbidden: whether to send them is the caller's choice */
 	pair_handshake(&p, &O13);
-	assert_int_equal(SSL_CTX_get_num_tickets(p.sctx), 0);
-	assert_int_equal(SSL_CTX_get_num_tickets(p.cctx), 2); /* client ctx untouched */
+	assert_int_equal(SSL_CTX_get_num_tickets(p.sctx), 2);
 	pair_free(&p);
 }
 
@@ -794,9 +905,12 @@ int main(void)
 		cmocka_unit_test(test_rx_fail_after_tx_is_error),
 		cmocka_unit_test(test_pending_refused),
 		cmocka_unit_test(test_not_prepared_no_secrets),
-		cmocka_unit_test(test_server_tickets_refused),
+		cmocka_unit_test(test_split_install_after_tickets_and_data),
+		cmocka_unit_test(test_split_install_tls12),
+		cmocka_unit_test(test_split_install_partial_record_pending),
+		cmocka_unit_test(test_key_update_through_openssl_refused),
 		cmocka_unit_test(test_cbc_unsupported),
-		cmocka_unit_test(test_server_prepare_sets_no_tickets),
+		cmocka_unit_test(test_prepare_leaves_tickets_alone),
 		cmocka_unit_test(test_close_notify_and_alert),
 		cmocka_unit_test(test_data_not_consumed),
 		cmocka_unit_test(test_tickets_framing),

@@ -5,7 +5,11 @@
  * For every TLS version x cipher libktls supports, over loopback TCP with real handshakes:
  *   ktls-srv/ossl-cli   kTLS server, userspace OpenSSL client
  *   ossl-srv/ktls-cli   userspace OpenSSL server (num_tickets 2: tickets arrive on kTLS RX)
- *   ktls-srv/ktls-cli   kTLS on both ends
+ *   ktls-srv/ktls-cli   kTLS on both ends (the server sends OpenSSL's default 2 tickets:
+ *                       its kernel TX starts after them, the client consumes them on kTLS RX)
+ *   ktls-srv/split-cli  kTLS server; the client installs TX at once, reads the tickets and
+ *                       the first data through OpenSSL, then installs RX at the counted
+ *                       sequence (what ktlsd's client mode does to keep tickets)
  *   gnutls-srv/ktls-cli gnutls-serv --echo process as the peer
  *   ktls-srv/gnutls-cli gnutls-cli process as the peer of a kTLS echo server
  *   tamper              a forged application record: EBADMSG, TlsDecryptError rises
@@ -52,6 +56,7 @@ enum mode {
 	M_KTLS_SRV,    /* kTLS server, OpenSSL client */
 	M_KTLS_CLI,    /* OpenSSL server, kTLS client */
 	M_KTLS_BOTH,   /* kTLS both */
+	M_SPLIT,       /* kTLS server, client: TX at once, RX after reading through OpenSSL */
 	M_GNUTLS,      /* gnutls-serv --echo, kTLS client */
 	M_GNUTLS_CLI,  /* kTLS echo server, gnutls-cli client */
 	M_TAMPER,      /* kTLS server, forged record from the client */
@@ -63,6 +68,7 @@ enum mode {
 static const char *mode_name[] = { "ktls-srv/ossl-cli",
 				   "ossl-srv/ktls-cli",
 				   "ktls-srv/ktls-cli",
+				   "ktls-srv/split-cli",
 				   "gnutls-srv/ktls-cli",
 				   "ktls-srv/gnutls-cli",
 				   "tamper",
@@ -143,6 +149,7 @@ struct ep {
 	struct ktls_conn *kc; /* kTLS side */
 	int fd;
 	int tickets, key_updates;
+	bool rx_late; /* split install: RX went to the kernel after reading through OpenSSL */
 	int last_err; /* last libktls error seen by ep_recv */
 	char why[160];
 };
@@ -194,6 +201,28 @@ static bool ep_send(struct ep *e, const uint8_t *buf, size_t n, uint32_t *rng)
  */
 static ssize_t ep_recv1(struct ep *e, uint8_t *buf, size_t n)
 {
+	if (e->kc && e->ssl) {
+		/* split install: OpenSSL reads (and consumes tickets) until the first data
+		 * record is through, then the kernel takes RX over at the counted sequence */
+		int r = SSL_read(e->ssl, buf, (int)n), rc;
+
+		if (r <= 0) {
+			ep_fail(e, "SSL_read before RX install: error %d",
+				SSL_get_error(e->ssl, r));
+			return -1;
+		}
+		rc = ktls_conn_install_rx(e->kc, e->ssl);
+		if (rc == -KTLS_E_PENDING)
+			return r; /* rest of the record is still OpenSSL's */
+		if (rc < 0) {
+			ep_fail(e, "ktls_conn_install_rx: %s", ktls_strerror(rc));
+			return -1;
+		}
+		SSL_free(e->ssl);
+		e->ssl = NULL;
+		e->rx_late = true;
+		return r;
+	}
 	if (!e->kc) {
 		int r = SSL_read(e->ssl, buf, (int)n);
 
@@ -325,7 +354,7 @@ static SSL_CTX *make_ctx(const struct suite *s, bool server, bool ktls, int tick
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	if (!ktls && server)
+	if (server) /* a kTLS server's tickets are counted into its TX sequence */
 		SSL_CTX_set_num_tickets(ctx, (size_t)tickets);
 	return ctx;
 }
@@ -372,7 +401,7 @@ static int connect_port(uint16_t port)
 }
 
 /* Handshake on fd, then install kTLS if asked and drop the SSL. */
-static bool ep_open(struct ep *e, SSL_CTX *ctx, int fd, bool server, bool ktls)
+static bool ep_open(struct ep *e, SSL_CTX *ctx, int fd, bool server, bool ktls, bool split)
 {
 	int rc;
 
@@ -391,6 +420,12 @@ static bool ep_open(struct ep *e, SSL_CTX *ctx, int fd, bool server, bool ktls)
 	}
 	if (!ktls)
 		return true;
+	if (split) {
+		rc = ktls_install_tx(e->ssl, fd, &e->kc);
+		if (rc < 0)
+			ep_fail(e, "ktls_install_tx: %s", ktls_strerror(rc));
+		return rc == 0; /* the SSL stays for reading until RX is installed */
+	}
 	rc = ktls_install(e->ssl, fd, &e->kc);
 	if (rc < 0) {
 		ep_fail(e, "ktls_install: %s", ktls_strerror(rc));
@@ -436,7 +471,7 @@ static void *server_main(void *arg)
 		return NULL;
 	}
 	sock_timeouts(fd);
-	if (!ep_open(e, r->sctx, fd, true, r->srv_ktls))
+	if (!ep_open(e, r->sctx, fd, true, r->srv_ktls, false))
 		return NULL;
 	if (r->m == M_GNUTLS_CLI) {
 		/* echo until the peer's close_notify, then answer it */
@@ -641,7 +676,7 @@ static bool run_case(const struct suite *s, enum mode m)
 	struct run r = { .s = s, .m = m, .lfd = -1, .rekey = caps.rekey };
 	struct tls_stat before, after;
 	struct ep cli = { .fd = -1 };
-	bool cli_ktls = m == M_KTLS_CLI || m == M_KTLS_BOTH || m == M_GNUTLS;
+	bool cli_ktls = m == M_KTLS_CLI || m == M_KTLS_BOTH || m == M_SPLIT || m == M_GNUTLS;
 	bool ok = false, ku = m >= M_KU_PEER;
 	int nktls, want_err = m == M_TAMPER ? 1 : 0;
 	SSL_CTX *cctx = NULL;
@@ -692,7 +727,7 @@ static bool run_case(const struct suite *s, enum mode m)
 	}
 	if (m == M_GNUTLS)
 		SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
-	if (!ep_open(&cli, cctx, fd, false, cli_ktls))
+	if (!ep_open(&cli, cctx, fd, false, cli_ktls, m == M_SPLIT))
 		goto out_why;
 	if (m == M_TAMPER) {
 		/* a well-formed header, garbage ciphertext: must fail authentication */
@@ -761,8 +796,14 @@ static bool run_case(const struct suite *s, enum mode m)
 	}
 	if (!ep_close(&cli) || !ep_expect_close(&cli))
 		goto out_why;
-	if (m == M_KTLS_CLI && s->version == TLS1_3_VERSION && cli.tickets == 0) {
-		snprintf(why, sizeof(why), "no NewSessionTicket seen on kTLS RX");
+	if ((m == M_KTLS_CLI || m == M_KTLS_BOTH) && s->version == TLS1_3_VERSION &&
+	    cli.tickets != 2) {
+		snprintf(why, sizeof(why), "%d NewSessionTickets seen on kTLS RX, want 2",
+			 cli.tickets);
+		goto out;
+	}
+	if (m == M_SPLIT && !cli.rx_late) {
+		snprintf(why, sizeof(why), "RX was never handed to the kernel");
 		goto out;
 	}
 	ok = true;
