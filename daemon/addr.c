@@ -32,12 +32,38 @@ static int parse_port(const char *p, unsigned *ret_port)
 	return 0;
 }
 
+void addr_take_results(struct daemon_addr *a, const struct addrinfo *res)
+{
+	for (; res && a->n < ADDR_MAX; res = res->ai_next) {
+		bool dup = false;
+
+		if (!res->ai_addr || res->ai_addrlen > sizeof(a->alt[0].ss))
+			continue;
+		/* /etc/hosts often lists a name twice (both "localhost" lines map ::1 on some
+		 * systems): a second attempt at the same address would only double the wait. */
+		for (unsigned i = 0; i < a->n && !dup; i++)
+			dup = a->alt[i].len == res->ai_addrlen &&
+			      !memcmp(&a->alt[i].ss, res->ai_addr, res->ai_addrlen);
+		if (dup)
+			continue;
+		memset(&a->alt[a->n].ss, 0, sizeof(a->alt[a->n].ss));
+		memcpy(&a->alt[a->n].ss, res->ai_addr, res->ai_addrlen);
+		a->alt[a->n].len = res->ai_addrlen;
+		a->n++;
+	}
+	if (a->n) {
+		a->ss = a->alt[0].ss;
+		a->len = a->alt[0].len;
+	}
+}
+
 int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, const char **ret_why)
 {
 	struct daemon_addr a;
-	char host[256];
 	const char *colon, *portstr;
+	bool bracketed = s && s[0] == '[';
 	unsigned port;
+	int rc;
 
 	memset(&a, 0, sizeof(a));
 	if (!s || !*s)
@@ -59,19 +85,22 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 		un->sun_family = AF_UNIX;
 		strcpy(un->sun_path, path);
 		a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+		a.alt[0].ss = a.ss;
+		a.alt[0].len = a.len;
+		a.n = 1;
 		*ret_addr = a;
 		return 0;
 	}
 
-	if (s[0] == '[') {
+	if (bracketed) {
 		const char *close = strchr(s, ']');
 
 		if (!close || close[1] != ':')
 			return fail(ret_why, "expected [v6addr]:port");
-		if ((size_t)(close - s - 1) >= sizeof(host) || close == s + 1)
+		if ((size_t)(close - s - 1) >= sizeof(a.host) || close == s + 1)
 			return fail(ret_why, "bad IPv6 address");
-		memcpy(host, s + 1, (size_t)(close - s - 1));
-		host[close - s - 1] = '\0';
+		memcpy(a.host, s + 1, (size_t)(close - s - 1));
+		a.host[close - s - 1] = '\0';
 		portstr = close + 2;
 	} else {
 		colon = strrchr(s, ':');
@@ -79,29 +108,41 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 			return fail(ret_why, "expected host:port, [v6addr]:port or unix:/path");
 		if (memchr(s, ':', (size_t)(colon - s)))
 			return fail(ret_why, "IPv6 addresses need brackets: [v6addr]:port");
-		if (colon == s || (size_t)(colon - s) >= sizeof(host))
+		if (colon == s || (size_t)(colon - s) >= sizeof(a.host))
 			return fail(ret_why, "missing host (use 0.0.0.0 or [::] for any)");
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
+		memcpy(a.host, s, (size_t)(colon - s));
+		a.host[colon - s] = '\0';
 		portstr = colon + 1;
 	}
 	if (parse_port(portstr, &port))
 		return fail(ret_why, "port must be a number from 1 to 65535");
 
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV,
-				  .ai_family = s[0] == '[' ? AF_INET6 : AF_UNSPEC };
+				  .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST,
+				  .ai_family = bracketed ? AF_INET6 : AF_UNSPEC };
 	struct addrinfo *res = NULL;
 	char portbuf[8];
 
-	if (s[0] == '[')
-		hints.ai_flags |= AI_NUMERICHOST;
 	snprintf(portbuf, sizeof(portbuf), "%u", port);
-	if (getaddrinfo(host, portbuf, &hints, &res) || !res)
-		return fail(ret_why, s[0] == '[' ? "bad IPv6 address" : "cannot resolve host");
-	memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
-	a.len = res->ai_addrlen;
+	/*
+	 * Literal first: whether the host is an IP address is asked of the same parser that
+	 * resolves it (so "127.1" counts as one), and a literal never reaches DNS. Only a
+	 * name goes on to the resolver; in brackets only a literal is allowed.
+	 */
+	rc = getaddrinfo(a.host, portbuf, &hints, &res);
+	if (!rc) {
+		a.host_is_ip = true;
+	} else if (rc == EAI_NONAME && !bracketed) {
+		hints.ai_flags &= ~AI_NUMERICHOST;
+		res = NULL;
+		rc = getaddrinfo(a.host, portbuf, &hints, &res);
+	}
+	if (rc || !res)
+		return fail(ret_why, bracketed ? "bad IPv6 address" : "cannot resolve host");
+	addr_take_results(&a, res);
 	freeaddrinfo(res);
+	if (!a.n)
+		return fail(ret_why, "cannot resolve host");
 	*ret_addr = a;
 	return 0;
 }

@@ -6,17 +6,37 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+/* A name with more addresses than this is rare; the rest would only add connect attempts. */
+#define ADDR_MAX 8
+
+struct addrinfo;
+
 struct daemon_addr {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss; /* first result (== alt[0]): kept for existing callers */
 	socklen_t len;
-	char text[128]; /* as given, for logs */
+	struct {
+		struct sockaddr_storage ss;
+		socklen_t len;
+	} alt[ADDR_MAX]; /* every result in getaddrinfo order, without duplicates */
+	unsigned n;	 /* >= 1 after a successful parse */
+	char text[128];	 /* as given, for logs */
+	char host[256];	 /* the host part as written ("" for unix:), no brackets */
+	bool host_is_ip; /* host is an IPv4/IPv6 literal, so it cannot name a certificate */
 };
 
 /*
  * Parses s into *ret_addr. unix:/path is accepted only when allow_unix (targets).
- * Host names resolve through getaddrinfo (first result). Returns 0 or -EINVAL;
- * *ret_why (if not NULL) then names what is wrong.
+ * Host names resolve through getaddrinfo; all results are kept (see ADDR_MAX) so a client
+ * can try the next one when e.g. "localhost" gives ::1 first but the server is on
+ * 127.0.0.1. Returns 0 or -EINVAL; *ret_why (if not NULL) then names what is wrong.
  */
 int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, const char **ret_why);
+
+/*
+ * Appends res's addresses to a->alt in list order, skipping ones already there, until
+ * ADDR_MAX; then sets a->ss/len from alt[0]. addr_parse's second half, exposed so the unit
+ * test can feed it lists no resolver on the test machine would produce.
+ */
+void addr_take_results(struct daemon_addr *a, const struct addrinfo *res);
 
 #endif
