@@ -285,8 +285,56 @@ bad:
 	return -EINVAL;
 }
 
-/* What every service needs before it can run; prefix says where it came from. */
-static int svc_validate(const struct service_config *s, bool cli, char *err, size_t errlen)
+/*
+ * A client checks the server against the name it dialled unless told otherwise, as a
+ * browser would: without this, a client given only --target would accept any certificate
+ * the CA ever signed. An IP literal names no certificate, so it needs an explicit rule.
+ */
+static int client_identity_defaults(struct service_config *s, const char *dash, char *err,
+				    size_t errlen)
+{
+	const struct daemon_addr *t = &s->target_addr;
+	int rc;
+
+	if (!s->server_name && t->host[0] && !t->host_is_ip) {
+		s->server_name = strdup(t->host);
+		if (!s->server_name) {
+			seterr(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	if (!policy_is_empty(s->policy))
+		return 0;
+	if (!s->server_name) {
+		seterr(err, errlen,
+		       "no %sverify-uri/%sverify-dns rule and no %sverify-any: the server's "
+		       "identity would go unchecked (%starget is %s: give %sserver-name, "
+		       "%sverify-dns/%sverify-uri, or %sverify-any)",
+		       dash, dash, dash, dash, t->host[0] ? "an IP address" : "a unix socket", dash,
+		       dash, dash, dash);
+		return -EINVAL;
+	}
+	rc = policy_add(s->policy, POLICY_DNS, s->server_name);
+	if (rc == -ENOMEM) {
+		seterr(err, errlen, "out of memory");
+		return rc;
+	}
+	if (rc) {
+		seterr(err, errlen,
+		       "%sserver-name '%s': not usable as a DNS name to verify the server against "
+		       "(give %sverify-dns/%sverify-uri or %sverify-any)",
+		       dash, s->server_name, dash, dash, dash);
+		return rc;
+	}
+	s->default_dns_rule = true;
+	return 0;
+}
+
+/*
+ * What every service needs before it can run, and the defaults that depend on the role
+ * (a file's "mode = client" may come after other keys); dash says where it came from.
+ */
+static int svc_validate(struct service_config *s, bool cli, char *err, size_t errlen)
 {
 	const char *dash = cli ? "--" : "";
 	const char *missing = !s->listen   ? "listen"
@@ -295,22 +343,22 @@ static int svc_validate(const struct service_config *s, bool cli, char *err, siz
 			      : !s->key	   ? "key"
 			      : !s->cacert ? "cacert"
 					   : NULL;
+	int rc;
 
 	if (missing) {
 		seterr(err, errlen, "%s%s is required", dash, missing);
 		return -EINVAL;
 	}
+	if (s->role == ROLE_CLIENT) {
+		rc = client_identity_defaults(s, dash, err, errlen);
+		if (rc)
+			return rc;
+	}
 	if (policy_is_empty(s->policy)) {
-		if (s->role == ROLE_SERVER)
-			seterr(err, errlen,
-			       "no %sallow-uri/%sallow-dns/%sallow-cn/%sallow-ou rule and no "
-			       "%sallow-all: refusing to start a server that admits nobody",
-			       dash, dash, dash, dash, dash);
-		else
-			seterr(err, errlen,
-			       "no %sverify-uri/%sverify-dns rule and no %sverify-any: the "
-			       "server's identity would go unchecked",
-			       dash, dash, dash);
+		seterr(err, errlen,
+		       "no %sallow-uri/%sallow-dns/%sallow-cn/%sallow-ou rule and no "
+		       "%sallow-all: refusing to start a server that admits nobody",
+		       dash, dash, dash, dash, dash);
 		return -EINVAL;
 	}
 	return 0;
@@ -361,7 +409,9 @@ static void print_help(enum service_role role)
 		      "SNI]\n"
 		      "         [--verify-any] [--connect-timeout MS] [--ktls auto|require|off]\n"
 		      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
-		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n",
+		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
+		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
 }
 

@@ -24,7 +24,8 @@ struct service_config {
 	char *listen, *target, *cert, *key, *cacert;
 	struct daemon_addr listen_addr, target_addr;
 	struct policy *policy; /* server: allowed clients; client: accepted servers */
-	char *server_name;     /* client: SNI */
+	char *server_name;     /* client: SNI; defaults to the target's host name */
+	bool default_dns_rule; /* client: no rule given, so server_name became a verify-dns rule */
 	enum ktls_mode ktls;
 	bool ktls_set;
 	unsigned handshake_timeout_ms;

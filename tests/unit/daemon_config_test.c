@@ -47,6 +47,60 @@ static void expect_error(const char *text, int line, const char *needle)
 		fail_msg("error '%s' lacks '%s' or '%s'", err, want, needle);
 }
 
+/* role's required options (target as given) followed by extra; NULL-terminated lists. */
+static int parse_cli(enum service_role role, const char *target, const char *const *extra,
+		     struct run_config *ret_cfg, char *err)
+{
+	const char *argv[64] = { role == ROLE_SERVER ? "server" : "client",
+				 "--listen",
+				 "127.0.0.1:1",
+				 "--target",
+				 target,
+				 "--cert",
+				 F,
+				 "--key",
+				 F,
+				 "--cacert",
+				 F };
+	int argc = 11;
+
+	for (; extra && *extra; extra++) {
+		assert_true(argc < 63);
+		argv[argc++] = *extra;
+	}
+	argv[argc] = NULL;
+	err[0] = '\0';
+	return config_from_argv(role, argc, (char **)argv, ret_cfg, err, CONFIG_ERR_MAX);
+}
+
+static void expect_cli_error(enum service_role role, const char *target, const char *const *extra,
+			     const char *want)
+{
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	if (parse_cli(role, target, extra, &cfg, err) != -EINVAL)
+		fail_msg("accepted %s (first extra '%s')", target, extra[0]);
+	assert_string_equal(err, want);
+}
+
+/* Would the policy accept a server whose certificate has just this DNS SAN / URI SAN? */
+static bool allows_dns(const struct policy *p, const char *name)
+{
+	struct peer_identity id = { .n_dns = 1 };
+
+	id.dns[0] = (struct peer_name){ name, strlen(name) };
+	return policy_allows(p, &id);
+}
+
+static bool allows_uri(const struct policy *p, const char *uri)
+{
+	struct peer_identity id = { .n_uri = 1 };
+
+	id.uri[0] = (struct peer_name){ uri, strlen(uri) };
+	return policy_allows(p, &id);
+}
+
 static void test_two_services(void **state)
 {
 	struct run_config cfg;
@@ -171,12 +225,120 @@ static void test_argv(void **state)
 	assert_non_null(strstr(err, "unknown option"));
 }
 
+static void test_client_identity(void **state)
+{
+	static const char *const none[] = { NULL };
+	static const char *const sni[] = { "--server-name", "api.example", NULL };
+	static const char *const uri[] = { "--verify-uri", "spiffe://example.org/server", NULL };
+	static const char *const any[] = { "--verify-any", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+	const struct service_config *s;
+
+	/* A name target: SNI and hostname verification against it, nothing else accepted. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "localhost:1", none, &cfg, err), 0);
+	s = &cfg.svc[0];
+	assert_string_equal(s->server_name, "localhost");
+	assert_true(s->default_dns_rule);
+	assert_true(allows_dns(s->policy, "LOCALHOST"));
+	assert_false(allows_dns(s->policy, "other.example"));
+	assert_false(allows_uri(s->policy, "spiffe://example.org/server"));
+	config_free(&cfg);
+
+	/* An explicit --server-name wins over the target's name and is what gets verified. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "localhost:1", sni, &cfg, err), 0);
+	assert_string_equal(cfg.svc[0].server_name, "api.example");
+	assert_true(allows_dns(cfg.svc[0].policy, "api.example"));
+	assert_false(allows_dns(cfg.svc[0].policy, "localhost"));
+	config_free(&cfg);
+
+	/* An IP target names no certificate: --server-name supplies the name. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", sni, &cfg, err), 0);
+	assert_string_equal(cfg.svc[0].server_name, "api.example");
+	assert_true(cfg.svc[0].default_dns_rule);
+	assert_true(allows_dns(cfg.svc[0].policy, "api.example"));
+	config_free(&cfg);
+
+	/* Explicit rules replace the default rule; the SNI still comes from the name. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "localhost:1", uri, &cfg, err), 0);
+	assert_string_equal(cfg.svc[0].server_name, "localhost");
+	assert_false(cfg.svc[0].default_dns_rule);
+	assert_false(allows_dns(cfg.svc[0].policy, "localhost"));
+	assert_true(allows_uri(cfg.svc[0].policy, "spiffe://example.org/server"));
+	config_free(&cfg);
+
+	assert_int_equal(parse_cli(ROLE_CLIENT, "localhost:1", any, &cfg, err), 0);
+	assert_string_equal(cfg.svc[0].server_name, "localhost");
+	assert_false(cfg.svc[0].default_dns_rule);
+	config_free(&cfg);
+
+	/* --verify-any with an IP target: no name to send, and none needed. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", any, &cfg, err), 0);
+	assert_null(cfg.svc[0].server_name);
+	assert_false(cfg.svc[0].default_dns_rule);
+	config_free(&cfg);
+
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", none,
+			 "no --verify-uri/--verify-dns rule and no --verify-any: the server's "
+			 "identity would go unchecked (--target is an IP address: give "
+			 "--server-name, --verify-dns/--verify-uri, or --verify-any)");
+	expect_cli_error(ROLE_CLIENT, "[::1]:1", none,
+			 "no --verify-uri/--verify-dns rule and no --verify-any: the server's "
+			 "identity would go unchecked (--target is an IP address: give "
+			 "--server-name, --verify-dns/--verify-uri, or --verify-any)");
+	expect_cli_error(ROLE_CLIENT, "unix:/run/x.sock", none,
+			 "no --verify-uri/--verify-dns rule and no --verify-any: the server's "
+			 "identity would go unchecked (--target is a unix socket: give "
+			 "--server-name, --verify-dns/--verify-uri, or --verify-any)");
+
+	/* A server's target is its backend: no name defaults there. */
+	expect_cli_error(ROLE_SERVER, "localhost:1", none,
+			 "no --allow-uri/--allow-dns/--allow-cn/--allow-ou rule and no "
+			 "--allow-all: refusing to start a server that admits nobody");
+}
+
+/* After "[service NAME]\ntarget = ...\n": the next key is on the section's line 8. */
+#define CLIENT_KEYS                 \
+	"mode = client\n"           \
+	"listen = 127.0.0.1:8443\n" \
+	"cert = " F "\nkey = " F "\ncacert = " F "\n"
+
+static void test_client_identity_file(void **state)
+{
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	const char *ini =
+		"[global]\nthreads = 1\n"
+		"[service c]\ntarget = localhost:9443\n" CLIENT_KEYS "\n"
+		"[service d]\ntarget = localhost:9443\n" CLIENT_KEYS "verify-dns = b.example\n";
+
+	assert_int_equal(config_from_file(write_ini(ini), &cfg, err, sizeof(err)), 0);
+	unlink(path);
+	assert_int_equal(cfg.svc[0].role, ROLE_CLIENT);
+	assert_string_equal(cfg.svc[0].server_name, "localhost");
+	assert_true(cfg.svc[0].default_dns_rule);
+	assert_true(allows_dns(cfg.svc[0].policy, "localhost"));
+	assert_string_equal(cfg.svc[1].server_name, "localhost");
+	assert_false(cfg.svc[1].default_dns_rule);
+	assert_false(allows_dns(cfg.svc[1].policy, "localhost"));
+	assert_true(allows_dns(cfg.svc[1].policy, "b.example"));
+	config_free(&cfg);
+
+	/* The error names the service's header line and spells keys as the file does. */
+	expect_error("[global]\nthreads = 1\n[service c]\ntarget = 127.0.0.1:9443\n" CLIENT_KEYS, 3,
+		     "[service c]: no verify-uri/verify-dns rule and no verify-any: the server's "
+		     "identity would go unchecked (target is an IP address: give server-name, "
+		     "verify-dns/verify-uri, or verify-any)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_services),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_argv),
+		cmocka_unit_test(test_client_identity),
+		cmocka_unit_test(test_client_identity_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
