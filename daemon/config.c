@@ -20,6 +20,10 @@
 #define DEFAULT_CONNECT_MS   10000
 #define DEFAULT_MAX_CONNS    100000
 #define DEFAULT_DRAIN_MS     30000
+#define DEFAULT_TICKET_S     3600
+#define MAX_TICKET_S	     (7 * 24 * 3600) /* RFC 8446 4.6.1: no ticket outlives 7 days */
+#define DEFAULT_SESS_CACHE   64
+#define MAX_SESS_CACHE	     4096
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -38,6 +42,8 @@ static void svc_defaults(struct service_config *s, enum service_role role)
 	s->connect_timeout_ms = DEFAULT_CONNECT_MS;
 	s->max_conns = DEFAULT_MAX_CONNS;
 	s->min_tls = TLS1_2_VERSION;
+	s->ticket_lifetime_s = DEFAULT_TICKET_S;
+	s->session_cache = DEFAULT_SESS_CACHE;
 	snprintf(s->name, sizeof(s->name), "%s", role == ROLE_SERVER ? "server" : "client");
 }
 
@@ -244,6 +250,23 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 		s->proxy_protocol = b;
 		return 0;
 	}
+	if (!strcmp(key, "resumption")) {
+		if (parse_bool(v, &b))
+			goto bad;
+		s->resumption = b;
+		s->resumption_set = true;
+		return 0;
+	}
+	if (s->role == ROLE_SERVER && !strcmp(key, "ticket-lifetime")) {
+		if (parse_uint(v, 1, MAX_TICKET_S, &s->ticket_lifetime_s))
+			goto bad;
+		return 0;
+	}
+	if (s->role == ROLE_CLIENT && !strcmp(key, "session-cache")) {
+		if (parse_uint(v, 0, MAX_SESS_CACHE, &s->session_cache))
+			goto bad;
+		return 0;
+	}
 	if (s->role == ROLE_CLIENT && !strcmp(key, "server-name")) {
 		free(s->server_name);
 		s->server_name = strdup(v);
@@ -349,6 +372,9 @@ static int svc_validate(struct service_config *s, bool cli, char *err, size_t er
 		seterr(err, errlen, "%s%s is required", dash, missing);
 		return -EINVAL;
 	}
+	/* A client reuses its own tickets; a server issuing them needs shared ticket keys. */
+	if (!s->resumption_set)
+		s->resumption = s->role == ROLE_CLIENT;
 	if (s->role == ROLE_CLIENT) {
 		rc = client_identity_defaults(s, dash, err, errlen);
 		if (rc)
@@ -397,7 +423,8 @@ static void print_help(enum service_role role)
 		      "         [--allow-ou NAME]... [--allow-all]\n"
 		      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
 		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
-		      "         [--proxy-protocol]\n"
+		      "         [--proxy-protocol] [--resumption|--no-resumption]\n"
+		      "         [--ticket-lifetime S]\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -410,6 +437,7 @@ static void print_help(enum service_role role)
 		      "         [--verify-any] [--connect-timeout MS] [--ktls auto|require|off]\n"
 		      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
 		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+		      "         [--resumption|--no-resumption] [--session-cache N]\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
@@ -430,6 +458,9 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "allow-ou", required_argument, NULL, 0 },
 		{ "allow-all", no_argument, NULL, 0 },
 		{ "proxy-protocol", no_argument, NULL, 0 },
+		{ "resumption", no_argument, NULL, 0 },
+		{ "no-resumption", no_argument, NULL, 0 },
+		{ "ticket-lifetime", required_argument, NULL, 0 },
 		{ "ktls", required_argument, NULL, 0 },
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },
@@ -453,6 +484,9 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "verify-any", no_argument, NULL, 0 },
 		{ "server-name", required_argument, NULL, 0 },
 		{ "connect-timeout", required_argument, NULL, 0 },
+		{ "resumption", no_argument, NULL, 0 },
+		{ "no-resumption", no_argument, NULL, 0 },
+		{ "session-cache", required_argument, NULL, 0 },
 		{ "ktls", required_argument, NULL, 0 },
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },
@@ -496,6 +530,11 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		}
 		key = opts[idx].name;
 		val = optarg ? optarg : "";
+		/* The negative flag has no key of its own: the file says resumption = no. */
+		if (!strcmp(key, "no-resumption")) {
+			key = "resumption";
+			val = "no";
+		}
 		rc = global_set(&r, key, val, err, errlen);
 		if (rc == -ENOENT)
 			rc = svc_set(s, key, val, err, errlen);

@@ -33,6 +33,10 @@ struct service_config {
 	unsigned max_conns;
 	int min_tls;	     /* TLS1_2_VERSION / TLS1_3_VERSION */
 	bool proxy_protocol; /* server: PROXY v2 header with the verified identity to the backend */
+	bool resumption;     /* default: client yes, server no */
+	bool resumption_set; /* given explicitly; else the role decides once the role is known */
+	unsigned ticket_lifetime_s; /* server: how long a session ticket it issues stays valid */
+	unsigned session_cache;	    /* client: tickets kept per worker for the target; 0: none */
 };
 
 struct run_config {

@@ -331,6 +331,117 @@ static void test_client_identity_file(void **state)
 		     "verify-dns/verify-uri, or verify-any)");
 }
 
+static void test_resumption_cli(void **state)
+{
+	static const char *const any[] = { "--verify-any", NULL };
+	static const char *const all[] = { "--allow-all", NULL };
+	static const char *const srv_on[] = { "--allow-all", "--resumption", "--ticket-lifetime",
+					      "604800", NULL };
+	static const char *const cli_off[] = { "--verify-any", "--session-cache", "0",
+					       "--no-resumption", NULL };
+	static const char *const cli_on[] = {
+		"--verify-any", "--no-resumption", "--resumption", "--session-cache", "4096", NULL,
+	};
+	static const char *const lt0[] = { "--allow-all", "--ticket-lifetime", "0", NULL };
+	static const char *const lt_big[] = { "--allow-all", "--ticket-lifetime", "604801", NULL };
+	static const char *const lt_neg[] = { "--allow-all", "--ticket-lifetime", "-5", NULL };
+	static const char *const sc_big[] = { "--verify-any", "--session-cache", "4097", NULL };
+	static const char *const sc_x[] = { "--verify-any", "--session-cache", "64k", NULL };
+	static const char *const sc_srv[] = { "--allow-all", "--session-cache", "8", NULL };
+	static const char *const lt_cli[] = { "--verify-any", "--ticket-lifetime", "60", NULL };
+	static const char *const res_arg[] = { "--verify-any", "--resumption=no", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	/* Defaults: a client resumes with up to 64 tickets; a server issues none. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", any, &cfg, err), 0);
+	assert_true(cfg.svc[0].resumption);
+	assert_int_equal(cfg.svc[0].session_cache, 64);
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", all, &cfg, err), 0);
+	assert_false(cfg.svc[0].resumption);
+	assert_int_equal(cfg.svc[0].ticket_lifetime_s, 3600);
+	config_free(&cfg);
+
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", srv_on, &cfg, err), 0);
+	assert_true(cfg.svc[0].resumption);
+	assert_int_equal(cfg.svc[0].ticket_lifetime_s, 604800);
+	config_free(&cfg);
+
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", cli_off, &cfg, err), 0);
+	assert_false(cfg.svc[0].resumption);
+	assert_int_equal(cfg.svc[0].session_cache, 0);
+	config_free(&cfg);
+
+	/* The last of --resumption / --no-resumption wins. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", cli_on, &cfg, err), 0);
+	assert_true(cfg.svc[0].resumption);
+	assert_int_equal(cfg.svc[0].session_cache, 4096);
+	config_free(&cfg);
+
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", lt0, "--ticket-lifetime: invalid value '0'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", lt_big,
+			 "--ticket-lifetime: invalid value '604801'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", lt_neg,
+			 "--ticket-lifetime: invalid value '-5'");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", sc_big,
+			 "--session-cache: invalid value '4097'");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", sc_x, "--session-cache: invalid value '64k'");
+	/* Each of these keys belongs to one role only. */
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", sc_srv,
+			 "unknown option or missing value: '--session-cache'");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", lt_cli,
+			 "unknown option or missing value: '--ticket-lifetime'");
+	/* The flags take no value on the command line (a file says resumption = no). */
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", res_arg,
+			 "unknown option or missing value: '--resumption=no'");
+}
+
+static void test_resumption_file(void **state)
+{
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	/* Every section starts as a server until "mode = client": the client default must
+	 * still come out as yes. */
+	const char *ini = SVC "allow-all = yes\n"
+			      "ticket-lifetime = 60\n"
+			      "resumption = yes\n"
+			      "[service c]\n"
+			      "target = 127.0.0.1:80\n" CLIENT_KEYS "verify-any = yes\n"
+			      "session-cache = 8\n"
+			      "[service d]\n"
+			      "target = 127.0.0.1:80\n" CLIENT_KEYS "verify-any = yes\n"
+			      "resumption = off\n"
+			      "[service s]\n"
+			      "listen = 127.0.0.1:8444\n"
+			      "target = 127.0.0.1:80\n"
+			      "cert = " F "\nkey = " F "\ncacert = " F "\n"
+			      "allow-all = yes\n";
+
+	assert_int_equal(config_from_file(write_ini(ini), &cfg, err, sizeof(err)), 0);
+	unlink(path);
+	assert_int_equal(cfg.n_svc, 4);
+	assert_true(cfg.svc[0].resumption);
+	assert_int_equal(cfg.svc[0].ticket_lifetime_s, 60);
+	assert_true(cfg.svc[1].resumption);
+	assert_int_equal(cfg.svc[1].session_cache, 8);
+	assert_false(cfg.svc[2].resumption);
+	assert_int_equal(cfg.svc[2].session_cache, 64);
+	assert_false(cfg.svc[3].resumption);
+	assert_int_equal(cfg.svc[3].ticket_lifetime_s, 3600);
+	config_free(&cfg);
+
+	expect_error(SVC "allow-all = yes\nresumption = maybe\n", 8,
+		     "resumption: invalid value 'maybe'");
+	expect_error(SVC "allow-all = yes\nticket-lifetime = 604801\n", 8,
+		     "ticket-lifetime: invalid value '604801'");
+	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "session-cache = -1\n", 8,
+		     "session-cache: invalid value '-1'");
+	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "ticket-lifetime = 60\n", 8,
+		     "unknown key 'ticket-lifetime' in [service c]");
+	expect_error(SVC "session-cache = 8\n", 7, "unknown key 'session-cache' in [service a]");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +450,8 @@ int main(void)
 		cmocka_unit_test(test_argv),
 		cmocka_unit_test(test_client_identity),
 		cmocka_unit_test(test_client_identity_file),
+		cmocka_unit_test(test_resumption_cli),
+		cmocka_unit_test(test_resumption_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
