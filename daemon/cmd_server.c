@@ -134,9 +134,13 @@ static void log_start(struct runtime *rt)
 			{ "ktls", ktls_mode_name(sc->ktls) },
 			{ "kernel_ktls", rt->kernel_ktls ? "yes" : "no" },
 			{ "threads", threads },
+			{ "resumption", sc->resumption ? "yes" : "no" },
+			{ "server_name", sc->role == ROLE_CLIENT ? sc->server_name : NULL },
+			/* no --verify-* rule given: the server must carry the name it is dialled by */
+			{ "verify_dns", sc->default_dns_rule ? sc->server_name : NULL },
 		};
 
-		log_kv(rt->cfg->log_format, "info", "listening", kv, 7);
+		log_kv(rt->cfg->log_format, "info", "listening", kv, 10);
 	}
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		if (rt->svc[i].cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {
@@ -156,8 +160,8 @@ static void log_counters(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		struct service *s = &rt->svc[i];
-		char v[9][24];
-		const unsigned long n[9] = {
+		char v[10][24];
+		const unsigned long n[10] = {
 			atomic_load(&s->accepted),
 			atomic_load(&s->refused_max_conns),
 			atomic_load(&s->handshake_timeouts),
@@ -167,9 +171,10 @@ static void log_counters(struct runtime *rt)
 			atomic_load(&s->ktls_fallbacks),
 			atomic_load(&s->rekey_closes),
 			atomic_load(&s->proxy_header_failures),
+			atomic_load(&s->resumed),
 		};
 
-		for (int k = 0; k < 9; k++)
+		for (int k = 0; k < 10; k++)
 			snprintf(v[k], sizeof(v[k]), "%lu", n[k]);
 		struct log_kv kv[] = {
 			{ "service", s->cfg->name },
@@ -182,8 +187,9 @@ static void log_counters(struct runtime *rt)
 			{ "ktls_fallbacks", v[6] },
 			{ "rekey_closes", v[7] },
 			{ "proxy_header_failures", v[8] },
+			{ "resumed", v[9] },
 		};
-		log_kv(rt->cfg->log_format, "info", "counters", kv, 10);
+		log_kv(rt->cfg->log_format, "info", "counters", kv, 11);
 	}
 }
 

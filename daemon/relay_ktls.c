@@ -5,6 +5,12 @@
  * kernel decrypts into and encrypts out of the pipe, so plaintext never enters userspace.
  * A control record stops a splice from the kTLS socket with EINVAL/EIO: libktls reads
  * it and says what it was. Everything kTLS-specific in the daemon lives in this file.
+ *
+ * A client that resumes wants the TLS 1.3 tickets the server sends right after the
+ * handshake, and only OpenSSL can turn one into a session. So there TX goes to the kernel
+ * at once (the app's bytes flow immediately) while OpenSSL reads on until a ticket or the
+ * first data record is through; then RX goes to the kernel at the counted sequence and
+ * the SSL is freed. Tickets that come later are consumed on kTLS RX and dropped.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +21,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
 
 #include "ktlsd/ktls.h"
 #include "worker.h"
@@ -70,23 +78,117 @@ static void pump(struct worker *w, struct conn *c, bool t2p)
 	conn_maybe_done(w, c);
 }
 
+/*
+ * The kernel owns the session now: keep no SSL (memory per idle connection). Freed
+ * without SSL_shutdown, OpenSSL would take the session for a broken one and mark the
+ * client's newest ticket unusable; nothing is broken, so say the shutdown is done.
+ */
+static void ssl_handed_over(struct conn *c)
+{
+	SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+}
+
+/* RX is in the kernel now: the SSL goes, and splicing takes the TLS -> plaintext side. */
+static int split_finish(struct worker *w, struct conn *c)
+{
+	int rc = ktls_conn_install_rx(c->kc, c->ssl);
+
+	if (rc)
+		return rc;
+	ssl_handed_over(c);
+	pump(w, c, true);
+	return 0;
+}
+
+/* Split install: read through OpenSSL until a ticket or the first data record is through. */
+static void split_read(struct worker *w, struct conn *c)
+{
+	struct dir *d = &c->t2p;
+	uint8_t buf[16384]; /* one record's plaintext at most: SSL_read never leaves a rest */
+	int r, rc;
+
+	for (;;) {
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_read(c->ssl, buf, sizeof(buf));
+		if (r > 0) {
+			/* The pipe is empty and holds 64 KiB: one record always fits. */
+			ssize_t n = write(d->pipe[1], buf, (size_t)r);
+
+			if (n != r) {
+				conn_fail(w, c, "pipe: %s",
+					  n < 0 ? strerror(errno) : "short write");
+				return;
+			}
+			d->in_pipe += (uint32_t)r;
+			rc = split_finish(w, c);
+			if (rc == -KTLS_E_PENDING)
+				continue;
+			break;
+		}
+		switch (tls_want(c->ssl, r)) {
+		case TLS_WANT_READ:
+			rc = c->id.tickets ? split_finish(w, c) : -KTLS_E_PENDING;
+			if (rc == -KTLS_E_PENDING) {
+				d->busy = true;
+				io_uring_prep_poll_add(conn_sqe(w, c, OP_KPOLL_SPLIT), c->tfd,
+						       POLLIN);
+				return;
+			}
+			break;
+		case TLS_WANT_CLOSED:
+			/* close_notify before anything else: nothing left to hand over */
+			d->eof = true;
+			pump(w, c, true);
+			return;
+		default: {
+			if (tls_fin_without_close_notify(c->ssl, r)) {
+				ERR_clear_error();
+				c->fin_without_close_notify = true;
+				d->eof = true;
+				pump(w, c, true);
+				return;
+			}
+			unsigned long e = ERR_peek_error();
+
+			conn_fail(w, c, "%s read: %s", conn_tls_side(c),
+				  e	  ? ERR_reason_error_string(e)
+				  : errno ? strerror(errno)
+					  : "unexpected EOF (no close_notify)");
+			ERR_clear_error();
+			return;
+		}
+		}
+		break;
+	}
+	if (rc)
+		conn_fail(w, c, "ktls rx install failed: %s", ktls_strerror(rc));
+}
+
 int relay_ktls_start(struct worker *w, struct conn *c)
 {
 	struct ktls_conn *kc = NULL;
-	int rc = ktls_install(c->ssl, c->tfd, &kc);
+	/* TLS 1.2 tickets came inside the handshake: only 1.3 needs to read on for them. */
+	bool split = conn_sess_cache(w, c) && SSL_version(c->ssl) == TLS1_3_VERSION;
+	int rc = split ? ktls_install_tx(c->ssl, c->tfd, &kc) : ktls_install(c->ssl, c->tfd, &kc);
 
 	if (rc)
 		return rc;
 	c->kc = kc;
 	c->ktls = true;
-	/* The kernel owns the session now: keep no SSL (memory per idle connection). */
-	SSL_free(c->ssl);
-	c->ssl = NULL;
+	if (!split)
+		ssl_handed_over(c);
 	if (pipe2(c->t2p.pipe, O_CLOEXEC) || pipe2(c->p2t.pipe, O_CLOEXEC)) {
-		conn_fail(w, c, "pipe: %s", strerror(errno));
-		return -errno;
+		rc = -errno;
+		conn_fail(w, c, "pipe: %s", strerror(-rc));
+		return rc;
 	}
-	pump(w, c, true);
+	if (split)
+		split_read(w, c);
+	else
+		pump(w, c, true);
 	pump(w, c, false);
 	return 0;
 }
@@ -122,13 +224,18 @@ static void on_control(struct worker *w, struct conn *c)
 
 void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 {
-	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT || op == OP_KPOLL_T2P;
+	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT || op == OP_KPOLL_T2P ||
+		   op == OP_KPOLL_SPLIT;
 	struct dir *d = t2p ? &c->t2p : &c->p2t;
 	bool in = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_IN;
 
 	d->busy = false;
 	if (c->closing)
 		return;
+	if (op == OP_KPOLL_SPLIT) {
+		split_read(w, c);
+		return;
+	}
 	/*
 	 * The sockets stay non-blocking (OpenSSL needed that for the handshake), so a splice
 	 * that would block comes back -EAGAIN instead of parking an io-wq thread per

@@ -32,6 +32,16 @@ enum tls_want tls_want(SSL *ssl, int ret)
 	return tls_want_from_error(SSL_get_error(ssl, ret));
 }
 
+bool tls_fin_without_close_notify(SSL *ssl, int ret)
+{
+	unsigned long e = ERR_peek_error();
+
+	if (SSL_get_error(ssl, ret) == SSL_ERROR_SYSCALL && !errno && !e)
+		return true;
+	return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	       ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
 void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_peer *peer,
 		     char *buf, size_t len)
 {

@@ -4,6 +4,7 @@
  * store, cipher lists) happens here once per service so a handshake does no config work.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #include <openssl/x509v3.h>
 
 #include "ktlsd/ktls.h"
+#include "sess_cache.h"
+#include "ticket_keys.h"
 #include "tlsctx.h"
 
 /* TLS 1.2: forward secret key exchange and AEAD only (these also map onto kTLS). */
@@ -19,6 +22,21 @@ static const char TLS12_CIPHERS[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES
 				    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 static const char TLS13_SUITES[] =
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
+static int ssl_cache_idx = -1; /* SSL ex_data: the worker's struct sess_cache (client) */
+static int ctx_keys_idx = -1;  /* SSL_CTX ex_data: its struct ticket_keys, freed with it */
+
+static void keys_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	ticket_keys_free(ptr);
+}
+
+static void idx_init(void)
+{
+	ssl_cache_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ctx_keys_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, keys_free);
+}
 
 static bool name_ok(const ASN1_STRING *a)
 {
@@ -89,24 +107,13 @@ void tls_peer_clear(struct tls_peer *peer)
 	peer->uri = peer->dns = peer->cn = NULL;
 }
 
-/*
- * Runs inside OpenSSL's chain verification: at depth 0 record who the peer is and, once
- * the chain itself is good, apply the policy. Failing here makes OpenSSL send the alert.
- */
-static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
+/* Names of a certificate into peer (heap copies); true if the policy allows them. */
+static bool peer_fill(X509 *x, const struct policy *pol, struct tls_peer *peer)
 {
-	SSL *ssl = X509_STORE_CTX_get_ex_data(xctx, SSL_get_ex_data_X509_STORE_CTX_idx());
-	const struct policy *pol = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-	struct tls_peer *peer = SSL_get_app_data(ssl);
 	struct peer_identity id;
 	GENERAL_NAMES *sans = NULL;
-	X509 *x;
+	bool ok;
 
-	if (X509_STORE_CTX_get_error_depth(xctx) != 0)
-		return preverify_ok;
-	x = X509_STORE_CTX_get_current_cert(xctx);
-	if (!x)
-		return preverify_ok;
 	tls_identity_from_x509(x, &id, &sans);
 	if (peer) {
 		/* Called more than once at depth 0 when there are several errors. */
@@ -118,14 +125,140 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
 		if (id.cn.len)
 			peer->cn = dup_name(&id.cn);
 	}
-	if (preverify_ok && pol && !policy_allows(pol, &id)) {
+	ok = !pol || policy_allows(pol, &id);
+	GENERAL_NAMES_free(sans);
+	return ok;
+}
+
+bool tls_peer_from_session(SSL *ssl, struct tls_peer *peer)
+{
+	X509 *x = SSL_get0_peer_certificate(ssl);
+
+	if (!x)
+		return false;
+	peer_fill(x, NULL, peer);
+	return true;
+}
+
+/*
+ * Runs inside OpenSSL's chain verification: at depth 0 record who the peer is and, once
+ * the chain itself is good, apply the policy. Failing here makes OpenSSL send the alert.
+ */
+static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const struct policy *pol = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct tls_peer *peer = SSL_get_app_data(ssl);
+	X509 *x;
+
+	if (X509_STORE_CTX_get_error_depth(xctx) != 0)
+		return preverify_ok;
+	x = X509_STORE_CTX_get_current_cert(xctx);
+	if (!x)
+		return preverify_ok;
+	if (!peer_fill(x, pol, peer) && preverify_ok) {
 		if (peer)
 			peer->denied = true;
 		X509_STORE_CTX_set_error(xctx, X509_V_ERR_APPLICATION_VERIFICATION);
 		preverify_ok = 0;
 	}
-	GENERAL_NAMES_free(sans);
 	return preverify_ok;
+}
+
+/* --- resumption ------------------------------------------------------------------------ */
+
+void tls_set_session_cache(SSL *ssl, struct sess_cache *cache)
+{
+	pthread_once(&idx_once, idx_init);
+	SSL_set_ex_data(ssl, ssl_cache_idx, cache);
+}
+
+/* Client: every ticket the server sends (TLS 1.3: after the handshake) lands here. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct sess_cache *cache = SSL_get_ex_data(ssl, ssl_cache_idx);
+	struct tls_peer *peer = SSL_get_app_data(ssl);
+
+	if (!cache)
+		return 0;
+	sess_cache_put(cache, sess); /* takes our reference */
+	if (peer && peer->tickets < UINT8_MAX)
+		peer->tickets++;
+	return 1;
+}
+
+/*
+ * Server: a ticket decrypted under one of our keys still has to name a client we would
+ * admit now. The chain is not re-verified on resumption, so the leaf inside must still be
+ * in date and allowed by the policy; otherwise the client gets a full handshake.
+ */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned char *keyname,
+				       size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+	const struct policy *pol = arg;
+	X509 *x;
+
+	switch (status) {
+	case SSL_TICKET_SUCCESS:
+	case SSL_TICKET_SUCCESS_RENEW:
+		break;
+	case SSL_TICKET_EMPTY:
+	case SSL_TICKET_NO_DECRYPT:
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	default:
+		return SSL_TICKET_RETURN_ABORT;
+	}
+	x = SSL_SESSION_get0_peer(ss);
+	if (!x || X509_cmp_current_time(X509_get0_notAfter(x)) <= 0 || !peer_fill(x, pol, NULL))
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	/*
+	 * Tickets are single use (RFC 8446 C.4) and the client dropped this one: a fresh one
+	 * replaces it (OpenSSL sends none on resumption unless told to renew), one, where a
+	 * full handshake sends two.
+	 */
+	SSL_set_num_tickets(ssl, 1);
+	return SSL_TICKET_RETURN_USE_RENEW;
+}
+
+static int resumption_setup(const struct service_config *s, SSL_CTX *ctx, char *err, size_t errlen)
+{
+	struct ticket_keys *tk = NULL;
+	int rc;
+
+	pthread_once(&idx_once, idx_init);
+	if (ssl_cache_idx < 0 || ctx_keys_idx < 0)
+		goto out_nomem;
+	if (s->role == ROLE_CLIENT) {
+		/* No internal store: each worker keeps its own bounded cache per target. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+							    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+		return 0;
+	}
+	rc = ticket_keys_new(s->ticket_lifetime_s, &tk);
+	if (rc) {
+		snprintf(err, errlen, "session ticket keys for %s: %s", s->name, strerror(-rc));
+		return rc;
+	}
+	if (!SSL_CTX_set_ex_data(ctx, ctx_keys_idx, tk)) {
+		ticket_keys_free(tk);
+		goto out_nomem;
+	}
+	rc = ticket_keys_attach(ctx, tk);
+	if (rc == 0 && !SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_dec_cb, s->policy))
+		rc = -ENOMEM;
+	if (rc) {
+		snprintf(err, errlen, "session tickets for %s: %s", s->name, strerror(-rc));
+		return rc;
+	}
+	/* Stateless tickets only: no server-side session cache to lock or bound. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 2);
+	return 0;
+
+out_nomem:
+	snprintf(err, errlen, "session resumption for %s: out of memory", s->name);
+	return -ENOMEM;
 }
 
 static void openssl_reason(char *buf, size_t len)
@@ -210,16 +343,24 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		goto out_free_ctx;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* Idle connections must stay small: OpenSSL frees its record buffers between uses. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	/* Resumption is off: no cache bookkeeping per handshake, no tickets to count. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	if (server)
-		SSL_CTX_set_num_tickets(ctx, 0);
+	/* Tickets are bound to this service: another service's do not resume here. */
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)s->name,
 				       (unsigned)strnlen(s->name, SSL_MAX_SID_CTX_LENGTH));
+	if (s->resumption) {
+		rc = resumption_setup(s, ctx, err, errlen);
+		if (rc)
+			goto out_free_ctx;
+	} else {
+		/* No session state kept or sent: no cache bookkeeping per handshake. */
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		if (server)
+			SSL_CTX_set_num_tickets(ctx, 0);
+	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
 			   verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -27,6 +28,12 @@ enum tls_want {
 enum tls_want tls_want_from_error(int ssl_error);
 /* For the return value ret of an SSL_* I/O call on ssl. */
 enum tls_want tls_want(SSL *ssl, int ret);
+/*
+ * After a failed SSL_read (ret): was it a plain TCP FIN without close_notify? Many HTTP
+ * peers end that way; callers treat it as end of stream and note it. Needs errno zeroed
+ * before the call.
+ */
+bool tls_fin_without_close_notify(SSL *ssl, int ret);
 
 /*
  * What the handshake learnt about the peer; the SSL's app data points at one. The names
@@ -37,17 +44,32 @@ struct tls_peer {
 	char *uri; /* first URI SAN */
 	char *dns; /* first DNS SAN */
 	char *cn;
-	bool denied; /* chain was valid but the identity policy said no */
+	bool denied;	 /* chain was valid but the identity policy said no */
+	uint8_t tickets; /* client: session tickets received (and cached) so far */
 };
 
 void tls_peer_clear(struct tls_peer *peer);
 
 /*
+ * After a resumed handshake the verify callback did not run: the peer is the one the
+ * session was made with (its certificate travels in the session/ticket). Fills peer
+ * from it; returns false if the session has no peer certificate (never for mTLS).
+ */
+bool tls_peer_from_session(SSL *ssl, struct tls_peer *peer);
+
+struct sess_cache;
+/* Client resumption: tickets the server sends on ssl go into cache (the worker's). */
+void tls_set_session_cache(SSL *ssl, struct sess_cache *cache);
+
+/*
  * Builds the SSL_CTX of service s (server or client role): certificate + key (checked
  * to match), trust store from cacert, client certificates required (server), TLS 1.2
- * ECDHE+AEAD / TLS 1.3 only, no session cache or tickets, verify callback applying
- * s->policy. for_ktls: prepare for key export (libktls). Returns 0 or -EINVAL with an
- * operator-facing message in err.
+ * ECDHE+AEAD / TLS 1.3 only, verify callback applying s->policy. Resumption
+ * (s->resumption): a server issues stateless tickets under rotated keys (ticket_keys.c)
+ * and accepts one only while the certificate inside is unexpired and still allowed; a
+ * client hands the tickets it gets to tls_set_session_cache()'s cache. Without it no
+ * session state is kept or sent at all. for_ktls: prepare for key export (libktls).
+ * Returns 0 or -EINVAL with an operator-facing message in err.
  */
 int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
 		  size_t errlen);

@@ -38,6 +38,7 @@
 #include "ktlsd/ktls.h"
 #include "log.h"
 #include "proxy_v2.h"
+#include "sess_cache.h"
 #include "worker.h"
 
 #define RING_ENTRIES 4096
@@ -174,9 +175,14 @@ static void conn_log_end(struct worker *w, struct conn *c)
 		{ "cn", c->id.cn },
 		{ "tls", c->version },
 		{ "cipher", c->cipher },
+		{ "resumed", !c->hs_done  ? NULL
+			     : c->resumed ? "yes"
+					  : "no" },
+		/* kTLS with the SSL still held: RX never reached the kernel (split install) */
 		{ "ktls", !c->hs_done ? NULL
-			  : c->ktls   ? "tx+rx"
-				      : "off" },
+			  : !c->ktls  ? "off"
+			  : c->ssl    ? "tx"
+				      : "tx+rx" },
 		{ "ktls_note", c->note },
 		{ "bytes_in", in },
 		{ "bytes_out", out },
@@ -302,16 +308,6 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 	ERR_clear_error();
 }
 
-static bool client_fin(SSL *ssl, int r)
-{
-	unsigned long e = ERR_peek_error();
-
-	if (SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL && !errno && !e)
-		return true;
-	return ERR_GET_LIB(e) == ERR_LIB_SSL &&
-	       ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
-}
-
 static void us_pump_t2p(struct worker *w, struct conn *c)
 {
 	struct dir *d = &c->t2p;
@@ -374,7 +370,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 				d->eof = true;
 				break;
 			default:
-				if (client_fin(c->ssl, r)) {
+				if (tls_fin_without_close_notify(c->ssl, r)) {
 					/* FIN without close_notify (many HTTP clients): end of
 					 * stream all the same, noted in the log. */
 					ERR_clear_error();
@@ -464,9 +460,10 @@ static bool is_server(const struct conn *c)
 static void target_connect(struct worker *w, struct conn *c)
 {
 	const struct daemon_addr *t = &c->svc->cfg->target_addr;
+	const struct sockaddr_storage *ss = &t->alt[c->addr_i].ss;
 	int one = 1, fd;
 
-	fd = socket(t->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		atomic_fetch_add_explicit(&c->svc->backend_failures, 1, memory_order_relaxed);
 		conn_fail(w, c, "%s socket: %s", conn_plain_side(c), strerror(errno));
@@ -476,10 +473,10 @@ static void target_connect(struct worker *w, struct conn *c)
 		c->pfd = fd;
 	else
 		c->tfd = fd;
-	if (t->ss.ss_family != AF_UNIX)
+	if (ss->ss_family != AF_UNIX)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), fd, (const struct sockaddr *)&t->ss,
-			      t->len);
+	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), fd, (const struct sockaddr *)ss,
+			      t->alt[c->addr_i].len);
 }
 
 static void deadline_cancel(struct worker *w, struct conn *c)
@@ -531,6 +528,12 @@ static void hs_step(struct worker *w, struct conn *c)
 		c->hs_done = true;
 		c->version = SSL_get_version(c->ssl);
 		c->cipher = SSL_get_cipher_name(c->ssl);
+		if (SSL_session_reused(c->ssl)) {
+			/* No certificate this time: the peer is the one in the ticket. */
+			c->resumed = true;
+			tls_peer_from_session(c->ssl, &c->id);
+			atomic_fetch_add_explicit(&c->svc->resumed, 1, memory_order_relaxed);
+		}
 		if (is_server(c)) {
 			target_connect(w, c);
 		} else {
@@ -574,9 +577,21 @@ static void tls_start(struct worker *w, struct conn *c)
 	if (is_server(c)) {
 		SSL_set_accept_state(c->ssl);
 	} else {
+		struct sess_cache *cache = conn_sess_cache(w, c);
+
 		SSL_set_connect_state(c->ssl);
 		if (sc->server_name)
 			SSL_set_tlsext_host_name(c->ssl, sc->server_name);
+		if (cache) {
+			/* A ticket is used once (RFC 8446 C.4); this connection brings new ones. */
+			SSL_SESSION *sess = sess_cache_take(cache, time(NULL));
+
+			if (sess) {
+				SSL_set_session(c->ssl, sess);
+				SSL_SESSION_free(sess);
+			}
+			tls_set_session_cache(c->ssl, cache);
+		}
 	}
 	hs_step(w, c);
 }
@@ -777,6 +792,17 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_CONNECT:
 		if (c->closing)
 			break;
+		if (res < 0 && c->addr_i + 1u < c->svc->cfg->target_addr.n) {
+			/* A name with several addresses (localhost: ::1 and 127.0.0.1): the
+			 * next one, within the same connect deadline. */
+			int *fd = is_server(c) ? &c->pfd : &c->tfd;
+
+			close(*fd);
+			*fd = -1;
+			c->addr_i++;
+			target_connect(w, c);
+			break;
+		}
 		if (res < 0) {
 			atomic_fetch_add_explicit(&c->svc->backend_failures, 1,
 						  memory_order_relaxed);
@@ -818,12 +844,39 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_SPLICE_T_OUT:
 	case OP_KPOLL_T2P:
 	case OP_KPOLL_P2T:
+	case OP_KPOLL_SPLIT:
 		relay_ktls_cqe(w, c, op, res);
 		break;
 	default:
 		break;
 	}
 	conn_check_free(w, c);
+}
+
+struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c)
+{
+	struct sess_cache *sc;
+
+	if (!w->sess)
+		return NULL;
+	sc = &w->sess[c->svc - w->rt->svc];
+	return sc->cap ? sc : NULL;
+}
+
+/* Client services that resume get a ticket cache in each worker: no lock between them. */
+static int sess_init(struct worker *w)
+{
+	w->sess = calloc(w->rt->n_svc, sizeof(*w->sess));
+	if (!w->sess)
+		return -ENOMEM;
+	for (size_t i = 0; i < w->rt->n_svc; i++) {
+		const struct service_config *sc = w->rt->svc[i].cfg;
+
+		if (sc->role == ROLE_CLIENT && sc->resumption && sc->session_cache &&
+		    sess_cache_init(&w->sess[i], sc->session_cache))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int ring_init(struct worker *w)
@@ -872,13 +925,19 @@ static void worker_cleanup(struct worker *w)
 	free(w->free_idx);
 	w->slots = NULL;
 	w->free_idx = NULL;
+	for (size_t i = 0; w->sess && i < w->rt->n_svc; i++)
+		sess_cache_clear(&w->sess[i]);
+	free(w->sess);
+	w->sess = NULL;
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	w->init_rc = ring_init(w);
+	w->init_rc = sess_init(w);
+	if (!w->init_rc)
+		w->init_rc = ring_init(w);
 	if (!w->init_rc) {
 		for (size_t i = 0; i < w->rt->n_svc; i++)
 			arm_accept(w, i);

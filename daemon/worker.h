@@ -26,7 +26,7 @@ struct service {
 	bool use_ktls; /* try kTLS per connection (mode != off and the kernel has it) */
 	atomic_uint live;
 	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
-		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures;
+		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures, resumed;
 };
 
 struct runtime {
@@ -55,6 +55,7 @@ enum op {
 	OP_SPLICE_T_OUT, /* pipe -> TLS socket (kernel encrypts) */
 	OP_KPOLL_T2P,	 /* kTLS relay: a splice of this direction hit EAGAIN, wait */
 	OP_KPOLL_P2T,
+	OP_KPOLL_SPLIT, /* kTLS TX only so far: wait for the server's tickets / first data */
 };
 
 /* One direction of a relay. */
@@ -73,7 +74,8 @@ struct conn {
 	uint32_t idx, gen;
 	uint16_t pending; /* operations in flight: the slot lives until they all completed */
 	bool hs_done, connected, closing, timeout_armed, ktls, counted, fin_without_close_notify,
-		cancels_queued;
+		cancels_queued, resumed;
+	uint8_t addr_i; /* which of the target's resolved addresses is being tried */
 	struct service *svc;
 	/*
 	 * Server mode: tfd is the accepted client, pfd the backend. Client mode mirrors it:
@@ -103,7 +105,8 @@ struct worker {
 	atomic_int cmd; /* CMD_* from the main thread */
 	struct conn **slots;
 	uint32_t n_slots, *free_idx, n_free, live, next_gen;
-	void *pool; /* free relay buffers, singly linked */
+	struct sess_cache *sess; /* per service: client tickets (cap 0 = not kept) */
+	void *pool;		 /* free relay buffers, singly linked */
 	unsigned n_pool;
 	bool draining, stop;
 	struct __kernel_timespec drain_ts, accept_backoff;
@@ -136,6 +139,9 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Both directions finished cleanly. */
 void conn_maybe_done(struct worker *w, struct conn *c);
+
+/* This worker's ticket cache for c's service, or NULL (server, or resumption off). */
+struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c);
 
 /* kTLS relay (relay_ktls.c). */
 /* After the backend connected: install keys. 0: relay started; <0: c was not touched

@@ -795,12 +795,16 @@ cacert = {env.p('ca.pem')}
               f"--config {name}: {r.returncode} {r.stderr!r}")
 
 
-def ktlsd_client(env, target_port, extra=(), cert="client"):
+def ktlsd_client(env, target_port, extra=(), cert="client", target=None, wrap=()):
+    """ktlsd client on a free port; target defaults to 127.0.0.1:PORT with --server-name
+    localhost. wrap: a command line to run it under (a mount namespace)."""
     port = free_port()
     argv = [env.args.ktlsd, "client", "--listen", f"127.0.0.1:{port}", "--target",
-            f"127.0.0.1:{target_port}", "--cert", env.p(f"{cert}.pem"), "--key",
-            env.p(f"{cert}.key"), "--cacert", env.p("ca.pem"), "--server-name", "localhost",
-            "--threads", "2"] + list(extra)
+            target or f"127.0.0.1:{target_port}", "--cert", env.p(f"{cert}.pem"), "--key",
+            env.p(f"{cert}.key"), "--cacert", env.p("ca.pem"), "--threads", "2"]
+    if not target:
+        argv += ["--server-name", "localhost"]
+    argv = list(wrap) + argv + list(extra)
     log = os.path.join(env.dir, f"ktlsd-client-{port}.log")
     pr = env.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     k = Ktlsd(pr, port, log)
@@ -915,6 +919,179 @@ def t_client_mode(env):
     check(plain_roundtrip(c4.port) == b"", "dead remote")
     c4.conn_end(r'reason="server connect failed: Connection refused"')
 
+    # No --verify-* rule and a target given by name: the name is the SNI and the server
+    # must carry it as a DNS SAN (the right server does, wrong-server does not).
+    cd = ktlsd_client(env, None, target=f"localhost:{srv.port}")
+    line = cd.wait_line(r"event=listening")
+    check("server_name=localhost" in line and "verify_dns=localhost" in line, line)
+    check(plain_roundtrip(cd.port) == b"plain ping\n", "default name rule, right server")
+    cd.conn_end(r"reason=closed .*dns=localhost")
+    wrong = env.ktlsd([], target_port=eport, cert="wrong-server", allow=["--allow-all"])
+    cw = ktlsd_client(env, None, target=f"localhost:{wrong.port}")
+    check(plain_roundtrip(cw.port) == b"", "default name rule let wrong-server through")
+    cw.conn_end(r'reason="identity not allowed" .*dns=wrong.example.net')
+    r = subprocess.run([env.args.ktlsd, "client", "--listen", f"127.0.0.1:{free_port()}",
+                        "--target", f"127.0.0.1:{srv.port}", "--cert", env.p("client.pem"),
+                        "--key", env.p("client.key"), "--cacert", env.p("ca.pem")],
+                       capture_output=True, timeout=20)
+    check(r.returncode == 2 and b"--target is an IP address" in r.stderr,
+          f"IP target without a rule: {r.returncode} {r.stderr!r}")
+
+    # A name with two addresses, the first refusing (::1, where nothing listens): the
+    # next one is tried. The name lives in a private /etc/hosts in a mount namespace.
+    hosts = os.path.join(env.dir, "hosts")
+    with open(hosts, "w") as f:
+        f.write("::1 twoaddr\n127.0.0.1 twoaddr\n127.0.0.1 localhost\n")
+    probe = subprocess.run(["unshare", "-m", "sh", "-c",
+                            f"mount --bind {hosts} /etc/hosts && getent ahosts twoaddr"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0 or not probe.stdout.startswith("::1"):
+        print(f"two-address target: not tested (no mount namespace here: {probe.stderr!r})")
+    else:
+        wrap = ["unshare", "-m", "sh", "-c", f'mount --bind {hosts} /etc/hosts && exec "$@"',
+                "sh"]
+        ct = ktlsd_client(env, None, ["--server-name", "localhost"], wrap=wrap,
+                          target=f"twoaddr:{srv.port}")
+        check(plain_roundtrip(ct.port) == b"plain ping\n", "second address of the target")
+        ct.conn_end(r"reason=closed")
+        print("two-address target: ::1 refused, 127.0.0.1 used")
+
+    # gnutls-serv demanding a client certificate: another TLS stack on the far side.
+    gport = free_port()
+    env.spawn(["gnutls-serv", "--echo", "-q", "-p", str(gport), "--require-client-cert",
+               "--verify-client-cert", "--x509certfile", env.p("server.pem"), "--x509keyfile", env.p("server.key"),
+               "--x509cafile", env.p("ca.pem")],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(gport)
+    cg = ktlsd_client(env, gport, ["--verify-uri", "spiffe://example.org/server"])
+    check(plain_roundtrip(cg.port, b"to gnutls\n") == b"to gnutls\n", "gnutls-serv echo")
+    line = cg.conn_end(r"uri=spiffe://example.org/server")
+    print(f"client vs gnutls-serv: {line[line.find('reason='):]}")
+    # ... and a client certificate it does not trust is turned away by it.
+    cg2 = ktlsd_client(env, gport, ["--verify-uri", "spiffe://example.org/server"],
+                       cert="other-client")
+    check(plain_roundtrip(cg2.port) == b"", "gnutls-serv accepted an untrusted client cert")
+    line = cg2.conn_end(r"reason=")
+    check("reason=closed" not in line, f"untrusted client cert: {line}")
+
+    # Many at once through the pair, each byte-exact.
+    n = int(os.environ.get("KTLSD_PAIR_CONNS", "200"))
+    errors = []
+
+    def one(i):
+        msg = f"pair {i} ".encode() * 50
+        try:
+            if plain_roundtrip(cli.port, msg, timeout=60) != msg:
+                errors.append(f"conn {i}: bad echo")
+        except OSError as e:
+            errors.append(f"conn {i}: {e}")
+
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.time()
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    check(not errors, f"{len(errors)} of {n} failed through the pair: {errors[:3]}")
+    print(f"sidecar pair: {n} concurrent connections echoed in {time.time() - t0:.2f}s")
+
+
+def log_fields(line):
+    """key=value pairs of one logfmt line (quoted values unquoted)."""
+    return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
+
+
+def sess_client(env, port, sess_flag, sess_file, extra=()):
+    """openssl s_client saving (-sess_out) or offering (-sess_in) a session; returns its
+    stdout, which says "New" or "Reused" for the handshake."""
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+            "-CAfile", env.p("ca.pem"), "-verify_return_error", "-cert", env.p("client.pem"),
+            "-key", env.p("client.key"), sess_flag, sess_file] + list(extra)
+    pr = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    # Stay connected long enough for the TLS 1.3 tickets to arrive before it saves them.
+    time.sleep(0.5)
+    try:
+        pr.stdin.write(b"x\n")
+        pr.stdin.flush()
+    except BrokenPipeError:
+        pass
+    time.sleep(0.5)
+    out, _ = pr.communicate(timeout=30)
+    return out.decode(errors="replace")
+
+
+def t_resumption(env):
+    """Session resumption: tickets from ktlsd server --resumption resume ktlsd client and
+    openssl s_client handshakes, keep the verified identity, expire, and stay per instance."""
+    eport = env.echo_backend()
+    srv = env.ktlsd(["--resumption", "--ticket-lifetime", "3"], target_port=eport)
+    # One client worker: its ticket cache is per worker, this makes every reconnect hit it.
+    cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
+                                       "--threads", "1"])
+    seen = []
+    for i in range(4):
+        msg = f"resume {i}\n".encode()
+        check(plain_roundtrip(cli.port, msg) == msg, f"echo {i}")
+        c = log_fields(cli.conn_end(r"reason=closed"))
+        sv = log_fields(srv.conn_end(r"reason=closed"))
+        check(c.get("resumed") == sv.get("resumed"), f"ends disagree: {c} / {sv}")
+        # The identity survives resumption on both ends (it comes from the ticket).
+        check(sv.get("uri") == "spiffe://example.org/client", f"server lost the peer: {sv}")
+        check(c.get("uri") == "spiffe://example.org/server", f"client lost the peer: {c}")
+        seen.append(c["resumed"])
+    check(seen == ["no", "yes", "yes", "yes"], f"resumed per connection: {seen}")
+    print(f"ktlsd client -> ktlsd server --resumption: resumed {seen}")
+
+    # Without --resumption the server sends no tickets: the client never resumes, and
+    # nothing waits for tickets that never come.
+    plain = env.ktlsd([], target_port=eport)
+    cli2 = ktlsd_client(env, plain.port, ["--verify-uri", "spiffe://example.org/server",
+                                          "--threads", "1"])
+    for i in range(2):
+        check(plain_roundtrip(cli2.port) == b"plain ping\n", "echo without tickets")
+        check("resumed=no" in cli2.conn_end(r"reason=closed"), "resumed without tickets")
+
+    # --no-resumption on the client: never offers a ticket.
+    cli3 = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
+                                        "--threads", "1", "--no-resumption"])
+    for i in range(2):
+        check(plain_roundtrip(cli3.port) == b"plain ping\n", "echo, client resumption off")
+        check("resumed=no" in cli3.conn_end(r"reason=closed"), "resumed with it off")
+        srv.conn_end(r"reason=closed")
+
+    # A client nobody here wrote: openssl s_client -sess_out / -sess_in, TLS 1.3 and 1.2.
+    for ver in ("-tls1_3", "-tls1_2"):
+        sess = os.path.join(env.dir, f"sess{ver}.pem")
+        out = sess_client(env, srv.port, "-sess_out", sess, [ver])
+        check("New," in out, f"s_client {ver} first handshake: {out[-600:]}")
+        srv.conn_end(r"resumed=no")
+        out = sess_client(env, srv.port, "-sess_in", sess, [ver])
+        check("Reused," in out, f"s_client {ver} did not resume: {out[-600:]}")
+        line = srv.conn_end(r"resumed=yes")
+        check("uri=spiffe://example.org/client" in line, f"identity after resume: {line}")
+        print(f"s_client {ver}: Reused; server logged {line[line.find('resumed='):][:60]}")
+
+    # Tickets are this instance's: another ktlsd (other keys) does a full handshake.
+    other = env.ktlsd(["--resumption"], target_port=eport)
+    sess = os.path.join(env.dir, "sess-tls1_3.pem")
+    out = sess_client(env, srv.port, "-sess_out", sess, ["-tls1_3"])
+    srv.conn_end(r"reason=closed")
+    out = sess_client(env, other.port, "-sess_in", sess, ["-tls1_3"])
+    check("New," in out, f"another instance accepted our ticket: {out[-600:]}")
+    other.conn_end(r"resumed=no")
+
+    # Lifetime: after --ticket-lifetime (3 s) the ticket no longer resumes.
+    out = sess_client(env, srv.port, "-sess_out", sess, ["-tls1_3"])
+    srv.conn_end(r"reason=closed")
+    time.sleep(4)
+    out = sess_client(env, srv.port, "-sess_in", sess, ["-tls1_3"])
+    check("New," in out, f"expired ticket resumed: {out[-600:]}")
+    srv.conn_end(r"resumed=no")
+    srv.proc.send_signal(signal.SIGTERM)
+    line = srv.wait_line(r"event=counters", timeout=20)
+    check(int(log_fields(line)["resumed"]) >= 5, f"resumed counter: {line}")
+
 
 def pss_kb(pid):
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -1010,6 +1187,26 @@ def t_vm_ktls(env):
     check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"client mode: {line}")
     check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "pair: server end not on kTLS")
     print(f"kTLS sidecar pair {size >> 20} MiB each way in {dt2:.2f}s")
+
+    # Resumption under kTLS: the server's tickets go out before its kernel TX takes over
+    # (counted into the record sequence), the client reads them through OpenSSL and hands
+    # RX over after. A sequence off by one would fail authentication in the kernel
+    # (EBADMSG, TlsDecryptError) instead of echoing byte-exact.
+    kr = env.ktlsd(["--ktls", "require", "--resumption"], target_port=eport)
+    clr = ktlsd_client(env, kr.port, ["--verify-uri", "spiffe://example.org/server", "--ktls",
+                                      "require", "--threads", "1"])
+    seen = []
+    for i in range(3):
+        dtr = plain_bulk(clr.port, size // 4)
+        c = log_fields(clr.conn_end(r"reason=closed"))
+        sv = log_fields(kr.conn_end(r"reason=closed"))
+        for end, f in (("client", c), ("server", sv)):
+            check(f.get("ktls") == "tx+rx" and f.get("bytes_in") == str(size // 4),
+                  f"resumption pair, {end} end: {f}")
+        check(sv.get("uri") == "spiffe://example.org/client", f"identity: {sv}")
+        seen.append(c.get("resumed"))
+    check(seen == ["no", "yes", "yes"], f"resumed under kTLS: {seen}")
+    print(f"kTLS + resumption: {seen}, {size // 4 >> 20} MiB each way per connection")
     after = tls_stat()
     check(after["TlsDecryptError"] == before["TlsDecryptError"],
           f"TlsDecryptError rose: {before} -> {after}")
@@ -1083,6 +1280,7 @@ TESTS = {
     "config": t_config,
     "vm_ktls": t_vm_ktls,
     "client_mode": t_client_mode,
+    "resumption": t_resumption,
 }
 
 
