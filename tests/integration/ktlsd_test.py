@@ -1206,6 +1206,18 @@ def t_vm_ktls(env):
         check(sv.get("uri") == "spiffe://example.org/client", f"identity: {sv}")
         seen.append(c.get("resumed"))
     check(seen == ["no", "yes", "yes"], f"resumed under kTLS: {seen}")
+    # While one resumed pair connection is open, the kernel holds TLS state for both of
+    # its ends: TX and RX of the ktlsd client's socket and of the ktlsd server's.
+    base = tls_stat()
+    h = socket.create_connection(("127.0.0.1", clr.port), timeout=30)
+    h.sendall(b"hold")
+    check(h.recv(4) == b"hold", "echo through the resumed kTLS pair")
+    open_ = tls_stat()
+    for key in ("TlsCurrTxSw", "TlsCurrRxSw"):
+        check(open_[key] - base[key] >= 2, f"{key} {base[key]} -> {open_[key]} with a pair open")
+    h.close()
+    clr.conn_end(r"reason=closed .*resumed=yes")
+    kr.conn_end(r"reason=closed")
     print(f"kTLS + resumption: {seen}, {size // 4 >> 20} MiB each way per connection")
     after = tls_stat()
     check(after["TlsDecryptError"] == before["TlsDecryptError"],
