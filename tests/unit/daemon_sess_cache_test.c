@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "sess_cache.h"
+#include "tls_test_util.h"
 
 #define T0 1000000
 
@@ -187,44 +188,6 @@ static void test_init_bad(void **state)
 
 /* --- sessions from real handshakes, for the peer certificate check --- */
 
-static X509 *make_cert(EVP_PKEY *pkey, long not_after_adj)
-{
-	X509 *x = X509_new();
-	X509_NAME *n;
-
-	assert_non_null(x);
-	assert_int_equal(X509_set_version(x, 2), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -7200));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), not_after_adj));
-	assert_int_equal(X509_set_pubkey(x, pkey), 1);
-	n = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-						    (const unsigned char *)"backend", -1, -1, 0),
-			 1);
-	assert_int_equal(X509_set_issuer_name(x, n), 1);
-	assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
-	return x;
-}
-
-static void step(SSL *ssl, bool *done)
-{
-	int r, e;
-
-	if (*done)
-		return;
-	r = SSL_do_handshake(ssl);
-	if (r == 1) {
-		*done = true;
-		return;
-	}
-	e = SSL_get_error(ssl, r);
-	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-		ERR_print_errors_fp(stderr);
-		fail_msg("handshake failed: SSL error %d", e);
-	}
-}
-
 /* A TLS 1.3 client session (with a ticket) from a server presenting a cert valid until
  * now + not_after_adj. The client does not verify: an expired cert must still connect. */
 static SSL_SESSION *session_from_server(long not_after_adj)
@@ -241,7 +204,7 @@ static SSL_SESSION *session_from_server(long not_after_adj)
 	assert_non_null(pkey);
 	assert_non_null(sctx);
 	assert_non_null(cctx);
-	cert = make_cert(pkey, not_after_adj);
+	cert = tu_self_signed(pkey, "backend", -7200, not_after_adj);
 	assert_int_equal(SSL_CTX_use_certificate(sctx, cert), 1);
 	assert_int_equal(SSL_CTX_use_PrivateKey(sctx, pkey), 1);
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
@@ -255,8 +218,8 @@ static SSL_SESSION *session_from_server(long not_after_adj)
 	SSL_set_accept_state(s);
 	SSL_set_connect_state(c);
 	for (i = 0; i < 50 && !(sdone && cdone); i++) {
-		step(c, &cdone);
-		step(s, &sdone);
+		tu_hs_step(c, &cdone);
+		tu_hs_step(s, &sdone);
 	}
 	assert_true(sdone && cdone);
 	r = SSL_read(c, buf, sizeof(buf));

@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "ticket_keys.h"
+#include "tls_test_util.h"
 
 #define LIFETIME 100
 #define T0	 1000000
@@ -39,26 +40,6 @@ struct fixture {
 	X509 *cert;
 };
 
-static X509 *make_cert(EVP_PKEY *pkey)
-{
-	X509 *x = X509_new();
-	X509_NAME *n;
-
-	assert_non_null(x);
-	assert_int_equal(X509_set_version(x, 2), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
-	assert_int_equal(X509_set_pubkey(x, pkey), 1);
-	n = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-						    (const unsigned char *)"server", -1, -1, 0),
-			 1);
-	assert_int_equal(X509_set_issuer_name(x, n), 1);
-	assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
-	return x;
-}
-
 static int setup(void **state)
 {
 	static struct fixture f;
@@ -66,7 +47,7 @@ static int setup(void **state)
 	f.pkey = EVP_EC_gen("P-256");
 	if (!f.pkey)
 		return -1;
-	f.cert = make_cert(f.pkey);
+	f.cert = tu_self_signed(f.pkey, "server", -60, 3600);
 	*state = &f;
 	return 0;
 }
@@ -106,24 +87,6 @@ static SSL_CTX *client_ctx(int max_version)
 	return ctx;
 }
 
-static void step(SSL *ssl, bool *done)
-{
-	int r, e;
-
-	if (*done)
-		return;
-	r = SSL_do_handshake(ssl);
-	if (r == 1) {
-		*done = true;
-		return;
-	}
-	e = SSL_get_error(ssl, r);
-	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-		ERR_print_errors_fp(stderr);
-		fail_msg("handshake failed: SSL error %d", e);
-	}
-}
-
 /*
  * One connection; resume: a client session to offer or NULL. Returns whether the
  * handshake resumed (checked to agree on both ends) and the client's session after it has
@@ -148,8 +111,8 @@ static bool handshake(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *resume, SSL_SES
 	if (resume)
 		assert_int_equal(SSL_set_session(c, resume), 1);
 	for (i = 0; i < 50 && !(sdone && cdone); i++) {
-		step(c, &cdone);
-		step(s, &sdone);
+		tu_hs_step(c, &cdone);
+		tu_hs_step(s, &sdone);
 	}
 	assert_true(sdone && cdone);
 	/* Post-handshake messages (TLS 1.3 NewSessionTicket) are read by SSL_read. */

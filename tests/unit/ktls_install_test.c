@@ -29,6 +29,7 @@
 
 #include "ktlsd/ktls.h"
 #include "../../ktls/ktls_internal.h" /* white box: the capture is wiped */
+#include "tls_test_util.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282
@@ -180,28 +181,12 @@ static void test_keylog(const SSL *ssl, const char *line)
 static EVP_PKEY *pkey_ec, *pkey_rsa;
 static X509 *cert_ec, *cert_rsa;
 
-static X509 *self_signed(EVP_PKEY *k)
-{
-	X509 *x = X509_new();
-
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, k);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-				   (const unsigned char *)"ktls-test", -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	X509_sign(x, k, EVP_sha256());
-	return x;
-}
-
 static int group_setup(void **state)
 {
 	pkey_ec = EVP_EC_gen("P-256");
 	pkey_rsa = EVP_RSA_gen(2048);
-	cert_ec = self_signed(pkey_ec);
-	cert_rsa = self_signed(pkey_rsa);
+	cert_ec = tu_self_signed(pkey_ec, "ktls-test", -60, 3600);
+	cert_rsa = tu_self_signed(pkey_rsa, "ktls-test", -60, 3600);
 	return pkey_ec && pkey_rsa && cert_ec && cert_rsa ? 0 : -1;
 }
 
