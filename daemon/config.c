@@ -22,8 +22,10 @@
 #define DEFAULT_DRAIN_MS     30000
 #define DEFAULT_TICKET_S     3600
 #define MAX_TICKET_S	     (7 * 24 * 3600) /* RFC 8446 4.6.1: no ticket outlives 7 days */
-#define DEFAULT_SESS_CACHE   64
+#define DEFAULT_SESS_CACHE   64		     /* client: tickets per worker */
 #define MAX_SESS_CACHE	     4096
+#define DEFAULT_SRV_CACHE    20000 /* server, resumption = cache: sessions held */
+#define MAX_SRV_CACHE	     10000000
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -251,9 +253,15 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 		return 0;
 	}
 	if (!strcmp(key, "resumption")) {
-		if (parse_bool(v, &b))
+		/* server: yes = tickets (stateless, rotated keys), or cache (stateful) */
+		bool cache = s->role == ROLE_SERVER && !strcmp(v, "cache");
+
+		if (cache || (s->role == ROLE_SERVER && !strcmp(v, "tickets")))
+			b = true;
+		else if (parse_bool(v, &b))
 			goto bad;
 		s->resumption = b;
+		s->resumption_cache = cache;
 		s->resumption_set = true;
 		return 0;
 	}
@@ -262,9 +270,11 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 			goto bad;
 		return 0;
 	}
-	if (s->role == ROLE_CLIENT && !strcmp(key, "session-cache")) {
-		if (parse_uint(v, 0, MAX_SESS_CACHE, &s->session_cache))
+	if (!strcmp(key, "session-cache")) {
+		if (s->role == ROLE_CLIENT ? parse_uint(v, 0, MAX_SESS_CACHE, &s->session_cache)
+					   : parse_uint(v, 1, MAX_SRV_CACHE, &s->session_cache))
 			goto bad;
+		s->session_cache_set = true;
 		return 0;
 	}
 	if (s->role == ROLE_CLIENT && !strcmp(key, "server-name")) {
@@ -375,6 +385,8 @@ static int svc_validate(struct service_config *s, bool cli, char *err, size_t er
 	/* A client reuses its own tickets; a server issuing them needs shared ticket keys. */
 	if (!s->resumption_set)
 		s->resumption = s->role == ROLE_CLIENT;
+	if (s->role == ROLE_SERVER && !s->session_cache_set)
+		s->session_cache = DEFAULT_SRV_CACHE;
 	if (s->role == ROLE_CLIENT) {
 		rc = client_identity_defaults(s, dash, err, errlen);
 		if (rc)
@@ -423,8 +435,10 @@ static void print_help(enum service_role role)
 		      "         [--allow-ou NAME]... [--allow-all]\n"
 		      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
 		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
-		      "         [--proxy-protocol] [--resumption|--no-resumption]\n"
-		      "         [--ticket-lifetime S]\n"
+		      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
+		      "         [--ticket-lifetime S] [--session-cache N]\n"
+		      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
+		      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -458,9 +472,10 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "allow-ou", required_argument, NULL, 0 },
 		{ "allow-all", no_argument, NULL, 0 },
 		{ "proxy-protocol", no_argument, NULL, 0 },
-		{ "resumption", no_argument, NULL, 0 },
+		{ "resumption", optional_argument, NULL, 0 },
 		{ "no-resumption", no_argument, NULL, 0 },
 		{ "ticket-lifetime", required_argument, NULL, 0 },
+		{ "session-cache", required_argument, NULL, 0 },
 		{ "ktls", required_argument, NULL, 0 },
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },

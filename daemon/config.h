@@ -36,7 +36,10 @@ struct service_config {
 	bool resumption;     /* default: client yes, server no */
 	bool resumption_set; /* given explicitly; else the role decides once the role is known */
 	unsigned ticket_lifetime_s; /* server: how long a session ticket it issues stays valid */
-	unsigned session_cache;	    /* client: tickets kept per worker for the target; 0: none */
+	bool resumption_cache;	    /* server: keep sessions here, tickets only name them */
+	unsigned session_cache;	    /* client: tickets kept per worker for the target; 0: none.
+				     * server with resumption_cache: sessions held */
+	bool session_cache_set;
 };
 
 struct run_config {

@@ -220,6 +220,43 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned
 	return SSL_TICKET_RETURN_USE_RENEW;
 }
 
+/*
+ * Server, session cache: a session must not outlive the client certificate it was made
+ * with (the chain is not verified again on resumption). Called once the session is cached.
+ */
+static int server_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	X509 *x = SSL_SESSION_get0_peer(sess);
+	int days = 0, secs = 0;
+	long left;
+
+	if (!x || !ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
+		return 0;
+	left = (long)days * 86400 + secs;
+	if (left <= 0)
+		SSL_CTX_remove_session(SSL_get_SSL_CTX(ssl), sess);
+	else if (left < SSL_SESSION_get_timeout(sess))
+		SSL_SESSION_set_timeout(sess, left);
+	return 0; /* no reference kept */
+}
+
+/*
+ * Server, resumption = cache: sessions stay in this process, parsed, and a TLS 1.3 ticket
+ * (or a TLS 1.2 session ID) only names one. With OpenSSL 3.0 this is the cheap way:
+ * a stateless ticket carries the client certificate, which OpenSSL decodes again for
+ * every ticket it issues and every one it accepts. Bounded by --session-cache, oldest
+ * dropped first.
+ */
+static void session_cache_setup(const struct service_config *s, SSL_CTX *ctx)
+{
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_sess_set_cache_size(ctx, s->session_cache);
+	SSL_CTX_set_timeout(ctx, (long)s->ticket_lifetime_s);
+	SSL_CTX_sess_set_new_cb(ctx, server_new_session_cb);
+	SSL_CTX_set_num_tickets(ctx, 1);
+}
+
 static int resumption_setup(const struct service_config *s, SSL_CTX *ctx, char *err, size_t errlen)
 {
 	struct ticket_keys *tk = NULL;
@@ -233,6 +270,10 @@ static int resumption_setup(const struct service_config *s, SSL_CTX *ctx, char *
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
 							    SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+		return 0;
+	}
+	if (s->resumption_cache) {
+		session_cache_setup(s, ctx);
 		return 0;
 	}
 	rc = ticket_keys_new(s->ticket_lifetime_s, &tk);

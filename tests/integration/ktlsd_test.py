@@ -1021,27 +1021,71 @@ def sess_client(env, port, sess_flag, sess_file, extra=()):
     return out.decode(errors="replace")
 
 
-def t_resumption(env):
-    """Session resumption: tickets from ktlsd server --resumption resume ktlsd client and
-    openssl s_client handshakes, keep the verified identity, expire, and stay per instance."""
-    eport = env.echo_backend()
-    srv = env.ktlsd(["--resumption", "--ticket-lifetime", "3"], target_port=eport)
+def resumption_mode(env, eport, flag):
+    """One server resumption mode: a ktlsd client pair, openssl s_client (TLS 1.3 and 1.2),
+    another instance, expiry, and the counter."""
+    srv = env.ktlsd([flag, "--ticket-lifetime", "3"], target_port=eport)
     # One client worker: its ticket cache is per worker, this makes every reconnect hit it.
     cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
                                        "--threads", "1"])
     seen = []
     for i in range(4):
         msg = f"resume {i}\n".encode()
-        check(plain_roundtrip(cli.port, msg) == msg, f"echo {i}")
+        check(plain_roundtrip(cli.port, msg) == msg, f"{flag}: echo {i}")
         c = log_fields(cli.conn_end(r"reason=closed"))
         sv = log_fields(srv.conn_end(r"reason=closed"))
-        check(c.get("resumed") == sv.get("resumed"), f"ends disagree: {c} / {sv}")
-        # The identity survives resumption on both ends (it comes from the ticket).
-        check(sv.get("uri") == "spiffe://example.org/client", f"server lost the peer: {sv}")
-        check(c.get("uri") == "spiffe://example.org/server", f"client lost the peer: {c}")
+        check(c.get("resumed") == sv.get("resumed"), f"{flag}: ends disagree: {c} / {sv}")
+        # The identity survives resumption on both ends (it comes from the session).
+        check(sv.get("uri") == "spiffe://example.org/client", f"{flag}: server lost the peer: {sv}")
+        check(c.get("uri") == "spiffe://example.org/server", f"{flag}: client lost the peer: {c}")
         seen.append(c["resumed"])
-    check(seen == ["no", "yes", "yes", "yes"], f"resumed per connection: {seen}")
-    print(f"ktlsd client -> ktlsd server --resumption: resumed {seen}")
+    # Each resumed connection brings a fresh ticket: the single-use cache never runs dry.
+    check(seen == ["no", "yes", "yes", "yes"], f"{flag}: resumed per connection: {seen}")
+    print(f"ktlsd client -> ktlsd server {flag}: resumed {seen}")
+
+    # A client nobody here wrote: openssl s_client -sess_out / -sess_in, TLS 1.3 and 1.2.
+    for ver in ("-tls1_3", "-tls1_2"):
+        sess = os.path.join(env.dir, f"sess{ver}.pem")
+        out = sess_client(env, srv.port, "-sess_out", sess, [ver])
+        check("New," in out, f"{flag}: s_client {ver} first handshake: {out[-600:]}")
+        srv.conn_end(r"resumed=no")
+        out = sess_client(env, srv.port, "-sess_in", sess, [ver])
+        check("Reused," in out, f"{flag}: s_client {ver} did not resume: {out[-600:]}")
+        line = srv.conn_end(r"resumed=yes")
+        check("uri=spiffe://example.org/client" in line, f"{flag}: identity after resume: {line}")
+        print(f"{flag}: s_client {ver} Reused; server logged "
+              f"{line[line.find('resumed='):][:60]}")
+
+    # Sessions are this instance's: another ktlsd (other keys, other cache) does a full
+    # handshake.
+    other = env.ktlsd([flag], target_port=eport)
+    sess = os.path.join(env.dir, "sess-other.pem")
+    sess_client(env, srv.port, "-sess_out", sess, ["-tls1_3"])
+    srv.conn_end(r"reason=closed")
+    out = sess_client(env, other.port, "-sess_in", sess, ["-tls1_3"])
+    check("New," in out, f"{flag}: another instance accepted our ticket: {out[-600:]}")
+    other.conn_end(r"resumed=no")
+
+    # Lifetime: after --ticket-lifetime (3 s) the ticket no longer resumes.
+    sess_client(env, srv.port, "-sess_out", sess, ["-tls1_3"])
+    srv.conn_end(r"reason=closed")
+    time.sleep(4)
+    out = sess_client(env, srv.port, "-sess_in", sess, ["-tls1_3"])
+    check("New," in out, f"{flag}: expired ticket resumed: {out[-600:]}")
+    srv.conn_end(r"resumed=no")
+    srv.proc.send_signal(signal.SIGTERM)
+    line = srv.wait_line(r"event=counters", timeout=20)
+    check(int(log_fields(line)["resumed"]) == 5, f"{flag}: resumed counter: {line}")
+    return srv
+
+
+def t_resumption(env):
+    """Session resumption, both server modes (stateless tickets under rotated keys, and a
+    session cache): ktlsd client and openssl s_client resume, keep the verified identity,
+    expire, and stay per instance; without tickets nothing waits for them."""
+    eport = env.echo_backend()
+    for flag in ("--resumption", "--resumption=cache"):
+        resumption_mode(env, eport, flag)
 
     # Without --resumption the server sends no tickets: the client never resumes, and
     # nothing waits for tickets that never come.
@@ -1053,44 +1097,13 @@ def t_resumption(env):
         check("resumed=no" in cli2.conn_end(r"reason=closed"), "resumed without tickets")
 
     # --no-resumption on the client: never offers a ticket.
+    srv = env.ktlsd(["--resumption"], target_port=eport)
     cli3 = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
                                         "--threads", "1", "--no-resumption"])
     for i in range(2):
         check(plain_roundtrip(cli3.port) == b"plain ping\n", "echo, client resumption off")
         check("resumed=no" in cli3.conn_end(r"reason=closed"), "resumed with it off")
         srv.conn_end(r"reason=closed")
-
-    # A client nobody here wrote: openssl s_client -sess_out / -sess_in, TLS 1.3 and 1.2.
-    for ver in ("-tls1_3", "-tls1_2"):
-        sess = os.path.join(env.dir, f"sess{ver}.pem")
-        out = sess_client(env, srv.port, "-sess_out", sess, [ver])
-        check("New," in out, f"s_client {ver} first handshake: {out[-600:]}")
-        srv.conn_end(r"resumed=no")
-        out = sess_client(env, srv.port, "-sess_in", sess, [ver])
-        check("Reused," in out, f"s_client {ver} did not resume: {out[-600:]}")
-        line = srv.conn_end(r"resumed=yes")
-        check("uri=spiffe://example.org/client" in line, f"identity after resume: {line}")
-        print(f"s_client {ver}: Reused; server logged {line[line.find('resumed='):][:60]}")
-
-    # Tickets are this instance's: another ktlsd (other keys) does a full handshake.
-    other = env.ktlsd(["--resumption"], target_port=eport)
-    sess = os.path.join(env.dir, "sess-tls1_3.pem")
-    out = sess_client(env, srv.port, "-sess_out", sess, ["-tls1_3"])
-    srv.conn_end(r"reason=closed")
-    out = sess_client(env, other.port, "-sess_in", sess, ["-tls1_3"])
-    check("New," in out, f"another instance accepted our ticket: {out[-600:]}")
-    other.conn_end(r"resumed=no")
-
-    # Lifetime: after --ticket-lifetime (3 s) the ticket no longer resumes.
-    out = sess_client(env, srv.port, "-sess_out", sess, ["-tls1_3"])
-    srv.conn_end(r"reason=closed")
-    time.sleep(4)
-    out = sess_client(env, srv.port, "-sess_in", sess, ["-tls1_3"])
-    check("New," in out, f"expired ticket resumed: {out[-600:]}")
-    srv.conn_end(r"resumed=no")
-    srv.proc.send_signal(signal.SIGTERM)
-    line = srv.wait_line(r"event=counters", timeout=20)
-    check(int(log_fields(line)["resumed"]) >= 5, f"resumed counter: {line}")
 
 
 def pss_kb(pid):
@@ -1246,7 +1259,7 @@ def t_proxy_protocol(env):
                    stdout=subprocess.PIPE, text=True)
     first = be.stdout.readline().split()
     check(first[:1] == ["listening"], f"pp2 backend did not start: {first}")
-    k = env.ktlsd(["--proxy-protocol"], target_port=int(first[1]))
+    k = env.ktlsd(["--proxy-protocol", "--resumption"], target_port=int(first[1]))
 
     raw = socket.create_connection(("127.0.0.1", k.port), timeout=20)
     src_port = raw.getsockname()[1]
@@ -1278,6 +1291,20 @@ def t_proxy_protocol(env):
     with open(out) as f:
         n = sum(1 for x in f if x.strip())
     check(n == 1, f"a refused peer reached the backend ({n} headers)")
+
+    # A resumed session has no certificate exchange: the identity in the header comes
+    # from the ticket, and must be the same.
+    sess = os.path.join(env.dir, "pp2-sess.pem")
+    sess_client(env, k.port, "-sess_out", sess)
+    k.conn_end(r"resumed=no")
+    so = sess_client(env, k.port, "-sess_in", sess)
+    check("Reused," in so, f"s_client did not resume: {so[-400:]}")
+    k.conn_end(r"resumed=yes")
+    with open(out) as f:
+        recs = [json.loads(x) for x in f if x.strip()]
+    check(len(recs) == 3, f"{len(recs)} headers after two more connections")
+    for key in ("cn", "spiffe", "client_flags", "verify"):
+        check(recs[2].get(key) == want[key], f"resumed header {key}: {recs[2].get(key)!r}")
 
 
 TESTS = {

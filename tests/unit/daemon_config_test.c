@@ -347,7 +347,12 @@ static void test_resumption_cli(void **state)
 	static const char *const lt_neg[] = { "--allow-all", "--ticket-lifetime", "-5", NULL };
 	static const char *const sc_big[] = { "--verify-any", "--session-cache", "4097", NULL };
 	static const char *const sc_x[] = { "--verify-any", "--session-cache", "64k", NULL };
-	static const char *const sc_srv[] = { "--allow-all", "--session-cache", "8", NULL };
+	static const char *const sc_srv[] = { "--allow-all", "--resumption=cache",
+					      "--session-cache", "8", NULL };
+	static const char *const srv_tk[] = { "--allow-all", "--resumption=tickets", NULL };
+	static const char *const srv_bad[] = { "--allow-all", "--resumption=stateful", NULL };
+	static const char *const sc_srv0[] = { "--allow-all", "--session-cache", "0", NULL };
+	static const char *const cli_cache[] = { "--verify-any", "--resumption=cache", NULL };
 	static const char *const lt_cli[] = { "--verify-any", "--ticket-lifetime", "60", NULL };
 	static const char *const res_arg[] = { "--verify-any", "--resumption=no", NULL };
 	struct run_config cfg;
@@ -361,7 +366,25 @@ static void test_resumption_cli(void **state)
 	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", all, &cfg, err), 0);
 	assert_false(cfg.svc[0].resumption);
 	assert_int_equal(cfg.svc[0].ticket_lifetime_s, 3600);
+	assert_int_equal(cfg.svc[0].session_cache, 20000); /* a server's own default */
 	config_free(&cfg);
+
+	/* Server modes: tickets (the default of a bare --resumption) or a session cache. */
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", srv_tk, &cfg, err), 0);
+	assert_true(cfg.svc[0].resumption);
+	assert_false(cfg.svc[0].resumption_cache);
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", sc_srv, &cfg, err), 0);
+	assert_true(cfg.svc[0].resumption);
+	assert_true(cfg.svc[0].resumption_cache);
+	assert_int_equal(cfg.svc[0].session_cache, 8);
+	config_free(&cfg);
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", srv_bad,
+			 "--resumption: invalid value 'stateful'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", sc_srv0, "--session-cache: invalid value '0'");
+	/* A client has no mode: it keeps whatever tickets it is given. */
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", cli_cache,
+			 "unknown option or missing value: '--resumption=cache'");
 
 	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", srv_on, &cfg, err), 0);
 	assert_true(cfg.svc[0].resumption);
@@ -388,8 +411,6 @@ static void test_resumption_cli(void **state)
 			 "--session-cache: invalid value '4097'");
 	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", sc_x, "--session-cache: invalid value '64k'");
 	/* Each of these keys belongs to one role only. */
-	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", sc_srv,
-			 "unknown option or missing value: '--session-cache'");
 	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", lt_cli,
 			 "unknown option or missing value: '--ticket-lifetime'");
 	/* The flags take no value on the command line (a file says resumption = no). */
@@ -439,7 +460,10 @@ static void test_resumption_file(void **state)
 		     "session-cache: invalid value '-1'");
 	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "ticket-lifetime = 60\n", 8,
 		     "unknown key 'ticket-lifetime' in [service c]");
-	expect_error(SVC "session-cache = 8\n", 7, "unknown key 'session-cache' in [service a]");
+	expect_error(SVC "allow-all = yes\nresumption = cache\nsession-cache = 0\n", 9,
+		     "session-cache: invalid value '0'");
+	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "resumption = cache\n", 8,
+		     "resumption: invalid value 'cache'");
 }
 
 int main(void)
