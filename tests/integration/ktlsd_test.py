@@ -145,7 +145,7 @@ class Env:
 
     # --- ktlsd ----------------------------------------------------------------------
     def ktlsd(self, extra, target_port=None, listen_port=None, allow=None, wait=True,
-              cert="server", log_name=None):
+              cert="server", log_name=None, env_vars=None):
         listen_port = listen_port or free_port()
         argv = [self.args.ktlsd, "server", "--listen", f"127.0.0.1:{listen_port}",
                 "--target", f"127.0.0.1:{target_port}" if target_port else extra.pop(0),
@@ -154,7 +154,8 @@ class Env:
         argv += allow if allow is not None else ["--allow-uri", "spiffe://example.org/client"]
         argv += extra
         log = os.path.join(self.dir, log_name or f"ktlsd-{listen_port}.log")
-        pr = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        pr = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+                        env=dict(os.environ, **env_vars) if env_vars else None)
         k = Ktlsd(pr, listen_port, log)
         if wait:
             k.wait_line(r"event=listening|\"event\": ?\"listening\"", timeout=60)
@@ -1001,12 +1002,13 @@ def log_fields(line):
     return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
 
 
-def sess_client(env, port, sess_flag, sess_file, extra=()):
+def sess_client(env, port, sess_flag, sess_file, extra=(), cert=None):
     """openssl s_client saving (-sess_out) or offering (-sess_in) a session; returns its
     stdout, which says "New" or "Reused" for the handshake."""
     argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
-            "-CAfile", env.p("ca.pem"), "-verify_return_error", "-cert", env.p("client.pem"),
-            "-key", env.p("client.key"), sess_flag, sess_file] + list(extra)
+            "-CAfile", env.p("ca.pem"), "-verify_return_error", "-cert",
+            cert or env.p("client.pem"), "-key", env.p("client.key"), sess_flag,
+            sess_file] + list(extra)
     pr = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
     # Stay connected long enough for the TLS 1.3 tickets to arrive before it saves them.
@@ -1079,6 +1081,51 @@ def resumption_mode(env, eport, flag):
     return srv
 
 
+def short_client_cert(env, days):
+    """The test client's key and identity in a certificate valid for `days` days."""
+    csr, ext, pem = (os.path.join(env.dir, f"short.{x}") for x in ("csr", "ext", "pem"))
+    with open(ext, "w") as f:
+        f.write("subjectAltName=URI:spiffe://example.org/client\n"
+                "extendedKeyUsage=clientAuth\n")
+    subprocess.run(["openssl", "req", "-new", "-key", env.p("client.key"), "-subj",
+                    "/O=ktlsd test/CN=client", "-out", csr], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", env.p("ca.pem"), "-CAkey",
+                    env.p("ca.key"), "-set_serial", "4242", "-days", str(days), "-extfile",
+                    ext, "-out", pem], check=True, capture_output=True)
+    return pem
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def expired_cert_not_resumed(env, eport, flag):
+    """A session must not outlive the client certificate it was made with: the server's
+    clock (libfaketime) jumps past the certificate's end but not the ticket's; the client
+    must get a full handshake, which then refuses the expired certificate."""
+    if not os.path.exists(FAKETIME_LIB):
+        print(f"{flag}: expiry across resumption not tested: {FAKETIME_LIB} missing")
+        return
+    short = short_client_cert(env, 2)
+    clock = os.path.join(env.dir, "faketime")
+    with open(clock, "w") as f:
+        f.write("+0\n")
+    k = env.ktlsd([flag, "--ticket-lifetime", "604800"], target_port=eport,
+                  env_vars={"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": clock,
+                            "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    sess = os.path.join(env.dir, "sess-short.pem")
+    out = sess_client(env, k.port, "-sess_out", sess, ["-tls1_3"], cert=short)
+    check("New," in out, f"{flag}: short-lived cert, first handshake: {out[-400:]}")
+    k.conn_end(r"reason=closed .*resumed=no")
+    with open(clock, "w") as f:
+        f.write("+3d\n")
+    out = sess_client(env, k.port, "-sess_in", sess, ["-tls1_3"], cert=short)
+    check("Reused," not in out, f"{flag}: resumed with an expired client certificate")
+    line = k.conn_end(r"reason=")
+    check("certificate has expired" in line, f"{flag}: after the cert's end: {line}")
+    print(f"{flag}: ticket still valid, certificate expired: full handshake, "
+          f"{line[line.find('reason='):][:70]}")
+
+
 def t_resumption(env):
     """Session resumption, both server modes (stateless tickets under rotated keys, and a
     session cache): ktlsd client and openssl s_client resume, keep the verified identity,
@@ -1086,6 +1133,7 @@ def t_resumption(env):
     eport = env.echo_backend()
     for flag in ("--resumption", "--resumption=cache"):
         resumption_mode(env, eport, flag)
+        expired_cert_not_resumed(env, eport, flag)
 
     # Without --resumption the server sends no tickets: the client never resumes, and
     # nothing waits for tickets that never come.
