@@ -197,9 +197,8 @@ static SSL_SESSION *session_from_server(long not_after_adj)
 	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method()), *cctx = SSL_CTX_new(TLS_client_method());
 	SSL *s, *c;
 	SSL_SESSION *sess;
-	bool sdone = false, cdone = false;
 	char buf[16];
-	int sv[2], i, r;
+	int sv[2], r;
 
 	assert_non_null(pkey);
 	assert_non_null(sctx);
@@ -208,20 +207,8 @@ static SSL_SESSION *session_from_server(long not_after_adj)
 	assert_int_equal(SSL_CTX_use_certificate(sctx, cert), 1);
 	assert_int_equal(SSL_CTX_use_PrivateKey(sctx, pkey), 1);
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	s = SSL_new(sctx);
-	c = SSL_new(cctx);
-	assert_non_null(s);
-	assert_non_null(c);
-	assert_int_equal(SSL_set_fd(s, sv[0]), 1);
-	assert_int_equal(SSL_set_fd(c, sv[1]), 1);
-	SSL_set_accept_state(s);
-	SSL_set_connect_state(c);
-	for (i = 0; i < 50 && !(sdone && cdone); i++) {
-		tu_hs_step(c, &cdone);
-		tu_hs_step(s, &sdone);
-	}
-	assert_true(sdone && cdone);
+	tu_pair(sctx, cctx, &s, &c, sv);
+	tu_handshake(s, c);
 	r = SSL_read(c, buf, sizeof(buf));
 	assert_true(r <= 0);
 	assert_int_equal(SSL_get_error(c, r), SSL_ERROR_WANT_READ);

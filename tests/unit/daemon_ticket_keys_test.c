@@ -94,27 +94,15 @@ static SSL_CTX *client_ctx(int max_version)
  */
 static bool handshake(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *resume, SSL_SESSION **ret_sess)
 {
-	bool sdone = false, cdone = false, reused;
+	bool reused;
 	SSL *s, *c;
 	char buf[16];
-	int sv[2], i, r;
+	int sv[2], r;
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	s = SSL_new(sctx);
-	c = SSL_new(cctx);
-	assert_non_null(s);
-	assert_non_null(c);
-	assert_int_equal(SSL_set_fd(s, sv[0]), 1);
-	assert_int_equal(SSL_set_fd(c, sv[1]), 1);
-	SSL_set_accept_state(s);
-	SSL_set_connect_state(c);
+	tu_pair(sctx, cctx, &s, &c, sv);
 	if (resume)
 		assert_int_equal(SSL_set_session(c, resume), 1);
-	for (i = 0; i < 50 && !(sdone && cdone); i++) {
-		tu_hs_step(c, &cdone);
-		tu_hs_step(s, &sdone);
-	}
-	assert_true(sdone && cdone);
+	tu_handshake(s, c);
 	/* Post-handshake messages (TLS 1.3 NewSessionTicket) are read by SSL_read. */
 	r = SSL_read(c, buf, sizeof(buf));
 	assert_true(r <= 0);

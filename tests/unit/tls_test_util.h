@@ -7,6 +7,7 @@
 #define KTLSD_TESTS_TLS_TEST_UTIL_H
 
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -51,6 +52,32 @@ static inline void tu_hs_step(SSL *ssl, bool *done)
 		ERR_print_errors_fp(stderr);
 		fail_msg("handshake failed: SSL error %d", e);
 	}
+}
+
+/* A server and a client SSL on a fresh non-blocking socketpair (sv[0]: the server's end). */
+static inline void tu_pair(SSL_CTX *sctx, SSL_CTX *cctx, SSL **ret_s, SSL **ret_c, int sv[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	*ret_s = SSL_new(sctx);
+	*ret_c = SSL_new(cctx);
+	assert_non_null(*ret_s);
+	assert_non_null(*ret_c);
+	assert_int_equal(SSL_set_fd(*ret_s, sv[0]), 1);
+	assert_int_equal(SSL_set_fd(*ret_c, sv[1]), 1);
+	SSL_set_accept_state(*ret_s);
+	SSL_set_connect_state(*ret_c);
+}
+
+/* Both ends of a tu_pair() through their handshake. */
+static inline void tu_handshake(SSL *s, SSL *c)
+{
+	bool sdone = false, cdone = false;
+
+	for (int i = 0; i < 50 && !(sdone && cdone); i++) {
+		tu_hs_step(c, &cdone);
+		tu_hs_step(s, &sdone);
+	}
+	assert_true(sdone && cdone);
 }
 
 #endif
