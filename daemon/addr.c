@@ -51,10 +51,6 @@ void addr_take_results(struct daemon_addr *a, const struct addrinfo *res)
 		a->alt[a->n].len = res->ai_addrlen;
 		a->n++;
 	}
-	if (a->n) {
-		a->ss = a->alt[0].ss;
-		a->len = a->alt[0].len;
-	}
 }
 
 int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, const char **ret_why)
@@ -73,7 +69,7 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 	snprintf(a.text, sizeof(a.text), "%s", s);
 
 	if (!strncmp(s, "unix:", 5)) {
-		struct sockaddr_un *un = (struct sockaddr_un *)&a.ss;
+		struct sockaddr_un *un = (struct sockaddr_un *)&a.alt[0].ss;
 		const char *path = s + 5;
 
 		if (!allow_unix)
@@ -84,9 +80,8 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 			return fail(ret_why, "unix socket path too long");
 		un->sun_family = AF_UNIX;
 		strcpy(un->sun_path, path);
-		a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-		a.alt[0].ss = a.ss;
-		a.alt[0].len = a.len;
+		a.alt[0].len =
+			(socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
 		a.n = 1;
 		*ret_addr = a;
 		return 0;

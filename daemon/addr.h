@@ -12,12 +12,11 @@
 struct addrinfo;
 
 struct daemon_addr {
-	struct sockaddr_storage ss; /* first result (== alt[0]): kept for existing callers */
-	socklen_t len;
 	struct {
 		struct sockaddr_storage ss;
 		socklen_t len;
-	} alt[ADDR_MAX]; /* every result in getaddrinfo order, without duplicates */
+	} alt[ADDR_MAX]; /* every result in getaddrinfo order, without duplicates; a listener
+			  * binds alt[0] */
 	unsigned n;	 /* >= 1 after a successful parse */
 	char text[128];	 /* as given, for logs */
 	char host[256];	 /* the host part as written ("" for unix:), no brackets */
@@ -34,7 +33,7 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 
 /*
  * Appends res's addresses to a->alt in list order, skipping ones already there, until
- * ADDR_MAX; then sets a->ss/len from alt[0]. addr_parse's second half, exposed so the unit
+ * ADDR_MAX. addr_parse's second half, exposed so the unit
  * test can feed it lists no resolver on the test machine would produce.
  */
 void addr_take_results(struct daemon_addr *a, const struct addrinfo *res);

@@ -78,14 +78,14 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
 
 static int listener_open(const struct daemon_addr *a, int *ret_fd)
 {
-	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int fd = socket(a->alt[0].ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	/* One listener per worker: the kernel load-balances accepts, no shared queue. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-	    bind(fd, (const struct sockaddr *)&a->ss, a->len) || listen(fd, 4096)) {
+	    bind(fd, (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len) || listen(fd, 4096)) {
 		int e = errno;
 
 		close(fd);

@@ -40,17 +40,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = addr_parse(s, allow_unix, &a, &why);
 	if (r == 0) {
 		CHECK(!strcmp(a.text, s));
-		switch (a.ss.ss_family) {
+		switch (a.alt[0].ss.ss_family) {
 		case AF_INET:
-			CHECK(a.len == sizeof(struct sockaddr_in));
+			CHECK(a.alt[0].len == sizeof(struct sockaddr_in));
 			break;
 		case AF_INET6:
-			CHECK(a.len == sizeof(struct sockaddr_in6));
+			CHECK(a.alt[0].len == sizeof(struct sockaddr_in6));
 			break;
 		case AF_UNIX:
 			CHECK(allow_unix);
-			CHECK(a.len > offsetof(struct sockaddr_un, sun_path) &&
-			      a.len <= sizeof(struct sockaddr_un));
+			CHECK(a.alt[0].len > offsetof(struct sockaddr_un, sun_path) &&
+			      a.alt[0].len <= sizeof(struct sockaddr_un));
 			break;
 		default:
 			abort();

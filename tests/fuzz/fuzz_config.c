@@ -45,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(cfg.svc[i].name[0]);
 			CHECK(memchr(cfg.svc[i].name, '\0', sizeof(cfg.svc[i].name)));
 			CHECK(cfg.svc[i].listen && cfg.svc[i].target);
-			CHECK(cfg.svc[i].listen_addr.len && cfg.svc[i].target_addr.len);
+			CHECK(cfg.svc[i].listen_addr.alt[0].len &&
+			      cfg.svc[i].target_addr.alt[0].len);
 		}
 		config_free(&cfg);
 	} else {

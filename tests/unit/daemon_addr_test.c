@@ -17,17 +17,17 @@
 static void test_ipv4(void **state)
 {
 	struct daemon_addr a;
-	struct sockaddr_in *in = (struct sockaddr_in *)&a.ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)&a.alt[0].ss;
 
 	assert_int_equal(addr_parse("127.0.0.1:8443", false, &a, NULL), 0);
 	assert_int_equal(in->sin_family, AF_INET);
 	assert_int_equal(ntohs(in->sin_port), 8443);
 	assert_int_equal(in->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
-	assert_int_equal(a.len, sizeof(struct sockaddr_in));
+	assert_int_equal(a.alt[0].len, sizeof(struct sockaddr_in));
 	assert_string_equal(a.text, "127.0.0.1:8443");
 	assert_int_equal(a.n, 1);
-	assert_memory_equal(&a.alt[0].ss, &a.ss, a.len);
-	assert_int_equal(a.alt[0].len, a.len);
+	assert_memory_equal(&a.alt[0].ss, &a.alt[0].ss, a.alt[0].len);
+	assert_int_equal(a.alt[0].len, a.alt[0].len);
 	assert_string_equal(a.host, "127.0.0.1");
 	assert_true(a.host_is_ip);
 	/* The resolver's own idea of a literal: the short inet_aton form is one too. */
@@ -39,7 +39,7 @@ static void test_ipv4(void **state)
 static void test_ipv6(void **state)
 {
 	struct daemon_addr a;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.alt[0].ss;
 
 	assert_int_equal(addr_parse("[::1]:443", false, &a, NULL), 0);
 	assert_int_equal(in6->sin6_family, AF_INET6);
@@ -56,15 +56,15 @@ static void test_ipv6(void **state)
 static void test_unix(void **state)
 {
 	struct daemon_addr a;
-	struct sockaddr_un *un = (struct sockaddr_un *)&a.ss;
+	struct sockaddr_un *un = (struct sockaddr_un *)&a.alt[0].ss;
 	const char *why = NULL;
 
 	assert_int_equal(addr_parse("unix:/run/app.sock", true, &a, NULL), 0);
 	assert_int_equal(un->sun_family, AF_UNIX);
 	assert_string_equal(un->sun_path, "/run/app.sock");
 	assert_int_equal(a.n, 1);
-	assert_int_equal(a.alt[0].len, a.len);
-	assert_memory_equal(&a.alt[0].ss, &a.ss, a.len);
+	assert_int_equal(a.alt[0].len, a.alt[0].len);
+	assert_memory_equal(&a.alt[0].ss, &a.alt[0].ss, a.alt[0].len);
 	assert_string_equal(a.host, "");
 	assert_false(a.host_is_ip);
 	/* Only targets may be unix sockets. */
@@ -120,11 +120,11 @@ static void test_hostname(void **state)
 
 	/* /etc/hosts always has localhost; no network involved. */
 	assert_int_equal(addr_parse("localhost:1", false, &a, NULL), 0);
-	assert_true(a.ss.ss_family == AF_INET || a.ss.ss_family == AF_INET6);
+	assert_true(a.alt[0].ss.ss_family == AF_INET || a.alt[0].ss.ss_family == AF_INET6);
 	assert_string_equal(a.host, "localhost");
 	assert_false(a.host_is_ip);
 	assert_true(a.n >= 1 && a.n <= ADDR_MAX);
-	assert_true(same(&a.ss, a.len, &a.alt[0].ss, a.alt[0].len));
+	assert_true(same(&a.alt[0].ss, a.alt[0].len, &a.alt[0].ss, a.alt[0].len));
 	for (unsigned i = 0; i < a.n; i++) {
 		for (unsigned j = i + 1; j < a.n; j++)
 			if (same(&a.alt[i].ss, a.alt[i].len, &a.alt[j].ss, a.alt[j].len))
@@ -185,7 +185,7 @@ static void test_take_results(void **state)
 	assert_int_equal(a.alt[0].ss.ss_family, AF_INET6);
 	assert_int_equal(a.alt[1].ss.ss_family, AF_INET);
 	assert_int_equal(a.alt[1].len, sizeof(struct sockaddr_in));
-	assert_true(same(&a.ss, a.len, &a.alt[0].ss, a.alt[0].len));
+	assert_true(same(&a.alt[0].ss, a.alt[0].len, &a.alt[0].ss, a.alt[0].len));
 
 	/* The whole list: capped, in order after the duplicates are gone. */
 	memset(&a, 0, sizeof(a));
