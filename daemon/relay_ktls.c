@@ -143,23 +143,10 @@ static void split_read(struct worker *w, struct conn *c)
 			d->eof = true;
 			pump(w, c, true);
 			return;
-		default: {
-			if (tls_fin_without_close_notify(c->ssl, r)) {
-				ERR_clear_error();
-				c->fin_without_close_notify = true;
-				d->eof = true;
+		default:
+			if (conn_tls_read_ended(w, c, r))
 				pump(w, c, true);
-				return;
-			}
-			unsigned long e = ERR_peek_error();
-
-			conn_fail(w, c, "%s read: %s", conn_tls_side(c),
-				  e	  ? ERR_reason_error_string(e)
-				  : errno ? strerror(errno)
-					  : "unexpected EOF (no close_notify)");
-			ERR_clear_error();
 			return;
-		}
 		}
 		break;
 	}

@@ -308,6 +308,58 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 	ERR_clear_error();
 }
 
+bool conn_tls_read_ended(struct worker *w, struct conn *c, int ret)
+{
+	if (tls_fin_without_close_notify(c->ssl, ret)) {
+		/* FIN without close_notify (many HTTP clients): end of stream all the same,
+		 * noted in the log. */
+		ERR_clear_error();
+		c->fin_without_close_notify = true;
+		c->t2p.eof = true;
+		return true;
+	}
+	tls_io_failed(w, c, "read", ret);
+	return false;
+}
+
+static void shut_plain(struct conn *c)
+{
+	shutdown(c->pfd, SHUT_WR);
+}
+
+static void shut_tls(struct conn *c)
+{
+	ERR_clear_error();
+	SSL_shutdown(c->ssl); /* close_notify */
+	ERR_clear_error();
+	shutdown(c->tfd, SHUT_WR);
+}
+
+/*
+ * The destination has taken everything buffered for d. At the source's EOF: shut the
+ * destination's write side once (shut_dst) and see whether the connection is done;
+ * otherwise make sure a buffer is there for the next read. False: stop pumping.
+ */
+static bool dir_drained(struct worker *w, struct conn *c, struct dir *d,
+			void (*shut_dst)(struct conn *c))
+{
+	d->off = d->len = 0;
+	if (d->eof) {
+		buf_put(w, &d->buf);
+		if (!d->shut) {
+			shut_dst(c);
+			d->shut = true;
+		}
+		conn_maybe_done(w, c);
+		return false;
+	}
+	if (!d->buf && !(d->buf = buf_get(w))) {
+		conn_fail(w, c, "out of memory");
+		return false;
+	}
+	return true;
+}
+
 static void us_pump_t2p(struct worker *w, struct conn *c)
 {
 	struct dir *d = &c->t2p;
@@ -329,20 +381,8 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 			d->bytes += (uint64_t)n;
 			continue;
 		}
-		d->off = d->len = 0;
-		if (d->eof) {
-			buf_put(w, &d->buf);
-			if (!d->shut) {
-				shutdown(c->pfd, SHUT_WR);
-				d->shut = true;
-			}
-			conn_maybe_done(w, c);
+		if (!dir_drained(w, c, d, shut_plain))
 			return;
-		}
-		if (!d->buf && !(d->buf = buf_get(w))) {
-			conn_fail(w, c, "out of memory");
-			return;
-		}
 		/* Drain what OpenSSL can give without blocking, record by record. */
 		for (;;) {
 			int r;
@@ -370,15 +410,8 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 				d->eof = true;
 				break;
 			default:
-				if (tls_fin_without_close_notify(c->ssl, r)) {
-					/* FIN without close_notify (many HTTP clients): end of
-					 * stream all the same, noted in the log. */
-					ERR_clear_error();
-					c->fin_without_close_notify = true;
-					d->eof = true;
+				if (conn_tls_read_ended(w, c, r))
 					break;
-				}
-				tls_io_failed(w, c, "read", r);
 				return;
 			}
 			break;
@@ -414,23 +447,8 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 				return;
 			}
 		}
-		d->off = d->len = 0;
-		if (d->eof) {
-			buf_put(w, &d->buf);
-			if (!d->shut) {
-				ERR_clear_error();
-				SSL_shutdown(c->ssl); /* close_notify */
-				ERR_clear_error();
-				shutdown(c->tfd, SHUT_WR);
-				d->shut = true;
-			}
-			conn_maybe_done(w, c);
+		if (!dir_drained(w, c, d, shut_tls))
 			return;
-		}
-		if (!d->buf && !(d->buf = buf_get(w))) {
-			conn_fail(w, c, "out of memory");
-			return;
-		}
 		ssize_t n = recv(c->pfd, d->buf, RELAY_BUF, 0);
 
 		if (n > 0) {

@@ -139,6 +139,12 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Both directions finished cleanly. */
 void conn_maybe_done(struct worker *w, struct conn *c);
+/*
+ * SSL_read on c failed with neither WANT_* nor close_notify (errno zeroed before the
+ * call). True: the peer just closed TCP (FIN without close_notify), which ends the TLS ->
+ * plaintext direction (c->t2p.eof) and is noted in the log; false: c has been failed.
+ */
+bool conn_tls_read_ended(struct worker *w, struct conn *c, int ret);
 
 /* This worker's ticket cache for c's service, or NULL (server, or resumption off). */
 struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c);
