@@ -85,39 +85,52 @@ static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret)
 	return 0;
 }
 
+/* The words a key accepts and what each means; a table ends with a NULL word. */
+struct word {
+	const char *word;
+	int val;
+};
+
+static const struct word bool_words[] = {
+	{ "", 1 }, /* a flag given on the command line without a value */
+	{ "true", 1 }, { "yes", 1 }, { "1", 1 },   { "on", 1 }, { "false", 0 },
+	{ "no", 0 },   { "0", 0 },   { "off", 0 }, { NULL, 0 },
+};
+static const struct word ktls_words[] = {
+	{ "auto", KTLS_MODE_AUTO },
+	{ "require", KTLS_MODE_REQUIRE },
+	{ "off", KTLS_MODE_OFF },
+	{ NULL, 0 },
+};
+static const struct word log_format_words[] = {
+	{ "logfmt", LOG_LOGFMT },
+	{ "json", LOG_JSON },
+	{ NULL, 0 },
+};
+static const struct word min_tls_words[] = {
+	{ "1.2", TLS1_2_VERSION },
+	{ "1.3", TLS1_3_VERSION },
+	{ NULL, 0 },
+};
+
+static int parse_word(const char *v, const struct word *t, int *ret)
+{
+	for (; t->word; t++) {
+		if (!strcmp(v, t->word)) {
+			*ret = t->val;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 static int parse_bool(const char *v, bool *ret)
 {
-	if (!strcmp(v, "") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1") ||
-	    !strcmp(v, "on"))
-		*ret = true;
-	else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0") || !strcmp(v, "off"))
-		*ret = false;
-	else
-		return -EINVAL;
-	return 0;
-}
+	int b;
 
-static int parse_ktls(const char *v, enum ktls_mode *ret)
-{
-	if (!strcmp(v, "auto"))
-		*ret = KTLS_MODE_AUTO;
-	else if (!strcmp(v, "require"))
-		*ret = KTLS_MODE_REQUIRE;
-	else if (!strcmp(v, "off"))
-		*ret = KTLS_MODE_OFF;
-	else
+	if (parse_word(v, bool_words, &b))
 		return -EINVAL;
-	return 0;
-}
-
-static int parse_log_format(const char *v, enum log_format *ret)
-{
-	if (!strcmp(v, "logfmt"))
-		*ret = LOG_LOGFMT;
-	else if (!strcmp(v, "json"))
-		*ret = LOG_JSON;
-	else
-		return -EINVAL;
+	*ret = b;
 	return 0;
 }
 
@@ -200,14 +213,17 @@ static int rule_kind(const char *key, enum service_role role, enum policy_kind *
 static int global_set(struct run_config *r, const char *key, const char *v, char *err,
 		      size_t errlen)
 {
+	int val;
+
 	if (!strcmp(key, "threads")) {
 		if (parse_uint(v, 1, 1024, &r->threads))
 			goto bad;
 		return 0;
 	}
 	if (!strcmp(key, "log-format")) {
-		if (parse_log_format(v, &r->log_format))
+		if (parse_word(v, log_format_words, &val))
 			goto bad;
+		r->log_format = (enum log_format)val;
 		return 0;
 	}
 	if (!strcmp(key, "drain-timeout")) {
@@ -226,6 +242,7 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 {
 	enum policy_kind kind;
 	bool b;
+	int val;
 
 	if (!strcmp(key, "listen"))
 		return set_addr(&s->listen, &s->listen_addr, false, key, v, err, errlen);
@@ -283,8 +300,9 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 		return s->server_name ? 0 : -ENOMEM;
 	}
 	if (!strcmp(key, "ktls")) {
-		if (parse_ktls(v, &s->ktls))
+		if (parse_word(v, ktls_words, &val))
 			goto bad;
+		s->ktls = (enum ktls_mode)val;
 		s->ktls_set = true;
 		return 0;
 	}
@@ -304,11 +322,7 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 		return 0;
 	}
 	if (!strcmp(key, "min-tls")) {
-		if (!strcmp(v, "1.2"))
-			s->min_tls = TLS1_2_VERSION;
-		else if (!strcmp(v, "1.3"))
-			s->min_tls = TLS1_3_VERSION;
-		else
+		if (parse_word(v, min_tls_words, &s->min_tls))
 			goto bad;
 		return 0;
 	}
