@@ -315,17 +315,27 @@ static int counted(SSL *ssl, uint16_t version, struct ktls_captured **ret_cap)
 	return 0;
 }
 
-/* Both directions' crypto_info at the counted sequence numbers; TLS 1.3 secrets kept in c. */
+/*
+ * crypto_info at the counted sequence numbers for the directions asked (tx and/or rx, the
+ * other NULL); TLS 1.3 secrets kept in c on first use.
+ */
 static int crypto_infos(struct ktls_conn *c, SSL *ssl, struct ktls_captured *cap,
 			union ktls_crypto_info *tx, union ktls_crypto_info *rx)
 {
 	const struct ktls_suite *suite = c->suite;
 	size_t want = strcmp(suite->digest, "SHA384") ? 32 : 48;
-	int rc;
+	int rc = 0;
 
-	if (c->version != TLS1_3_VERSION)
-		return crypto_info_tls12(ssl, suite, c->server, 1 + (uint64_t)cap->tx_records,
-					 1 + (uint64_t)cap->rx_records, tx, rx);
+	if (c->version != TLS1_3_VERSION) {
+		/* One PRF run yields both directions' keys: the unwanted one is wiped. */
+		union ktls_crypto_info unused;
+
+		rc = crypto_info_tls12(ssl, suite, c->server, 1 + (uint64_t)cap->tx_records,
+				       1 + (uint64_t)cap->rx_records, tx ? tx : &unused,
+				       rx ? rx : &unused);
+		OPENSSL_cleanse(&unused, sizeof(unused));
+		return rc;
+	}
 	if (!c->secrets) {
 		if (cap->client_len != want || cap->server_len != want)
 			return -KTLS_E_NO_SECRETS;
@@ -343,8 +353,9 @@ static int crypto_infos(struct ktls_conn *c, SSL *ssl, struct ktls_captured *cap
 		OPENSSL_cleanse(cap->server, sizeof(cap->server));
 		cap->client_len = cap->server_len = 0;
 	}
-	rc = ktls_crypto_info_tls13(suite, c->secrets->tx, want, cap->tx_records, tx);
-	if (rc == 0)
+	if (tx)
+		rc = ktls_crypto_info_tls13(suite, c->secrets->tx, want, cap->tx_records, tx);
+	if (rc == 0 && rx)
 		rc = ktls_crypto_info_tls13(suite, c->secrets->rx, want, cap->rx_records, rx);
 	return rc;
 }
@@ -397,7 +408,7 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 	c->version = (uint16_t)version;
 	c->server = SSL_is_server(ssl);
 	c->cipher_name = SSL_CIPHER_get_name(cipher);
-	rc = crypto_infos(c, ssl, cap, &tx, &rx);
+	rc = crypto_infos(c, ssl, cap, &tx, with_rx ? &rx : NULL);
 	if (rc < 0)
 		goto out_free_conn;
 
@@ -437,7 +448,7 @@ out_wipe:
 
 int ktls_conn_install_rx(struct ktls_conn *c, SSL *ssl)
 {
-	union ktls_crypto_info tx, rx;
+	union ktls_crypto_info rx;
 	struct ktls_captured *cap = NULL;
 	int rc;
 
@@ -448,12 +459,11 @@ int ktls_conn_install_rx(struct ktls_conn *c, SSL *ssl)
 	rc = counted(ssl, c->version, &cap);
 	if (rc < 0)
 		return rc;
-	rc = crypto_infos(c, ssl, cap, &tx, &rx);
+	rc = crypto_infos(c, ssl, cap, NULL, &rx);
 	if (rc == 0)
 		rc = c->ops->setsockopt(c->fd, SOL_TLS, TLS_RX, &rx, c->suite->info_len);
 	if (rc == 0)
 		c->rx_installed = true;
-	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
 	return rc;
 }
