@@ -501,6 +501,7 @@ static void *server_main(void *arg)
 		return NULL;
 	switch (r->m) {
 	case M_KU_PEER:
+	case M_KU_PEER_REQ:
 		if (!r->rekey) {
 			/* must end cleanly: the error, then our close_notify still goes out */
 			uint8_t b[16];
@@ -514,20 +515,8 @@ static void *server_main(void *arg)
 		}
 		if (!ep_recv_expect(e, data_a, nbytes / 4, &rng))
 			return NULL;
-		break;
-	case M_KU_PEER_REQ:
-		if (!r->rekey) {
-			uint8_t b[16];
-
-			if (ep_recv1(e, b, sizeof(b)) >= 0 ||
-			    e->last_err != -KTLS_E_REKEY_UNSUPPORTED)
-				return NULL;
-			e->why[0] = 0;
-			r->srv_ok = ep_close(e);
-			return NULL;
-		}
-		if (!ep_recv_expect(e, data_a, nbytes / 4, &rng) ||
-		    !ep_send(e, data_b, nbytes / 4, &rng))
+		/* update_requested: our answer went out, data under the new key follows */
+		if (r->m == M_KU_PEER_REQ && !ep_send(e, data_b, nbytes / 4, &rng))
 			return NULL;
 		break;
 	case M_KU_KTLS: {
