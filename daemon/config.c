@@ -20,6 +20,7 @@
 #define DEFAULT_CONNECT_MS   10000
 #define DEFAULT_MAX_CONNS    100000
 #define DEFAULT_DRAIN_MS     30000
+#define DEFAULT_IDLE_S	     3600
 #define DEFAULT_TICKET_S     3600
 #define MAX_TICKET_S	     (7 * 24 * 3600) /* RFC 8446 4.6.1: no ticket outlives 7 days */
 #define DEFAULT_SESS_CACHE   64		     /* client: tickets per worker */
@@ -43,6 +44,7 @@ static void svc_defaults(struct service_config *s, enum service_role role)
 	s->handshake_timeout_ms = DEFAULT_HANDSHAKE_MS;
 	s->connect_timeout_ms = DEFAULT_CONNECT_MS;
 	s->max_conns = DEFAULT_MAX_CONNS;
+	s->idle_timeout_s = DEFAULT_IDLE_S;
 	s->min_tls = TLS1_2_VERSION;
 	s->ticket_lifetime_s = DEFAULT_TICKET_S;
 	s->session_cache = DEFAULT_SESS_CACHE;
@@ -56,6 +58,7 @@ static void svc_free(struct service_config *s)
 	free(s->cert);
 	free(s->key);
 	free(s->cacert);
+	free(s->key_password_file);
 	free(s->server_name);
 	policy_free(s->policy);
 }

@@ -31,6 +31,10 @@ struct service_config {
 	unsigned handshake_timeout_ms;
 	unsigned connect_timeout_ms;
 	unsigned max_conns;
+	unsigned max_handshakes;	    /* handshakes in progress at once; 0: max_conns */
+	unsigned max_handshakes_per_source; /* per client address (server); 0: no limit */
+	unsigned idle_timeout_s;	    /* established, no bytes either way; 0: never */
+	char *key_password_file;	    /* unlocks an encrypted key; never a prompt */
 	int min_tls;	     /* TLS1_2_VERSION / TLS1_3_VERSION */
 	bool proxy_protocol; /* server: PROXY v2 header with the verified identity to the backend */
 	bool resumption;     /* default: client yes, server no */
@@ -46,6 +50,7 @@ struct run_config {
 	unsigned threads;
 	enum log_format log_format;
 	unsigned drain_timeout_ms;
+	bool allow_core_dumps; /* default: not dumpable, keys must not reach a core file */
 	struct service_config *svc;
 	size_t n_svc;
 };
