@@ -26,7 +26,12 @@ struct service {
 	bool use_ktls; /* try kTLS per connection (mode != off and the kernel has it) */
 	atomic_uint live;
 	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
-		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures, resumed;
+		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures, resumed,
+		truncated,	    /* peer's FIN came without close_notify */
+		accept_pauses,	    /* accepting paused on EMFILE/ENFILE */
+		refused_handshakes, /* over max_handshakes */
+		refused_per_source, /* over max_handshakes_per_source */
+		idle_timeouts;	    /* established, no bytes for idle_timeout_s */
 };
 
 struct runtime {
