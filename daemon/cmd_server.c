@@ -138,9 +138,11 @@ static void log_start(struct runtime *rt)
 			{ "server_name", sc->role == ROLE_CLIENT ? sc->server_name : NULL },
 			/* no --verify-* rule given: the server must carry the name it is dialled by */
 			{ "verify_dns", sc->default_dns_rule ? sc->server_name : NULL },
+			{ "verify_ip", sc->default_ip_rule ? sc->target_addr.host : NULL },
 		};
 
-		log_kv(rt->cfg->log_format, "info", "listening", kv, 10);
+		log_kv(rt->cfg->log_format, "info", "listening", kv,
+		       (int)(sizeof(kv) / sizeof(kv[0])));
 	}
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		if (rt->svc[i].cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {

@@ -204,7 +204,7 @@ static int rule_kind(const char *key, enum service_role role, enum policy_kind *
 						   "verify-ou" };
 	const char *const *keys = role == ROLE_SERVER ? server_keys : client_keys;
 
-	for (int k = 0; k < POLICY_KIND_MAX; k++) {
+	for (int k = 0; k < (int)(sizeof(server_keys) / sizeof(server_keys[0])); k++) {
 		if (!strcmp(key, keys[k])) {
 			*ret = (enum policy_kind)k;
 			return 0;
@@ -257,6 +257,8 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 		return set_file(&s->key, key, v, err, errlen);
 	if (!strcmp(key, "cacert"))
 		return set_file(&s->cacert, key, v, err, errlen);
+	if (!strcmp(key, "key-password-file"))
+		return set_file(&s->key_password_file, key, v, err, errlen);
 	if (!rule_kind(key, s->role, &kind))
 		return add_rules(s, kind, key, v, err, errlen);
 	if (!strcmp(key, s->role == ROLE_SERVER ? "allow-all" : "verify-any")) {
@@ -338,7 +340,9 @@ bad:
 /*
  * A client checks the server against the name it dialled unless told otherwise, as a
  * browser would: without this, a client given only --target would accept any certificate
- * the CA ever signed. An IP literal names no certificate, so it needs an explicit rule.
+ * the CA ever signed. An IP literal with no --server-name is checked against the server's
+ * iPAddress SANs (RFC 6125 does the same for IP reference identities); a unix socket
+ * names nothing, so it needs an explicit rule.
  */
 static int client_identity_defaults(struct service_config *s, const char *dash, char *err,
 				    size_t errlen)
@@ -353,15 +357,26 @@ static int client_identity_defaults(struct service_config *s, const char *dash, 
 			return -ENOMEM;
 		}
 	}
+	/* Servers may present RFC 6125 wildcard names; client certificates may not. */
+	policy_set_peer_wildcards(s->policy);
 	if (!policy_is_empty(s->policy))
 		return 0;
+	if (!s->server_name && t->host_is_ip) {
+		rc = policy_add(s->policy, POLICY_IP, t->host);
+		if (rc) {
+			seterr(err, errlen, "%starget %s: %s", dash, t->host,
+			       rc == -ENOMEM ? "out of memory" : "not an IP address to verify");
+			return rc;
+		}
+		s->default_ip_rule = true;
+		return 0;
+	}
 	if (!s->server_name) {
 		seterr(err, errlen,
 		       "no %sverify-uri/%sverify-dns rule and no %sverify-any: the server's "
-		       "identity would go unchecked (%starget is %s: give %sserver-name, "
-		       "%sverify-dns/%sverify-uri, or %sverify-any)",
-		       dash, dash, dash, dash, t->host[0] ? "an IP address" : "a unix socket", dash,
-		       dash, dash, dash);
+		       "identity would go unchecked (%starget is a unix socket: give "
+		       "%sserver-name, %sverify-dns/%sverify-uri, or %sverify-any)",
+		       dash, dash, dash, dash, dash, dash, dash, dash);
 		return -EINVAL;
 	}
 	rc = policy_add(s->policy, POLICY_DNS, s->server_name);
@@ -483,6 +498,7 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "cert", required_argument, NULL, 0 },
 		{ "key", required_argument, NULL, 0 },
 		{ "cacert", required_argument, NULL, 0 },
+		{ "key-password-file", required_argument, NULL, 0 },
 		{ "allow-uri", required_argument, NULL, 0 },
 		{ "allow-dns", required_argument, NULL, 0 },
 		{ "allow-cn", required_argument, NULL, 0 },
@@ -509,6 +525,7 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "cert", required_argument, NULL, 0 },
 		{ "key", required_argument, NULL, 0 },
 		{ "cacert", required_argument, NULL, 0 },
+		{ "key-password-file", required_argument, NULL, 0 },
 		{ "verify-uri", required_argument, NULL, 0 },
 		{ "verify-dns", required_argument, NULL, 0 },
 		{ "verify-cn", required_argument, NULL, 0 },

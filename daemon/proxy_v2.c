@@ -4,6 +4,7 @@
  * written, so a failure leaves the caller's buffer as it was and nothing is ever truncated.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/un.h>
@@ -216,24 +217,20 @@ static int copy_name(char *dst, const struct peer_name *n)
 	return 0;
 }
 
-int proxy_v2_info_set_peer(X509 *peer, struct proxy_v2_info *info)
+int proxy_v2_info_set_peer(X509 *peer, const char *identity_uri, struct proxy_v2_info *info)
 {
 	struct peer_identity id;
 	GENERAL_NAMES *sans = NULL;
-	char cn[PROXY_V2_MAX_STR + 1], uri[PROXY_V2_MAX_STR + 1];
-	bool has_cn, has_uri;
-	int r;
+	char cn[PROXY_V2_MAX_STR + 1];
+	bool has_cn;
+	int r = -ENAMETOOLONG;
 
+	if (identity_uri && strlen(identity_uri) > PROXY_V2_MAX_STR)
+		return r;
 	tls_identity_from_x509(peer, &id, &sans);
 	has_cn = id.cn.s != NULL;
-	has_uri = id.n_uri > 0;
 	if (has_cn) {
 		r = copy_name(cn, &id.cn);
-		if (r < 0)
-			goto out_free_sans;
-	}
-	if (has_uri) {
-		r = copy_name(uri, &id.uri[0]);
 		if (r < 0)
 			goto out_free_sans;
 	}
@@ -244,8 +241,8 @@ int proxy_v2_info_set_peer(X509 *peer, struct proxy_v2_info *info)
 		memcpy(info->cn_buf, cn, sizeof(cn));
 		info->cn = info->cn_buf;
 	}
-	if (has_uri) {
-		memcpy(info->uri_buf, uri, sizeof(uri));
+	if (identity_uri) {
+		snprintf(info->uri_buf, sizeof(info->uri_buf), "%s", identity_uri);
 		info->uri = info->uri_buf;
 	}
 	r = 0;
@@ -254,7 +251,8 @@ out_free_sans:
 	return r;
 }
 
-int proxy_v2_info_from_ssl(SSL *ssl, int fd, struct proxy_v2_info *ret_info)
+int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *identity_uri,
+			   struct proxy_v2_info *ret_info)
 {
 	/* Built aside so that *ret_info stays untouched on failure. */
 	struct proxy_v2_info info;
@@ -274,7 +272,7 @@ int proxy_v2_info_from_ssl(SSL *ssl, int fd, struct proxy_v2_info *ret_info)
 	info.cipher = SSL_get_cipher_name(ssl);
 	peer = SSL_get0_peer_certificate(ssl);
 	if (peer) {
-		r = proxy_v2_info_set_peer(peer, &info);
+		r = proxy_v2_info_set_peer(peer, identity_uri, &info);
 		if (r < 0)
 			return r;
 	}

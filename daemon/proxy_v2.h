@@ -15,7 +15,7 @@
  *     strings that are set;
  *   - PROXY_V2_TYPE_SPIFFE (0xE0, the first of the spec's PP2_TYPE_MIN_CUSTOM..
  *     PP2_TYPE_MAX_CUSTOM range reserved for application-specific data) carrying the
- *     peer's first URI SAN, e.g. spiffe://example.org/client, when uri is set;
+ *     peer's verified URI identity, e.g. spiffe://example.org/client, when uri is set;
  *   - PP2_TYPE_CRC32C (0x03) last when crc32c is set: CRC-32C (Castagnoli) of the whole
  *     header computed with the checksum field zeroed, stored big-endian.
  *
@@ -73,7 +73,7 @@ struct proxy_v2_info {
 	const char *version; /* "TLSv1.3" */
 	const char *cipher;  /* "TLS_AES_128_GCM_SHA256" */
 	const char *cn;	     /* subject CN of the client certificate */
-	const char *uri;     /* first URI SAN of the client certificate */
+	const char *uri;     /* the URI SAN the identity policy matched */
 	bool crc32c;	     /* append PP2_TYPE_CRC32C */
 	/* Storage proxy_v2_info_from_ssl() points cn and uri into. */
 	char cn_buf[PROXY_V2_MAX_STR + 1];
@@ -90,16 +90,19 @@ int proxy_v2_encode(const struct proxy_v2_info *in, uint8_t *buf, size_t cap, si
 
 /*
  * For a server-side connection after its handshake: src/dst from getpeername/getsockname
- * of fd, version and cipher from ssl (OpenSSL's static strings), CN and first URI SAN
- * copied from the peer certificate if there is one. Names with embedded NULs are left out
- * (as in policy checks). Returns 0, -errno from getpeername/getsockname, or -ENAMETOOLONG
- * for a name over PROXY_V2_MAX_STR; *ret_info is untouched on failure.
+ * of fd, version and cipher from ssl (OpenSSL's static strings), the CN copied from the
+ * peer certificate if there is one (left out with an embedded NUL, as in policy checks),
+ * and uri = identity_uri: the URI the identity policy matched, never one picked from the
+ * certificate (it may carry several; NULL sends no SPIFFE TLV). Returns 0, -errno from
+ * getpeername/getsockname, or -ENAMETOOLONG for a name over PROXY_V2_MAX_STR; *ret_info is
+ * untouched on failure.
  */
-int proxy_v2_info_from_ssl(SSL *ssl, int fd, struct proxy_v2_info *ret_info);
+int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *identity_uri,
+			   struct proxy_v2_info *ret_info);
 
 /* The same from a certificate alone (ssl fields and addresses left as they are in *info):
  * sets cert, cn and uri. Returns 0 or -ENAMETOOLONG (info untouched). */
-int proxy_v2_info_set_peer(X509 *peer, struct proxy_v2_info *info);
+int proxy_v2_info_set_peer(X509 *peer, const char *identity_uri, struct proxy_v2_info *info);
 
 /* CRC-32C (Castagnoli), as PP2_TYPE_CRC32C uses it; exposed for tests. */
 uint32_t proxy_v2_crc32c(const uint8_t *p, size_t len);

@@ -48,7 +48,7 @@ void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_
 	unsigned long e = ERR_peek_error();
 
 	if (peer && peer->denied) {
-		snprintf(buf, len, "identity not allowed");
+		snprintf(buf, len, "%s", policy_verdict_str(peer->verdict));
 	} else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		   ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
 		snprintf(buf, len, "certificate verify failed: %s",

@@ -3,6 +3,7 @@
  * SSL_CTX construction and the verify callback. Everything costly (PEM parsing, trust
  * store, cipher lists) happens here once per service so a handshake does no config work.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -46,6 +47,40 @@ static bool name_ok(const ASN1_STRING *a)
 	return d && len > 0 && !memchr(d, '\0', (size_t)len);
 }
 
+static struct peer_name name_of(const ASN1_STRING *a)
+{
+	return (struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
+				   (size_t)ASN1_STRING_length(a) };
+}
+
+static void add_san(struct peer_identity *id, const GENERAL_NAME *gn)
+{
+	const ASN1_STRING *a;
+
+	switch (gn->type) {
+	case GEN_URI:
+		a = gn->d.uniformResourceIdentifier;
+		if (name_ok(a) && id->n_uri < PEER_MAX_NAMES)
+			id->uri[id->n_uri++] = name_of(a);
+		else
+			id->n_uri_skipped++;
+		break;
+	case GEN_DNS:
+		a = gn->d.dNSName;
+		if (name_ok(a) && id->n_dns < PEER_MAX_NAMES)
+			id->dns[id->n_dns++] = name_of(a);
+		break;
+	case GEN_IPADD:
+		a = gn->d.iPAddress;
+		if ((ASN1_STRING_length(a) == 4 || ASN1_STRING_length(a) == 16) &&
+		    id->n_ip < PEER_MAX_NAMES)
+			id->ip[id->n_ip++] = name_of(a);
+		break;
+	default:
+		break;
+	}
+}
+
 void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES **ret_sans)
 {
 	struct peer_identity id;
@@ -55,30 +90,13 @@ void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES
 
 	memset(&id, 0, sizeof(id));
 	sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-	for (i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
-		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
-		const ASN1_STRING *a;
-
-		if (gn->type == GEN_URI && id.n_uri < PEER_MAX_NAMES) {
-			a = gn->d.uniformResourceIdentifier;
-			if (name_ok(a))
-				id.uri[id.n_uri++] =
-					(struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
-							    (size_t)ASN1_STRING_length(a) };
-		} else if (gn->type == GEN_DNS && id.n_dns < PEER_MAX_NAMES) {
-			a = gn->d.dNSName;
-			if (name_ok(a))
-				id.dns[id.n_dns++] =
-					(struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
-							    (size_t)ASN1_STRING_length(a) };
-		}
-	}
+	for (i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++)
+		add_san(&id, sk_GENERAL_NAME_value(sans, i));
 	for (i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
 		const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
 
 		if (name_ok(a)) {
-			id.cn = (struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
-						    (size_t)ASN1_STRING_length(a) };
+			id.cn = name_of(a);
 			break;
 		}
 	}
@@ -86,58 +104,103 @@ void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES
 		const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
 
 		if (name_ok(a) && id.n_ou < PEER_MAX_NAMES)
-			id.ou[id.n_ou++] =
-				(struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
-						    (size_t)ASN1_STRING_length(a) };
+			id.ou[id.n_ou++] = name_of(a);
 	}
 	*ret_id = id;
 	*ret_sans = sans;
 }
 
-static char *dup_name(const struct peer_name *n)
-{
-	return strndup(n->s, n->len);
-}
-
 void tls_peer_clear(struct tls_peer *peer)
 {
-	free(peer->uri);
-	free(peer->dns);
-	free(peer->cn);
-	peer->uri = peer->dns = peer->cn = NULL;
+	free(peer->id);
+	free(peer->claimed_uri);
+	free(peer->claimed_dns);
+	free(peer->claimed_cn);
+	peer->id = peer->claimed_uri = peer->claimed_dns = peer->claimed_cn = NULL;
 }
 
-/* Names of a certificate into peer (heap copies); true if the policy allows them. */
-static bool peer_fill(X509 *x, const struct policy *pol, struct tls_peer *peer)
+static char *dup_name(const struct peer_name *n)
+{
+	return n->len ? strndup(n->s, n->len) : NULL;
+}
+
+/* An IP SAN as text, for the log. */
+static char *dup_ip(const struct peer_name *n)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	if (!inet_ntop(n->len == 4 ? AF_INET : AF_INET6, n->s, buf, sizeof(buf)))
+		return NULL;
+	return strdup(buf);
+}
+
+/* All URI SANs, ' ' between them. */
+static char *join_uris(const struct peer_identity *id)
+{
+	size_t len = 0, off = 0;
+	char *s;
+
+	if (!id->n_uri)
+		return NULL;
+	for (size_t i = 0; i < id->n_uri; i++)
+		len += id->uri[i].len + 1;
+	s = malloc(len);
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < id->n_uri; i++) {
+		memcpy(s + off, id->uri[i].s, id->uri[i].len);
+		off += id->uri[i].len;
+		s[off++] = ' ';
+	}
+	s[off - 1] = '\0';
+	return s;
+}
+
+static void peer_claims(struct tls_peer *peer, const struct peer_identity *id)
+{
+	tls_peer_clear(peer);
+	peer->claimed_uri = join_uris(id);
+	peer->claimed_dns = id->n_dns ? dup_name(&id->dns[0]) : NULL;
+	peer->claimed_cn = dup_name(&id->cn);
+}
+
+static void peer_admit(struct tls_peer *peer, const struct policy_match *m)
+{
+	tls_peer_clear(peer);
+	peer->id_kind = m->kind;
+	peer->id = m->kind == POLICY_IP ? dup_ip(&m->name) : dup_name(&m->name);
+}
+
+/*
+ * The policy's decision on certificate x. With peer: on admission peer->id is the matched
+ * name, otherwise the certificate's names are kept as claims (verified says whether the
+ * chain was good: only then is the policy asked).
+ */
+static bool peer_decide(X509 *x, const struct policy *pol, bool verified, struct tls_peer *peer)
 {
 	struct peer_identity id;
+	struct policy_match m;
+	enum policy_verdict v = POLICY_DENY_NO_MATCH;
 	GENERAL_NAMES *sans = NULL;
-	bool ok;
 
 	tls_identity_from_x509(x, &id, &sans);
-	if (peer) {
-		/* Called more than once at depth 0 when there are several errors. */
-		tls_peer_clear(peer);
-		if (id.n_uri)
-			peer->uri = dup_name(&id.uri[0]);
-		if (id.n_dns)
-			peer->dns = dup_name(&id.dns[0]);
-		if (id.cn.len)
-			peer->cn = dup_name(&id.cn);
+	if (verified)
+		v = policy_check(pol, &id, &m);
+	if (peer && v == POLICY_ALLOW) {
+		peer_admit(peer, &m);
+	} else if (peer) {
+		peer_claims(peer, &id);
+		peer->verdict = v;
 	}
-	ok = !pol || policy_allows(pol, &id);
 	GENERAL_NAMES_free(sans);
-	return ok;
+	return v == POLICY_ALLOW;
 }
 
-bool tls_peer_from_session(SSL *ssl, struct tls_peer *peer)
+bool tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer)
 {
 	X509 *x = SSL_get0_peer_certificate(ssl);
 
-	if (!x)
-		return false;
-	peer_fill(x, NULL, peer);
-	return true;
+	return x && peer_decide(x, pol, true, peer);
 }
 
 /*
@@ -156,7 +219,8 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
 	x = X509_STORE_CTX_get_current_cert(xctx);
 	if (!x)
 		return preverify_ok;
-	if (!peer_fill(x, pol, peer) && preverify_ok) {
+	/* Called again at depth 0 for each further error: the last word decides. */
+	if (!peer_decide(x, pol, preverify_ok, peer) && preverify_ok) {
 		if (peer)
 			peer->denied = true;
 		X509_STORE_CTX_set_error(xctx, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -209,7 +273,8 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned
 		return SSL_TICKET_RETURN_ABORT;
 	}
 	x = SSL_SESSION_get0_peer(ss);
-	if (!x || X509_cmp_current_time(X509_get0_notAfter(x)) <= 0 || !peer_fill(x, pol, NULL))
+	if (!x || X509_cmp_current_time(X509_get0_notAfter(x)) <= 0 ||
+	    !peer_decide(x, pol, true, NULL))
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	/*
 	 * Tickets are single use (RFC 8446 C.4) and the client dropped this one: a fresh one
@@ -320,6 +385,102 @@ static int fail(char *err, size_t errlen, const char *what, const char *file)
 	return -EINVAL;
 }
 
+/*
+ * Private key passwords. OpenSSL's default callback prompts on the terminal, which a
+ * daemon must never do (it would hang, or read a password typed for something else):
+ * ours hands over the password file's content or nothing, and records that a password
+ * was asked for, which is how an encrypted key is told from a broken one.
+ */
+#define KEY_PASS_MAX 1024
+
+struct key_pass {
+	char buf[KEY_PASS_MAX];
+	int len;
+	bool asked;
+};
+
+static int key_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	struct key_pass *kp = u;
+
+	kp->asked = true;
+	if (kp->len <= 0 || kp->len > size)
+		return -1;
+	memcpy(buf, kp->buf, (size_t)kp->len);
+	return kp->len;
+}
+
+/* The whole file is the password, less one trailing newline (CRLF too). */
+static int key_pass_read(const char *path, struct key_pass *kp, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f) {
+		snprintf(err, errlen, "key-password-file %s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	n = fread(kp->buf, 1, sizeof(kp->buf), f);
+	fclose(f);
+	if (n == sizeof(kp->buf)) {
+		snprintf(err, errlen, "key-password-file %s: longer than %d bytes", path,
+			 KEY_PASS_MAX - 1);
+		return -EINVAL;
+	}
+	if (n && kp->buf[n - 1] == '\n')
+		n--;
+	if (n && kp->buf[n - 1] == '\r')
+		n--;
+	if (!n) {
+		snprintf(err, errlen, "key-password-file %s: empty", path);
+		return -EINVAL;
+	}
+	kp->len = (int)n;
+	return 0;
+}
+
+static int key_load(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
+{
+	struct key_pass kp = { .len = 0 };
+	int rc = 0;
+
+	if (s->key_password_file) {
+		rc = key_pass_read(s->key_password_file, &kp, err, errlen);
+		if (rc)
+			goto out_cleanse;
+	}
+	SSL_CTX_set_default_passwd_cb(ctx, key_pass_cb);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, &kp);
+	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
+		unsigned long e = ERR_peek_last_error();
+
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
+			rc = -EINVAL;
+		} else if (kp.asked && !s->key_password_file) {
+			ERR_clear_error();
+			snprintf(err, errlen, "key %s is encrypted: give --key-password-file",
+				 s->key);
+			rc = -EINVAL;
+		} else if (kp.asked) {
+			ERR_clear_error();
+			snprintf(err, errlen, "key %s: cannot decrypt it with key-password-file %s",
+				 s->key, s->key_password_file);
+			rc = -EINVAL;
+		} else {
+			rc = fail(err, errlen, "key", s->key);
+		}
+	}
+	/* The callback and kp do not outlive this function. */
+	SSL_CTX_set_default_passwd_cb(ctx, NULL);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+out_cleanse:
+	OPENSSL_cleanse(&kp, sizeof(kp));
+	return rc;
+}
+
 int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
 		  size_t errlen)
 {
@@ -338,19 +499,9 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		rc = fail(err, errlen, "cert", s->cert);
 		goto out_free_ctx;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
-		unsigned long e = ERR_peek_last_error();
-
-		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
-		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
-			ERR_clear_error();
-			snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
-			rc = -EINVAL;
-		} else {
-			rc = fail(err, errlen, "key", s->key);
-		}
+	rc = key_load(ctx, s, err, errlen);
+	if (rc)
 		goto out_free_ctx;
-	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
 		snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);

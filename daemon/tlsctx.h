@@ -39,23 +39,32 @@ bool tls_fin_without_close_notify(SSL *ssl, int ret);
  * What the handshake learnt about the peer; the SSL's app data points at one. The names
  * are heap copies of exactly their length: they outlive the SSL (kTLS frees it) and an
  * idle connection should not carry fixed-size buffers. tls_peer_clear() frees them.
+ *
+ * id is set only once the policy admitted a verified chain, and is exactly the name the
+ * policy matched: the one identity ktlsd reports (log, PROXY v2). Until then the names
+ * the certificate carries are only claims (claimed_*), logged under that word; they are
+ * dropped when the identity is set, so an established connection keeps one string.
  */
 struct tls_peer {
-	char *uri; /* first URI SAN */
-	char *dns; /* first DNS SAN */
-	char *cn;
-	bool denied;	 /* chain was valid but the identity policy said no */
-	uint8_t tickets; /* client: session tickets received (and cached) so far */
+	char *id;
+	enum policy_kind id_kind;
+	char *claimed_uri; /* every URI SAN, ' ' between them: several is itself the finding */
+	char *claimed_dns; /* first DNS SAN */
+	char *claimed_cn;
+	enum policy_verdict verdict; /* why the policy refused a valid chain */
+	bool denied;		     /* chain was valid but the identity policy said no */
+	uint8_t tickets;	     /* client: session tickets received (and cached) so far */
 };
 
 void tls_peer_clear(struct tls_peer *peer);
 
 /*
  * After a resumed handshake the verify callback did not run: the peer is the one the
- * session was made with (its certificate travels in the session/ticket). Fills peer
- * from it; returns false if the session has no peer certificate (never for mTLS).
+ * session was made with (its certificate travels in the session/ticket). Applies pol to
+ * that certificate again, which yields the identity to report; false if the session has
+ * no peer certificate (never for mTLS) or pol no longer admits it.
  */
-bool tls_peer_from_session(SSL *ssl, struct tls_peer *peer);
+bool tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer);
 
 struct sess_cache;
 /* Client resumption: tickets the server sends on ssl go into cache (the worker's). */
@@ -75,9 +84,10 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		  size_t errlen);
 
 /*
- * Fills *ret_id with the names of x (URI/DNS SANs, CN, OUs); they point into x and into
+ * Fills *ret_id with the names of x (URI/DNS/IP SANs, CN, OUs); they point into x and into
  * *ret_sans, which the caller frees with GENERAL_NAMES_free() when done with *ret_id.
- * Names with embedded NULs are skipped: they cannot be compared safely.
+ * Names with embedded NULs are skipped: they cannot be compared safely (skipped URI SANs
+ * are still counted, for the one-URI rule of SPIFFE).
  */
 void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES **ret_sans);
 

@@ -170,9 +170,12 @@ static void conn_log_end(struct worker *w, struct conn *c)
 		{ "service", s->cfg->name },
 		{ "peer", c->peer },
 		{ "reason", c->reason ? c->reason : "(out of memory)" },
-		{ "uri", c->id.uri },
-		{ "dns", c->id.dns },
-		{ "cn", c->id.cn },
+		/* The verified identity under its kind's name, or what an unadmitted peer claimed. */
+		{ policy_kind_name(c->id.id_kind), c->hs_done ? c->id.id : NULL },
+		{ "claimed_uri", c->hs_done ? NULL : c->id.claimed_uri },
+		{ "claimed_dns", c->hs_done ? NULL : c->id.claimed_dns },
+		{ "claimed_cn", c->hs_done ? NULL : c->id.claimed_cn },
+		{ "claimed_id", c->hs_done ? NULL : c->id.id },
 		{ "tls", c->version },
 		{ "cipher", c->cipher },
 		{ "resumed", !c->hs_done  ? NULL
@@ -523,7 +526,8 @@ static int proxy_header_send(struct conn *c)
 	ssize_t n;
 	int rc;
 
-	rc = proxy_v2_info_from_ssl(c->ssl, c->tfd, &pi);
+	rc = proxy_v2_info_from_ssl(c->ssl, c->tfd, c->id.id_kind == POLICY_URI ? c->id.id : NULL,
+				    &pi);
 	if (rc)
 		return rc;
 	rc = proxy_v2_encode(&pi, hdr, sizeof(hdr), &len);
@@ -543,15 +547,20 @@ static void hs_step(struct worker *w, struct conn *c)
 	errno = 0;
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
-		c->hs_done = true;
 		c->version = SSL_get_version(c->ssl);
 		c->cipher = SSL_get_cipher_name(c->ssl);
 		if (SSL_session_reused(c->ssl)) {
 			/* No certificate this time: the peer is the one in the ticket. */
 			c->resumed = true;
-			tls_peer_from_session(c->ssl, &c->id);
 			atomic_fetch_add_explicit(&c->svc->resumed, 1, memory_order_relaxed);
+			if (!tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
+				atomic_fetch_add_explicit(&c->svc->denied, 1, memory_order_relaxed);
+				conn_fail(w, c, "resumed session: %s",
+					  policy_verdict_str(c->id.verdict));
+				return;
+			}
 		}
+		c->hs_done = true;
 		if (is_server(c)) {
 			target_connect(w, c);
 		} else {

@@ -4,14 +4,18 @@
  * every name in its own exact-size allocation so ASan catches any read past a name.
  *
  * Input: byte 0 = rule kind, then NUL-separated fields: the pattern, then names, each
- * name's first byte choosing its list (uri, dns, cn, ou). Besides not crashing, the
+ * name's first byte choosing its list (uri, dns, cn, ou, ip). Besides not crashing, the
  * documented semantics must hold (policy.h):
  *   - an empty policy allows nobody;
+ *   - what policy_check reports as the identity is one of the peer's names of its kind,
+ *     and under a spiffe:// rule only ever the peer's one and valid URI SAN;
+ *   - allow-all admits everyone but a peer the SPIFFE rule refuses;
  *   - an accepted exact pattern (no wildcard) allows an identity whose name of that kind
  *     is the pattern itself, and never one that has it only under a different kind;
  *   - "spiffe://td/" "*" allows spiffe://td/x but not the bare spiffe://td/;
  *   - "*.rest" (DNS) allows "a.rest" but not "rest" itself.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,7 +29,7 @@
 			abort(); \
 	} while (0)
 
-#define MAX_NAMES (4 * PEER_MAX_NAMES)
+#define MAX_NAMES (5 * PEER_MAX_NAMES)
 
 static struct peer_name *slot(struct peer_identity *id, unsigned kind)
 {
@@ -36,6 +40,8 @@ static struct peer_name *slot(struct peer_identity *id, unsigned kind)
 		return id->n_dns < PEER_MAX_NAMES ? &id->dns[id->n_dns++] : NULL;
 	case POLICY_CN:
 		return &id->cn;
+	case POLICY_IP:
+		return id->n_ip < PEER_MAX_NAMES ? &id->ip[id->n_ip++] : NULL;
 	default:
 		return id->n_ou < PEER_MAX_NAMES ? &id->ou[id->n_ou++] : NULL;
 	}
@@ -56,6 +62,51 @@ static bool allows_one(const struct policy *p, unsigned kind, const char *s, siz
 	ok = policy_allows(p, &id);
 	free(copy);
 	return ok;
+}
+
+/* The SPIFFE rule (a spiffe:// rule was added) refuses id whatever else is allowed. */
+static bool svid_refused(unsigned kind, int add_rc, const struct peer_identity *id)
+{
+	return add_rc == 0 && kind == POLICY_URI &&
+	       (id->n_uri > 1 ||
+		(id->n_uri == 1 && !policy_spiffe_id_valid(id->uri[0].s, id->uri[0].len)));
+}
+
+static bool among(const struct peer_name *list, size_t n, const struct peer_name *x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i].s == x->s && list[i].len == x->len)
+			return true;
+	return false;
+}
+
+/* What is reported is a name the peer has, of the kind the rule is about. */
+static void check_match(const struct policy *p, unsigned kind, const char *pattern,
+			const struct peer_identity *id)
+{
+	struct policy_match m;
+	bool spiffe = kind == POLICY_URI && !strncmp(pattern, "spiffe://", 9);
+
+	if (policy_check(p, id, &m) != POLICY_ALLOW)
+		return;
+	CHECK(m.kind == kind);
+	switch (m.kind) {
+	case POLICY_URI:
+		CHECK(among(id->uri, id->n_uri, &m.name));
+		CHECK(!spiffe || (id->n_uri == 1 && policy_spiffe_id_valid(m.name.s, m.name.len)));
+		break;
+	case POLICY_DNS:
+		CHECK(among(id->dns, id->n_dns, &m.name));
+		break;
+	case POLICY_CN:
+		CHECK(m.name.s == id->cn.s && m.name.len == id->cn.len);
+		break;
+	case POLICY_OU:
+		CHECK(among(id->ou, id->n_ou, &m.name));
+		break;
+	default:
+		CHECK(among(id->ip, id->n_ip, &m.name));
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -85,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	while (off < size && n_owned < MAX_NAMES) {
 		struct peer_name *n;
-		unsigned nk = data[off++] % 4;
+		unsigned nk = data[off++] % POLICY_KIND_MAX;
 
 		end = memchr(data + off, '\0', size - off);
 		len = end ? (size_t)(end - (data + off)) : size - off;
@@ -120,8 +171,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bool wild = (kind == POLICY_URI || kind == POLICY_DNS) && strchr(pattern, '*');
 
 		CHECK(!policy_is_empty(p));
-		(void)policy_allows(p, &id);
-		if (!wild) {
+		check_match(p, kind, pattern, &id);
+		if (kind == POLICY_IP) {
+			unsigned char a[16];
+			size_t alen = inet_pton(AF_INET, pattern, a) == 1 ? 4 : 16;
+
+			CHECK(alen == 4 || inet_pton(AF_INET6, pattern, a) == 1);
+			CHECK(allows_one(p, kind, (const char *)a, alen));
+			CHECK(!allows_one(p, POLICY_URI, (const char *)a, alen));
+		} else if (!wild) {
 			CHECK(allows_one(p, kind, pattern, plen));
 			for (unsigned other = 0; other < POLICY_KIND_MAX; other++)
 				if (other != kind)
@@ -145,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	policy_set_allow_all(p);
-	CHECK(policy_allows(p, &id));
+	CHECK(policy_allows(p, &id) || svid_refused(kind, r, &id));
 	policy_free(p);
 out:
 	for (size_t i = 0; i < n_owned; i++)

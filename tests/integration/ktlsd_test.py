@@ -505,8 +505,8 @@ def t_bad_peers(env):
     for who, rx in [("other-client", r'reason="certificate verify failed: unable to get local '
                                      r'issuer certificate"'),
                     ("expired-client", r'reason="certificate verify failed: certificate has '
-                                       r'expired" uri=spiffe://example.org/client'),
-                    ("evil-client", r'reason="identity not allowed" uri=spiffe://evil.org/x')]:
+                                       r'expired" claimed_uri=spiffe://example.org/client'),
+                    ("evil-client", r'reason="identity not allowed" claimed_uri=spiffe://evil.org/x')]:
         rc, out, err = s_client(env, k.port, ["-cert", env.p(f"{who}.pem"), "-key",
                                               env.p(f"{who}.key")], b"x\n",
                                     **WAIT_EXIT)
@@ -563,7 +563,7 @@ def t_bad_peers(env):
     rc, out, err = s_client(env, k3.port, ["-cert", env.p("evil-client.pem"), "-key",
                                            env.p("evil-client.key")], b"x\n",
                                    **WAIT_EXIT)
-    line = k3.conn_end(r'reason="identity not allowed" .*dns=evil.example.net')
+    line = k3.conn_end(r'reason="identity not allowed" .*claimed_dns=evil.example.net')
     row("disallowed DNS SAN (evil-client vs --allow-dns client.example.org)",
         saw(err), line)
     got = echo_roundtrip(env, k3.port)
@@ -902,7 +902,7 @@ def t_client_mode(env):
     cli2.conn_end(r"dns=localhost")
 
     # Bad servers: each refused by the client with its own reason; the app sees EOF.
-    for cert, rx in [("wrong-server", r'reason="identity not allowed" uri=spiffe://example.org/wrong'),
+    for cert, rx in [("wrong-server", r'reason="identity not allowed" claimed_uri=spiffe://example.org/wrong'),
                      ("other-server", r'reason="certificate verify failed: unable to get local '
                                       r'issuer certificate"'),
                      ("expired-server", r'reason="certificate verify failed: certificate has '
@@ -930,13 +930,13 @@ def t_client_mode(env):
     wrong = env.ktlsd([], target_port=eport, cert="wrong-server", allow=["--allow-all"])
     cw = ktlsd_client(env, None, target=f"localhost:{wrong.port}")
     check(plain_roundtrip(cw.port) == b"", "default name rule let wrong-server through")
-    cw.conn_end(r'reason="identity not allowed" .*dns=wrong.example.net')
+    cw.conn_end(r'reason="identity not allowed" .*claimed_dns=wrong.example.net')
     r = subprocess.run([env.args.ktlsd, "client", "--listen", f"127.0.0.1:{free_port()}",
-                        "--target", f"127.0.0.1:{srv.port}", "--cert", env.p("client.pem"),
+                        "--target", f"unix:{env.dir}/none.sock", "--cert", env.p("client.pem"),
                         "--key", env.p("client.key"), "--cacert", env.p("ca.pem")],
                        capture_output=True, timeout=20)
-    check(r.returncode == 2 and b"--target is an IP address" in r.stderr,
-          f"IP target without a rule: {r.returncode} {r.stderr!r}")
+    check(r.returncode == 2 and b"--target is a unix socket" in r.stderr,
+          f"unix target without a rule: {r.returncode} {r.stderr!r}")
 
     # A name with two addresses, the first refusing (::1, where nothing listens): the
     # next one is tried. The name lives in a private /etc/hosts in a mount namespace.

@@ -101,6 +101,14 @@ static bool allows_uri(const struct policy *p, const char *uri)
 	return policy_allows(p, &id);
 }
 
+static bool allows_ip(const struct policy *p, const char *bytes, size_t len)
+{
+	struct peer_identity id = { .n_ip = 1 };
+
+	id.ip[0] = (struct peer_name){ bytes, len };
+	return policy_allows(p, &id);
+}
+
 static void test_two_services(void **state)
 {
 	struct run_config cfg;
@@ -229,6 +237,7 @@ static void test_client_identity(void **state)
 {
 	static const char *const none[] = { NULL };
 	static const char *const sni[] = { "--server-name", "api.example", NULL };
+	static const char *const sni_org[] = { "--server-name", "api.example.org", NULL };
 	static const char *const uri[] = { "--verify-uri", "spiffe://example.org/server", NULL };
 	static const char *const any[] = { "--verify-any", NULL };
 	struct run_config cfg;
@@ -278,14 +287,23 @@ static void test_client_identity(void **state)
 	assert_false(cfg.svc[0].default_dns_rule);
 	config_free(&cfg);
 
-	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", none,
-			 "no --verify-uri/--verify-dns rule and no --verify-any: the server's "
-			 "identity would go unchecked (--target is an IP address: give "
-			 "--server-name, --verify-dns/--verify-uri, or --verify-any)");
-	expect_cli_error(ROLE_CLIENT, "[::1]:1", none,
-			 "no --verify-uri/--verify-dns rule and no --verify-any: the server's "
-			 "identity would go unchecked (--target is an IP address: give "
-			 "--server-name, --verify-dns/--verify-uri, or --verify-any)");
+	/* An IP target and nothing else: the server must carry that IP as an iPAddress SAN. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", none, &cfg, err), 0);
+	assert_null(cfg.svc[0].server_name);
+	assert_true(cfg.svc[0].default_ip_rule);
+	assert_false(cfg.svc[0].default_dns_rule);
+	assert_true(allows_ip(cfg.svc[0].policy, "\x7f\x00\x00\x01", 4));
+	assert_false(allows_ip(cfg.svc[0].policy, "\x7f\x00\x00\x02", 4));
+	assert_false(allows_dns(cfg.svc[0].policy, "127.0.0.1"));
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_CLIENT, "[::1]:1", none, &cfg, err), 0);
+	assert_true(allows_ip(cfg.svc[0].policy, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16));
+	config_free(&cfg);
+	/* Verifying a server, RFC 6125 wildcard SANs count; the name rule is still one host. */
+	assert_int_equal(parse_cli(ROLE_CLIENT, "localhost:1", sni_org, &cfg, err), 0);
+	assert_true(allows_dns(cfg.svc[0].policy, "*.example.org"));
+	assert_false(allows_dns(cfg.svc[0].policy, "*.org"));
+	config_free(&cfg);
 	expect_cli_error(ROLE_CLIENT, "unix:/run/x.sock", none,
 			 "no --verify-uri/--verify-dns rule and no --verify-any: the server's "
 			 "identity would go unchecked (--target is a unix socket: give "
@@ -325,9 +343,10 @@ static void test_client_identity_file(void **state)
 	config_free(&cfg);
 
 	/* The error names the service's header line and spells keys as the file does. */
-	expect_error("[global]\nthreads = 1\n[service c]\ntarget = 127.0.0.1:9443\n" CLIENT_KEYS, 3,
+	expect_error("[global]\nthreads = 1\n[service c]\ntarget = unix:/run/x.sock\n" CLIENT_KEYS,
+		     3,
 		     "[service c]: no verify-uri/verify-dns rule and no verify-any: the server's "
-		     "identity would go unchecked (target is an IP address: give server-name, "
+		     "identity would go unchecked (target is a unix socket: give server-name, "
 		     "verify-dns/verify-uri, or verify-any)");
 }
 

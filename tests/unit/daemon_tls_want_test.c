@@ -50,8 +50,13 @@ static void test_real_ssl(void **state)
 		tls_fail_reason(ssl, SSL_get_error(ssl, r), 0, &peer, why, sizeof(why));
 		assert_string_equal(why, "http request");
 		peer.denied = true;
+		peer.verdict = POLICY_DENY_NO_MATCH;
 		tls_fail_reason(ssl, SSL_ERROR_SSL, 0, &peer, why, sizeof(why));
 		assert_string_equal(why, "identity not allowed");
+		peer.verdict = POLICY_DENY_SVID_URIS;
+		tls_fail_reason(ssl, SSL_ERROR_SSL, 0, &peer, why, sizeof(why));
+		assert_string_equal(why, "identity not allowed: not exactly one URI SAN "
+					 "(an X.509-SVID carries one)");
 		peer.denied = false;
 		tls_fail_reason(ssl, SSL_ERROR_SYSCALL, 0, &peer, why, sizeof(why));
 		assert_string_equal(why, "peer closed the connection during handshake");

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""What ktlsd reports as a peer's identity is exactly what its policy matched.
+
+The security review found a certificate with URI:spiffe://evil.org/admin and
+URI:spiffe://example.org/x admitted by 'spiffe://example.org/*', with the backend told
+spiffe://evil.org/admin. These tests run the real binary with real clients:
+  svid          - the X.509-SVID rule: exactly one URI SAN, a valid SPIFFE ID, else refused
+                  with a specific reason; refused and unverified names logged as claimed_*
+  proxy_identity - the PROXY v2 SPIFFE TLV carries the matched URI, never another SAN
+  server_names  - client mode: RFC 6125 wildcard server certificates, IP SANs for IP targets
+  key_password  - an encrypted key never prompts; --key-password-file unlocks it
+"""
+import json
+import os
+import pty
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ktlsd_test import (HERE, SKIP, Env, Fail, Skip, check, free_port,  # noqa: E402
+                        ktlsd_client, plain_roundtrip, s_client)
+import ktlsd_test  # noqa: E402
+
+
+def field(line, key):
+    """The value of key=... in a logfmt line (quoted or bare), or None."""
+    import shlex
+    for tok in shlex.split(line):
+        if tok.startswith(key + "="):
+            return tok[len(key) + 1:]
+    return None
+
+
+def t_svid(env):
+    eport = env.echo_backend()
+    k = env.ktlsd([], target_port=eport, allow=["--allow-uri", "spiffe://example.org/*",
+                                                "--allow-cn", "client"])
+    # The good client: admitted by the URI rule, and only that name is its identity.
+    out = s_client(env, k.port, ["-cert", env.p("client.pem"), "-key", env.p("client.key")],
+                   data=b"hello\n", expect=b"hello\n")
+    check(b"hello\n" in out, f"good client not echoed: {out!r}")
+    line = k.conn_end(r"reason=closed")
+    check(field(line, "uri") == "spiffe://example.org/client", line)
+    for other in ("dns", "cn", "claimed_uri"):
+        check(field(line, other) is None, f"{other} reported beside the identity: {line}")
+
+    # Two URI SANs, the foreign one first: refused although the second and the CN match.
+    s_client(env, k.port, ["-cert", env.p("two-uri-client.pem"),
+                           "-key", env.p("two-uri-client.key")], data=b"x\n")
+    line = k.conn_end(r"reason=\"identity not allowed: not exactly one URI SAN")
+    check(field(line, "uri") is None, f"refused peer reported as identity: {line}")
+    check(field(line, "claimed_uri") == "spiffe://evil.org/admin spiffe://example.org/x", line)
+
+    # A URI SAN under the trust domain that is no SPIFFE ID ('..' segment): refused.
+    s_client(env, k.port, ["-cert", env.p("dotdot-client.pem"),
+                           "-key", env.p("dotdot-client.key")], data=b"x\n")
+    line = k.conn_end(r"reason=\"identity not allowed: URI SAN is not a valid SPIFFE ID\"")
+    check(field(line, "claimed_uri") == "spiffe://example.org/a/../admin", line)
+
+    # A chain that does not verify: its names are claims, never the identity.
+    s_client(env, k.port, ["-cert", env.p("other-client.pem"),
+                           "-key", env.p("other-client.key")], data=b"x\n")
+    line = k.conn_end(r"reason=\"certificate verify failed")
+    check(field(line, "uri") is None and field(line, "cn") is None, line)
+    check(field(line, "claimed_uri") == "spiffe://example.org/client", line)
+
+    # Rules are validated the same way at start: usage error, exit 2, one line.
+    for bad in ("spiffe://example.org/a b", "spiffe://example.org/a/../b",
+                "spiffe://example.org:8443/x", "spiffe://Example.org/x"):
+        pr = subprocess.run([env.args.ktlsd, "server", "--listen", "127.0.0.1:1", "--target",
+                             "127.0.0.1:2", "--cert", env.p("server.pem"), "--key",
+                             env.p("server.key"), "--cacert", env.p("ca.pem"), "--allow-uri",
+                             bad], capture_output=True, text=True, timeout=20)
+        check(pr.returncode == 2 and "allow-uri" in pr.stderr, f"{bad!r}: {pr.returncode} "
+              f"{pr.stderr!r}")
+
+
+def t_proxy_identity(env):
+    """Admitted by CN: the header has the CN but no SPIFFE TLV, although the certificate
+    carries a URI SAN; admitted by URI: the TLV is that URI."""
+    out = os.path.join(env.dir, "pp2.jsonl")
+    be = env.spawn([sys.executable, os.path.join(HERE, "pp2_backend.py"), "0", out],
+                   stdout=subprocess.PIPE, text=True)
+    first = be.stdout.readline().split()
+    check(first[:1] == ["listening"], f"pp2 backend did not start: {first}")
+    bport = int(first[1])
+    by_cn = env.ktlsd(["--proxy-protocol"], target_port=bport, allow=["--allow-cn", "client"])
+    by_uri = env.ktlsd(["--proxy-protocol"], target_port=bport,
+                       allow=["--allow-uri", "spiffe://example.org/*"])
+    for k in (by_cn, by_uri):
+        got = s_client(env, k.port, ["-cert", env.p("client.pem"), "-key",
+                                     env.p("client.key")], data=b"ping\n", expect=b"ping\n")
+        check(b"ping\n" in got, f"no echo through {k.port}: {got!r}")
+        k.conn_end(r"reason=closed")
+    with open(out) as f:
+        recs = [json.loads(x) for x in f if x.strip()]
+    check(len(recs) == 2, f"two headers expected: {recs}")
+    check(recs[0].get("cn") == "client" and recs[0].get("spiffe") is None,
+          f"CN-admitted peer: SPIFFE TLV must be absent: {recs[0]}")
+    check(recs[1].get("spiffe") == "spiffe://example.org/client", f"URI-admitted: {recs[1]}")
+
+
+def t_server_names(env):
+    eport = env.echo_backend()
+    # RFC 6125: a '*.example.org' server certificate for the name api.example.org.
+    wild = env.ktlsd([], target_port=eport, cert="wild-server")
+    cli = ktlsd_client(env, wild.port, ["--server-name", "api.example.org"],
+                       target=f"localhost:{wild.port}")
+    check(plain_roundtrip(cli.port) == b"plain ping\n", "wildcard server not accepted")
+    line = cli.conn_end(r"reason=closed")
+    check(field(line, "dns") == "*.example.org", line)
+    # The wildcard covers one label only.
+    cli2 = ktlsd_client(env, wild.port, ["--server-name", "a.b.example.org"],
+                        target=f"localhost:{wild.port}")
+    check(plain_roundtrip(cli2.port) == b"", "wildcard matched two labels")
+    cli2.conn_end(r"reason=\"identity not allowed\".*claimed_dns=\*\.example\.org")
+
+    # An IP target with no name: the server's IP SAN is checked.
+    srv = env.ktlsd([], target_port=eport)
+    cli3 = ktlsd_client(env, srv.port, target=f"127.0.0.1:{srv.port}")
+    check("verify_ip=127.0.0.1" in cli3.wait_line(r"event=listening"), "no verify_ip")
+    check(plain_roundtrip(cli3.port) == b"plain ping\n", "IP SAN not accepted")
+    line = cli3.conn_end(r"reason=closed")
+    check(field(line, "ip") == "127.0.0.1", line)
+    wrong = env.ktlsd([], target_port=eport, cert="wrong-server")
+    cli4 = ktlsd_client(env, wrong.port, target=f"127.0.0.1:{wrong.port}")
+    check(plain_roundtrip(cli4.port) == b"", "server without the IP SAN accepted")
+    cli4.conn_end(r"reason=\"identity not allowed\"")
+
+
+def run_on_tty(argv, timeout):
+    """Runs argv with a pseudo-terminal as its controlling terminal and stdin (where
+    OpenSSL's default callback would prompt). Returns (rc or None on timeout, output)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    out, end, rc = b"", time.time() + timeout, None
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                b = os.read(fd, 4096)
+            except OSError:
+                b = b""
+            out += b
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            rc = os.waitstatus_to_exitcode(status)
+            break
+    if rc is None:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    return rc, out.decode(errors="replace")
+
+
+def t_key_password(env):
+    enc = env.p("server-enc.key")
+    subprocess.run(["openssl", "pkey", "-in", env.p("server.key"), "-aes256", "-passout",
+                    "pass:s3cret pass", "-out", enc], check=True)
+    good, bad = env.p("pass.txt"), env.p("wrong.txt")
+    with open(good, "w") as f:
+        f.write("s3cret pass\n")
+    with open(bad, "w") as f:
+        f.write("guess\n")
+    base = [env.args.ktlsd, "server", "--listen", f"127.0.0.1:{free_port()}", "--target",
+            "127.0.0.1:1", "--cert", env.p("server.pem"), "--key", enc, "--cacert",
+            env.p("ca.pem"), "--allow-all"]
+    rc, out = run_on_tty(base, 15)
+    check(rc == 2, f"encrypted key without a password file: rc={rc} (a prompt?) {out!r}")
+    check("is encrypted: give --key-password-file" in out and "pass phrase" not in out.lower(),
+          out)
+    rc, out = run_on_tty(base + ["--key-password-file", bad], 15)
+    check(rc == 2 and "cannot decrypt it with key-password-file" in out, f"rc={rc} {out!r}")
+
+    eport = env.echo_backend()
+    shutil.copy(env.p("server.pem"), env.p("encsrv.pem"))
+    shutil.copy(enc, env.p("encsrv.key"))
+    k = env.ktlsd(["--key-password-file", good], target_port=eport, cert="encsrv")
+    got = ktlsd_test.echo_roundtrip(env, k.port)
+    check(got == b"ping over ktlsd\n", f"server with the unlocked key: {got!r}")
+    k.conn_end(r"reason=closed")
+
+
+TESTS = {"svid": t_svid, "proxy_identity": t_proxy_identity, "server_names": t_server_names,
+         "key_password": t_key_password}
+
+
+def main():
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ktlsd", required=True)
+    ap.add_argument("--pki-script", required=True)
+    ap.add_argument("test", choices=sorted(TESTS))
+    args = ap.parse_args()
+    if not shutil.which("openssl"):
+        print("skip: openssl not installed", file=sys.stderr)
+        return SKIP
+    env = Env(args)
+    try:
+        TESTS[args.test](env)
+    except Skip as e:
+        print(f"skip: {e}", file=sys.stderr)
+        return SKIP
+    except Fail as e:
+        print(f"FAIL {args.test}: {e}", file=sys.stderr)
+        time.sleep(1)
+        for name in sorted(os.listdir(env.dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(env.dir, name)) as f:
+                    print(f"--- {name} (tail)\n{f.read()[-2000:]}", file=sys.stderr)
+        return 1
+    finally:
+        env.close()
+    print(f"PASS {args.test}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
