@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ktlsd_test import (SKIP, Env, Fail, Ktlsd, Skip, check, echo_roundtrip,  # noqa: E402
                         free_port, plain_roundtrip, write)
