@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 
 #include "addr.h"
@@ -140,4 +141,69 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 		return fail(ret_why, "cannot resolve host");
 	*ret_addr = a;
 	return 0;
+}
+
+/* An IP listen address reduced to what decides overlap: v4-mapped IPv6 counts as IPv4. */
+struct ip_key {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned port;
+	bool any;
+};
+
+static bool ip_key(const struct sockaddr *sa, socklen_t len, struct ip_key *ret)
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	struct ip_key k = { 0 };
+
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		k.family = AF_INET;
+		memcpy(k.addr, &in->sin_addr, 4);
+		k.port = ntohs(in->sin_port);
+		k.any = in->sin_addr.s_addr == htonl(INADDR_ANY);
+	} else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		const unsigned char *a6 = in6->sin6_addr.s6_addr;
+
+		k.port = ntohs(in6->sin6_port);
+		if (!memcmp(a6, mapped, sizeof(mapped))) {
+			k.family = AF_INET;
+			memcpy(k.addr, a6 + 12, 4);
+			k.any = !memcmp(k.addr, "\0\0\0\0", 4);
+		} else {
+			k.family = AF_INET6;
+			memcpy(k.addr, a6, 16);
+			k.any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+		}
+	} else {
+		return false;
+	}
+	*ret = k;
+	return true;
+}
+
+bool addr_listen_overlap(const struct sockaddr *a, socklen_t alen, const struct sockaddr *b,
+			 socklen_t blen)
+{
+	struct ip_key ka, kb;
+
+	if (a->sa_family == AF_UNIX || b->sa_family == AF_UNIX) {
+		const struct sockaddr_un *ua = (const struct sockaddr_un *)a;
+		const struct sockaddr_un *ub = (const struct sockaddr_un *)b;
+		size_t off = offsetof(struct sockaddr_un, sun_path);
+
+		if (a->sa_family != b->sa_family || alen <= off || blen <= off)
+			return false;
+		return !strncmp(ua->sun_path, ub->sun_path, sizeof(ua->sun_path));
+	}
+	if (!ip_key(a, alen, &ka) || !ip_key(b, blen, &kb) || ka.port != kb.port)
+		return false;
+	/* [::] (not v6-only) takes IPv4 connections as well. */
+	if ((ka.any && ka.family == AF_INET6) || (kb.any && kb.family == AF_INET6))
+		return true;
+	if (ka.family != kb.family)
+		return false;
+	return ka.any || kb.any || !memcmp(ka.addr, kb.addr, sizeof(ka.addr));
 }

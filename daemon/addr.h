@@ -38,4 +38,14 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
  */
 void addr_take_results(struct daemon_addr *a, const struct addrinfo *res);
 
+/*
+ * Whether listeners on a and b would take each other's connections: the same port with the
+ * same address or a wildcard on either side (0.0.0.0 covers IPv4, [::] covers both
+ * families as Linux binds it dual-stack by default; ::ffff:a.b.c.d is a.b.c.d), or the
+ * same unix socket path. Used to refuse two services on one address and to tell our own
+ * listening sockets from someone else's.
+ */
+bool addr_listen_overlap(const struct sockaddr *a, socklen_t alen, const struct sockaddr *b,
+			 socklen_t blen);
+
 #endif

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * Configuration parsing. Both front ends (getopt_long and inih) feed the same
- * key = value setter so a key means the same thing on the command line and in a file.
+ * Configuration parsing. Both front ends (getopt_long and the INI reader below) feed the
+ * same key = value setter so a key means the same thing on the command line and in a file.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +27,8 @@
 #define MAX_SESS_CACHE	     4096
 #define DEFAULT_SRV_CACHE    20000 /* server, resumption = cache: sessions held */
 #define MAX_SRV_CACHE	     10000000
+#define MAX_COUNT	     10000000 /* max-conns, max-handshakes */
+#define MAX_IDLE_S	     (30 * 24 * 3600)
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -95,7 +97,6 @@ struct word {
 };
 
 static const struct word bool_words[] = {
-	{ "", 1 }, /* a flag given on the command line without a value */
 	{ "true", 1 }, { "yes", 1 }, { "1", 1 },   { "on", 1 }, { "false", 0 },
 	{ "no", 0 },   { "0", 0 },   { "off", 0 }, { NULL, 0 },
 };
@@ -234,6 +235,11 @@ static int global_set(struct run_config *r, const char *key, const char *v, char
 			goto bad;
 		return 0;
 	}
+	if (!strcmp(key, "allow-core-dumps")) {
+		if (parse_bool(v, &r->allow_core_dumps))
+			goto bad;
+		return 0;
+	}
 	return -ENOENT;
 bad:
 	seterr(err, errlen, "%s: invalid value '%s'", key, v);
@@ -322,7 +328,22 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 		return 0;
 	}
 	if (!strcmp(key, "max-conns")) {
-		if (parse_uint(v, 1, 10000000, &s->max_conns))
+		if (parse_uint(v, 1, MAX_COUNT, &s->max_conns))
+			goto bad;
+		return 0;
+	}
+	if (!strcmp(key, "max-handshakes")) {
+		if (parse_uint(v, 1, MAX_COUNT, &s->max_handshakes))
+			goto bad;
+		return 0;
+	}
+	if (s->role == ROLE_SERVER && !strcmp(key, "max-handshakes-per-source")) {
+		if (parse_uint(v, 0, MAX_COUNT, &s->max_handshakes_per_source))
+			goto bad;
+		return 0;
+	}
+	if (!strcmp(key, "idle-timeout")) {
+		if (parse_uint(v, 0, MAX_IDLE_S, &s->idle_timeout_s))
 			goto bad;
 		return 0;
 	}
@@ -469,8 +490,17 @@ static void print_help(enum service_role role)
 		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
 		      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
 		      "         [--ticket-lifetime S] [--session-cache N]\n"
+		      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
+		      "         [--idle-timeout S] [--key-password-file FILE] "
+		      "[--allow-core-dumps]\n"
 		      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
 		      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
+		      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
+		      "        --max-handshakes-per-source: the same per client address (0: off)\n"
+		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
+		      "        0: never)\n"
+		      "  --key-password-file: the passphrase of an encrypted --key\n"
+		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -484,6 +514,14 @@ static void print_help(enum service_role role)
 		      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
 		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
 		      "         [--resumption|--no-resumption] [--session-cache N]\n"
+		      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
+		      "FILE]\n"
+		      "         [--allow-core-dumps]\n"
+		      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
+		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
+		      "        0: never)\n"
+		      "  --key-password-file: the passphrase of an encrypted --key\n"
+		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
@@ -509,10 +547,15 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "no-resumption", no_argument, NULL, 0 },
 		{ "ticket-lifetime", required_argument, NULL, 0 },
 		{ "session-cache", required_argument, NULL, 0 },
+		{ "max-handshakes-per-source", required_argument, NULL, 0 },
 		{ "ktls", required_argument, NULL, 0 },
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },
 		{ "max-conns", required_argument, NULL, 0 },
+		{ "max-handshakes", required_argument, NULL, 0 },
+		{ "idle-timeout", required_argument, NULL, 0 },
+		{ "key-password-file", required_argument, NULL, 0 },
+		{ "allow-core-dumps", no_argument, NULL, 0 },
 		{ "log-format", required_argument, NULL, 0 },
 		{ "min-tls", required_argument, NULL, 0 },
 		{ "drain-timeout", required_argument, NULL, 0 },
@@ -540,6 +583,10 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },
 		{ "max-conns", required_argument, NULL, 0 },
+		{ "max-handshakes", required_argument, NULL, 0 },
+		{ "idle-timeout", required_argument, NULL, 0 },
+		{ "key-password-file", required_argument, NULL, 0 },
+		{ "allow-core-dumps", no_argument, NULL, 0 },
 		{ "log-format", required_argument, NULL, 0 },
 		{ "min-tls", required_argument, NULL, 0 },
 		{ "drain-timeout", required_argument, NULL, 0 },
@@ -578,7 +625,8 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 			goto out_free;
 		}
 		key = opts[idx].name;
-		val = optarg ? optarg : "";
+		/* A flag is the file's "key = yes"; an empty value in a file is no yes. */
+		val = optarg ? optarg : "yes";
 		/* The negative flag has no key of its own: the file says resumption = no. */
 		if (!strcmp(key, "no-resumption")) {
 			key = "resumption";
@@ -615,119 +663,419 @@ out_free:
 
 /* --- INI ------------------------------------------------------------------------- */
 
+/*
+ * The file grammar is inih's, which this replaced: "[section]" headers, "key = value" (or
+ * "key: value") lines, whole-line comments starting with ; or #, inline comments that
+ * start with ; after whitespace, surrounding whitespace ignored. Unlike inih, a line is
+ * read whole, up to INI_LINE_MAX, and an indented line is an ordinary line, never the
+ * continuation of the value above: inih cut lines at 200 bytes and parsed the rest as a
+ * line of its own, so a long allow-uri value ending in "allow-all = yes" became that key.
+ *
+ * A section's keys are collected and applied when it ends, mode first: a key then means
+ * the same wherever it stands in its section, and one that the mode does not have is an
+ * error instead of a key of the other role quietly dropped.
+ */
+#define INI_LINE_MAX 65536
+
+struct ini_kv {
+	char *name, *value; /* one allocation, at name */
+	int line;
+};
+
 struct ini_state {
 	FILE *f;
-	int line;	  /* lines handed to inih so far = the line being parsed */
-	int section_line; /* of the last [section] header seen */
-	int err_line;	  /* where msg was set */
-	int cur_section_line;
-	int report_line; /* the header for section-level errors */
-	bool err_section;
+	int line; /* the line being parsed */
 	struct run_config *r;
-	struct service_config *cur; /* NULL in [global] or before any section */
 	bool in_global;
-	char cur_section[128];
+	struct service_config *cur; /* the [service] being collected; NULL in [global] */
+	struct ini_kv *kv;	    /* its keys, in file order */
+	size_t n_kv, cap_kv;
+	int err_line;
+	bool apply_failed; /* the error is from applying keys, not from reading a line */
 	char msg[CONFIG_ERR_MAX];
 };
 
-/* inih reads one line per call: counting them here gives every key its line number. */
-static char *cfg_ini_reader(char *str, int num, void *stream)
+static int ini_fail(struct ini_state *st, int line, const char *fmt, ...)
 {
-	struct ini_state *st = stream;
-	char *got = fgets(str, num, st->f);
-	const char *p = got;
+	va_list ap;
 
-	if (!got)
-		return NULL;
-	st->line++;
-	while (p && (*p == ' ' || *p == '\t'))
-		p++;
-	if (p && *p == '[')
-		st->section_line = st->line;
-	return got;
+	va_start(ap, fmt);
+	vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
+	va_end(ap);
+	st->err_line = line;
+	return -EINVAL;
 }
 
-static int ini_handle_key(void *user, const char *section, const char *name, const char *value)
+static int ini_malformed(struct ini_state *st)
 {
-	struct ini_state *st = user;
+	return ini_fail(st, st->line,
+			"malformed line (expected 'key = value', '[global]' or '[service NAME]')");
+}
+
+static char *skip_space(char *p)
+{
+	while (*p && isspace((unsigned char)*p))
+		p++;
+	return p;
+}
+
+static void strip_trailing_space(char *p)
+{
+	size_t n = strlen(p);
+
+	while (n && isspace((unsigned char)p[n - 1]))
+		p[--n] = '\0';
+}
+
+/* An inline comment starts with ; right after whitespace (so a value may contain ;). */
+static char *inline_comment(char *p)
+{
+	for (char *q = p; *q; q++)
+		if (*q == ';' && q > p && isspace((unsigned char)q[-1]))
+			return q;
+	return NULL;
+}
+
+/*
+ * One line without its newline into buf (INI_LINE_MAX + 1 bytes). Returns 1 with
+ * *ret_len, 0 at the end of the file, -E2BIG for a line over INI_LINE_MAX, -EIO.
+ */
+static int ini_read_line(FILE *f, char *buf, size_t *ret_len)
+{
+	size_t n = 0;
+	int c;
+
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (n == INI_LINE_MAX)
+			return -E2BIG;
+		buf[n++] = (char)c;
+	}
+	if (c == EOF && ferror(f))
+		return -EIO;
+	if (c == EOF && !n)
+		return 0;
+	buf[n] = '\0';
+	*ret_len = n;
+	return 1;
+}
+
+static void ini_kv_clear(struct ini_state *st)
+{
+	for (size_t i = 0; i < st->n_kv; i++)
+		free(st->kv[i].name);
+	st->n_kv = 0;
+}
+
+static const struct ini_kv *ini_find(const struct ini_state *st, size_t before, const char *name)
+{
+	for (size_t j = 0; j < before; j++)
+		if (!strcmp(st->kv[j].name, name))
+			return &st->kv[j];
+	return NULL;
+}
+
+/* Rules add up (allow-uri = a, allow-uri = b); any other key given twice is a mistake
+ * whichever of the two was meant, so neither silently wins. */
+static bool key_repeats(const char *name)
+{
+	enum policy_kind kind;
+
+	return !rule_kind(name, ROLE_SERVER, &kind) || !rule_kind(name, ROLE_CLIENT, &kind);
+}
+
+static int ini_check_repeat(struct ini_state *st, size_t i)
+{
+	const struct ini_kv *first;
+
+	if (key_repeats(st->kv[i].name))
+		return 0;
+	first = ini_find(st, i, st->kv[i].name);
+	if (first)
+		return ini_fail(st, st->kv[i].line, "key '%s' given twice (first on line %d)",
+				st->kv[i].name, first->line);
+	return 0;
+}
+
+static int ini_apply_global(struct ini_state *st)
+{
+	char msg[CONFIG_ERR_MAX];
+
+	for (size_t i = 0; i < st->n_kv; i++) {
+		const struct ini_kv *kv = &st->kv[i];
+		int rc = ini_check_repeat(st, i);
+
+		if (rc)
+			return rc;
+		rc = global_set(st->r, kv->name, kv->value, msg, sizeof(msg));
+		if (rc == -ENOENT)
+			return ini_fail(st, kv->line,
+					"unknown key '%s' in [global] (known: threads, log-format, "
+					"drain-timeout, allow-core-dumps)",
+					kv->name);
+		if (rc)
+			return ini_fail(st, kv->line, "%s", msg);
+	}
+	return 0;
+}
+
+static const char *role_name(enum service_role role)
+{
+	return role == ROLE_SERVER ? "server" : "client";
+}
+
+static enum service_role other_role(enum service_role role)
+{
+	return role == ROLE_SERVER ? ROLE_CLIENT : ROLE_SERVER;
+}
+
+/* Would a service of the other role take this key? Asked of the setter itself, on a
+ * scratch service, so no second list of keys can drift from svc_set. */
+static bool other_role_key(enum service_role role, const char *name, const char *value)
+{
+	struct service_config tmp;
+	char msg[CONFIG_ERR_MAX];
+	bool known;
+
+	svc_defaults(&tmp, other_role(role));
+	if (policy_new(&tmp.policy))
+		return false;
+	known = svc_set(&tmp, name, value, msg, sizeof(msg)) != -ENOENT;
+	svc_free(&tmp);
+	return known;
+}
+
+static int ini_apply_mode(struct ini_state *st)
+{
+	const struct ini_kv *mode = NULL;
+
+	for (size_t i = 0; i < st->n_kv; i++) {
+		if (strcmp(st->kv[i].name, "mode"))
+			continue;
+		if (mode)
+			return ini_fail(st, st->kv[i].line,
+					"key 'mode' given twice (first on line %d)", mode->line);
+		mode = &st->kv[i];
+	}
+	if (!mode)
+		return 0; /* a server */
+	if (!strcmp(mode->value, "server") || !strcmp(mode->value, "client")) {
+		st->cur->role = !strcmp(mode->value, "server") ? ROLE_SERVER : ROLE_CLIENT;
+		return 0;
+	}
+	return ini_fail(st, mode->line, "mode: expected server or client, got '%s'", mode->value);
+}
+
+static int ini_apply_service(struct ini_state *st)
+{
+	struct service_config *s = st->cur;
+	char msg[CONFIG_ERR_MAX];
+	int rc = ini_apply_mode(st);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < st->n_kv; i++) {
+		const struct ini_kv *kv = &st->kv[i];
+
+		if (!strcmp(kv->name, "mode"))
+			continue;
+		rc = ini_check_repeat(st, i);
+		if (rc)
+			return rc;
+		rc = svc_set(s, kv->name, kv->value, msg, sizeof(msg));
+		if (rc == -ENOENT && other_role_key(s->role, kv->name, kv->value))
+			return ini_fail(st, kv->line,
+					"key '%s' is for mode = %s, but [service %s] has mode = %s",
+					kv->name, role_name(other_role(s->role)), s->name,
+					role_name(s->role));
+		if (rc == -ENOENT)
+			return ini_fail(st, kv->line, "unknown key '%s' in [service %s]", kv->name,
+					s->name);
+		if (rc)
+			return ini_fail(st, kv->line, "%s", msg);
+	}
+	return 0;
+}
+
+/* The end of a section: its keys take effect now, and are dropped either way. */
+static int ini_section_end(struct ini_state *st)
+{
+	int rc = 0;
+
+	if (st->in_global)
+		rc = ini_apply_global(st);
+	else if (st->cur)
+		rc = ini_apply_service(st);
+	ini_kv_clear(st);
+	st->in_global = false;
+	st->cur = NULL;
+	if (rc)
+		st->apply_failed = true;
+	return rc;
+}
+
+static int ini_section_begin(struct ini_state *st, const char *section)
+{
+	const char *name = section + 8;
+
+	if (!strcmp(section, "global")) {
+		st->in_global = true;
+		return 0;
+	}
+	if (strncmp(section, "service ", 8) || !*name)
+		return ini_fail(st, st->line,
+				"unknown section [%s] (expected [global] or [service NAME])",
+				section);
+	if (strlen(name) >= sizeof(st->cur->name))
+		return ini_fail(st, st->line, "service name too long (at most %zu bytes)",
+				sizeof(st->cur->name) - 1);
+	for (size_t i = 0; i < st->r->n_svc; i++)
+		if (!strcmp(st->r->svc[i].name, name))
+			return ini_fail(st, st->line,
+					"service '%s' defined twice (first on line %d)", name,
+					st->r->svc[i].line);
+	st->cur = svc_append(st->r, ROLE_SERVER);
+	if (!st->cur)
+		return ini_fail(st, st->line, "out of memory");
+	snprintf(st->cur->name, sizeof(st->cur->name), "%s", name);
+	st->cur->line = st->line;
+	return 0;
+}
+
+static int ini_header(struct ini_state *st, char *p)
+{
+	char *close = strchr(p, ']'), *rest;
 	int rc;
 
-	/* A new header line starts a new section even if it repeats the previous name. */
-	if (strcmp(section, st->cur_section) || st->section_line != st->cur_section_line) {
-		snprintf(st->cur_section, sizeof(st->cur_section), "%s", section);
-		st->cur_section_line = st->section_line;
-		st->cur = NULL;
-		st->in_global = false;
-		if (!strcmp(section, "global")) {
-			st->in_global = true;
-		} else if (!strncmp(section, "service ", 8) && section[8]) {
-			const char *svc_name = section + 8;
-
-			for (size_t i = 0; i < st->r->n_svc; i++) {
-				if (!strcmp(st->r->svc[i].name, svc_name)) {
-					snprintf(st->msg, sizeof(st->msg),
-						 "service '%s' defined twice (first on line %d)",
-						 svc_name, st->r->svc[i].line);
-					st->err_section = true;
-					return 0;
-				}
-			}
-			st->cur = svc_append(st->r, ROLE_SERVER);
-			if (!st->cur) {
-				snprintf(st->msg, sizeof(st->msg), "out of memory");
-				return 0;
-			}
-			snprintf(st->cur->name, sizeof(st->cur->name), "%s", svc_name);
-			st->cur->line = st->section_line;
-		} else {
-			snprintf(st->msg, sizeof(st->msg),
-				 "unknown section [%s] (expected [global] or [service NAME])",
-				 section);
-			st->err_section = true;
-			return 0;
-		}
-	}
-	if (st->in_global) {
-		rc = global_set(st->r, name, value, st->msg, sizeof(st->msg));
-		if (rc == -ENOENT)
-			snprintf(st->msg, sizeof(st->msg),
-				 "unknown key '%s' in [global] (known: threads, log-format, "
-				 "drain-timeout)",
-				 name);
-		return rc ? 0 : 1;
-	}
-	if (!st->cur) {
-		snprintf(st->msg, sizeof(st->msg), "key '%s' outside any section", name);
-		return 0;
-	}
-	/* A role key switches the service to client mode before its other keys. */
-	if (!strcmp(name, "mode")) {
-		if (!strcmp(value, "server") || !strcmp(value, "client")) {
-			st->cur->role = !strcmp(value, "server") ? ROLE_SERVER : ROLE_CLIENT;
-			return 1;
-		}
-		snprintf(st->msg, sizeof(st->msg), "mode: expected server or client, got '%s'",
-			 value);
-		return 0;
-	}
-	rc = svc_set(st->cur, name, value, st->msg, sizeof(st->msg));
-	if (rc == -ENOENT)
-		snprintf(st->msg, sizeof(st->msg), "unknown key '%s' in [service %s]", name,
-			 st->cur->name);
-	return rc ? 0 : 1;
+	if (!close)
+		return ini_malformed(st);
+	rest = skip_space(close + 1);
+	if (*rest && *rest != ';' && *rest != '#')
+		return ini_malformed(st);
+	*close = '\0';
+	rc = ini_section_end(st);
+	if (rc)
+		return rc;
+	return ini_section_begin(st, p + 1);
 }
 
-/* inih keeps going after an error and reports the first line: keep the first message. */
-static int cfg_ini_handler(void *user, const char *section, const char *name, const char *value)
+static int ini_key(struct ini_state *st, char *p)
 {
-	struct ini_state *st = user;
+	char *sep = p + strcspn(p, "=:"), *comment = inline_comment(p), *value;
+	struct ini_kv *kv;
+	size_t nlen, vlen;
 
-	if (st->err_line)
+	if (!*sep || (comment && comment < sep) || sep == p)
+		return ini_malformed(st);
+	*sep = '\0';
+	strip_trailing_space(p);
+	value = skip_space(sep + 1);
+	comment = inline_comment(value);
+	if (comment)
+		*comment = '\0';
+	strip_trailing_space(value);
+	if (!st->in_global && !st->cur)
+		return ini_fail(st, st->line, "key '%s' outside any section", p);
+	if (st->n_kv == st->cap_kv) {
+		size_t cap = st->cap_kv ? 2 * st->cap_kv : 16;
+		struct ini_kv *grown = realloc(st->kv, cap * sizeof(*grown));
+
+		if (!grown)
+			return ini_fail(st, st->line, "out of memory");
+		st->kv = grown;
+		st->cap_kv = cap;
+	}
+	kv = &st->kv[st->n_kv];
+	nlen = strlen(p);
+	vlen = strlen(value);
+	kv->name = malloc(nlen + vlen + 2);
+	if (!kv->name)
+		return ini_fail(st, st->line, "out of memory");
+	memcpy(kv->name, p, nlen + 1);
+	kv->value = kv->name + nlen + 1;
+	memcpy(kv->value, value, vlen + 1);
+	kv->line = st->line;
+	st->n_kv++;
+	return 0;
+}
+
+static int ini_line(struct ini_state *st, char *line, size_t len)
+{
+	char *p = line;
+
+	if (memchr(line, '\0', len))
+		return ini_fail(st, st->line, "NUL byte in line");
+	if (st->line == 1 && !strncmp(p, "\xEF\xBB\xBF", 3)) /* UTF-8 byte order mark */
+		p += 3;
+	p = skip_space(p);
+	strip_trailing_space(p);
+	if (!*p || *p == ';' || *p == '#')
 		return 0;
-	if (ini_handle_key(user, section, name, value))
-		return 1;
-	st->err_line = st->line;
-	st->report_line = st->err_section ? st->section_line : st->line;
+	if (*p == '[')
+		return ini_header(st, p);
+	return ini_key(st, p);
+}
+
+/* Reads every line, then ends the last section. The first error in file order wins: a
+ * bad key is found when its section ends, after later lines were read. */
+static int ini_parse(struct ini_state *st)
+{
+	char *buf = malloc(INI_LINE_MAX + 1);
+	size_t len = 0;
+	int rc;
+
+	if (!buf)
+		return ini_fail(st, 0, "out of memory");
+	while ((rc = ini_read_line(st->f, buf, &len)) > 0) {
+		st->line++;
+		rc = ini_line(st, buf, len);
+		if (rc)
+			break;
+	}
+	free(buf);
+	if (rc == -E2BIG)
+		ini_fail(st, st->line + 1, "line too long (more than %d bytes)", INI_LINE_MAX);
+	else if (rc == -EIO)
+		ini_fail(st, 0, "cannot read");
+	if (rc && !st->apply_failed) {
+		/* A line could not be read: the keys above it go first. */
+		char msg[CONFIG_ERR_MAX];
+		int line = st->err_line;
+
+		memcpy(msg, st->msg, sizeof(msg));
+		if (!ini_section_end(st)) {
+			st->err_line = line;
+			memcpy(st->msg, msg, sizeof(msg));
+		}
+	} else if (!rc) {
+		rc = ini_section_end(st);
+	}
+	ini_kv_clear(st);
+	free(st->kv);
+	return rc;
+}
+
+/* Two services on one address would split its connections between them. */
+static int listen_overlap_check(const struct run_config *r, const char *path, char *err,
+				size_t errlen)
+{
+	for (size_t j = 1; j < r->n_svc; j++) {
+		const struct daemon_addr *b = &r->svc[j].listen_addr;
+
+		for (size_t i = 0; i < j; i++) {
+			const struct daemon_addr *a = &r->svc[i].listen_addr;
+
+			if (!addr_listen_overlap(
+				    (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len,
+				    (const struct sockaddr *)&b->alt[0].ss, b->alt[0].len))
+				continue;
+			seterr(err, errlen,
+			       "%s:%d: [service %s]: listen %s overlaps listen %s of [service %s] "
+			       "(line %d): two services cannot share an address",
+			       path, r->svc[j].line, r->svc[j].name, r->svc[j].listen,
+			       r->svc[i].listen, r->svc[i].name, r->svc[i].line);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -735,7 +1083,7 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 {
 	struct ini_state st = { 0 };
 	struct run_config r;
-	int line, rc;
+	int rc;
 
 	run_defaults(&r);
 	st.r = &r;
@@ -744,21 +1092,13 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 		seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -EINVAL;
 	}
-	line = ini_parse_stream(cfg_ini_reader, &st, cfg_ini_handler, &st);
+	rc = ini_parse(&st);
 	fclose(st.f);
-	if (line < 0) {
-		seterr(err, errlen, "%s: cannot read", path);
-		rc = -EINVAL;
-		goto out_free;
-	}
-	if (line > 0) {
-		if (line != st.err_line)
-			snprintf(st.msg, sizeof(st.msg),
-				 "malformed line (expected 'key = value', '[global]' or "
-				 "'[service NAME]')");
+	if (rc) {
+		if (st.err_line)
+			seterr(err, errlen, "%s:%d: %s", path, st.err_line, st.msg);
 		else
-			line = st.report_line;
-		seterr(err, errlen, "%s:%d: %s", path, line, st.msg);
+			seterr(err, errlen, "%s: %s", path, st.msg);
 		rc = -EINVAL;
 		goto out_free;
 	}
@@ -777,6 +1117,9 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 			goto out_free;
 		}
 	}
+	rc = listen_overlap_check(&r, path, err, errlen);
+	if (rc)
+		goto out_free;
 	*ret_cfg = r;
 	return 0;
 

@@ -199,12 +199,52 @@ static void test_take_results(void **state)
 	}
 }
 
+static bool overlap(const char *a, const char *b)
+{
+	struct daemon_addr x, y;
+
+	assert_int_equal(addr_parse(a, true, &x, NULL), 0);
+	assert_int_equal(addr_parse(b, true, &y, NULL), 0);
+	/* Symmetric by definition: check both ways. */
+	assert_int_equal(addr_listen_overlap((struct sockaddr *)&x.alt[0].ss, x.alt[0].len,
+					     (struct sockaddr *)&y.alt[0].ss, y.alt[0].len),
+			 addr_listen_overlap((struct sockaddr *)&y.alt[0].ss, y.alt[0].len,
+					     (struct sockaddr *)&x.alt[0].ss, x.alt[0].len));
+	return addr_listen_overlap((struct sockaddr *)&x.alt[0].ss, x.alt[0].len,
+				   (struct sockaddr *)&y.alt[0].ss, y.alt[0].len);
+}
+
+static void test_listen_overlap(void **state)
+{
+	assert_true(overlap("127.0.0.1:8443", "127.0.0.1:8443"));
+	assert_true(overlap("127.0.0.1:8443", "127.1:8443"));
+	assert_true(overlap("0.0.0.0:8443", "127.0.0.1:8443"));
+	assert_true(overlap("0.0.0.0:8443", "0.0.0.0:8443"));
+	assert_true(overlap("[::]:8443", "127.0.0.1:8443")); /* dual-stack */
+	assert_true(overlap("[::]:8443", "[::1]:8443"));
+	assert_true(overlap("[::]:8443", "0.0.0.0:8443"));
+	assert_true(overlap("[::ffff:127.0.0.1]:8443", "127.0.0.1:8443"));
+	assert_true(overlap("[::ffff:0.0.0.0]:8443", "127.0.0.1:8443"));
+	assert_true(overlap("[::1]:8443", "[::1]:8443"));
+	assert_true(overlap("unix:/run/a.sock", "unix:/run/a.sock"));
+
+	assert_false(overlap("127.0.0.1:8443", "127.0.0.1:8444"));
+	assert_false(overlap("127.0.0.1:8443", "127.0.0.2:8443"));
+	assert_false(overlap("0.0.0.0:8443", "0.0.0.0:8444"));
+	assert_false(overlap("[::1]:8443", "127.0.0.1:8443"));
+	assert_false(overlap("0.0.0.0:8443", "[::1]:8443"));
+	assert_false(overlap("[::]:8443", "[::]:8444"));
+	assert_false(overlap("unix:/run/a.sock", "unix:/run/b.sock"));
+	assert_false(overlap("unix:/run/a.sock", "127.0.0.1:8443"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ipv4),	 cmocka_unit_test(test_ipv6),
-		cmocka_unit_test(test_unix),	 cmocka_unit_test(test_bad),
-		cmocka_unit_test(test_hostname), cmocka_unit_test(test_take_results),
+		cmocka_unit_test(test_ipv4),	       cmocka_unit_test(test_ipv6),
+		cmocka_unit_test(test_unix),	       cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_hostname),       cmocka_unit_test(test_take_results),
+		cmocka_unit_test(test_listen_overlap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

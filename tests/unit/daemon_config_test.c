@@ -47,6 +47,31 @@ static void expect_error(const char *text, int line, const char *needle)
 		fail_msg("error '%s' lacks '%s' or '%s'", err, want, needle);
 }
 
+/* The whole message: "FILE:LINE: " (or "FILE: " for line 0) and then exactly want. */
+static void expect_exact(const char *text, int line, const char *want)
+{
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX], full[CONFIG_ERR_MAX + 96];
+
+	if (config_from_file(write_ini(text), &cfg, err, sizeof(err)) != -EINVAL)
+		fail_msg("accepted:\n%.400s", text);
+	unlink(path);
+	if (line)
+		snprintf(full, sizeof(full), "%s:%d: %s", path, line, want);
+	else
+		snprintf(full, sizeof(full), "%s: %s", path, want);
+	assert_string_equal(err, full);
+}
+
+static void expect_ok(const char *text, struct run_config *ret_cfg)
+{
+	char err[CONFIG_ERR_MAX] = "";
+
+	if (config_from_file(write_ini(text), ret_cfg, err, sizeof(err)))
+		fail_msg("refused: %s", err);
+	unlink(path);
+}
+
 /* role's required options (target as given) followed by extra; NULL-terminated lists. */
 static int parse_cli(enum service_role role, const char *target, const char *const *extra,
 		     struct run_config *ret_cfg, char *err)
@@ -316,19 +341,20 @@ static void test_client_identity(void **state)
 }
 
 /* After "[service NAME]\ntarget = ...\n": the next key is on the section's line 8. */
-#define CLIENT_KEYS                 \
-	"mode = client\n"           \
-	"listen = 127.0.0.1:8443\n" \
+#define CLIENT_KEYS_AT(port)            \
+	"mode = client\n"               \
+	"listen = 127.0.0.1:" port "\n" \
 	"cert = " F "\nkey = " F "\ncacert = " F "\n"
+#define CLIENT_KEYS CLIENT_KEYS_AT("8443")
 
 static void test_client_identity_file(void **state)
 {
 	struct run_config cfg;
 	char err[CONFIG_ERR_MAX] = "";
-	const char *ini =
-		"[global]\nthreads = 1\n"
-		"[service c]\ntarget = localhost:9443\n" CLIENT_KEYS "\n"
-		"[service d]\ntarget = localhost:9443\n" CLIENT_KEYS "verify-dns = b.example\n";
+	const char *ini = "[global]\nthreads = 1\n"
+			  "[service c]\ntarget = localhost:9443\n" CLIENT_KEYS "\n"
+			  "[service d]\ntarget = localhost:9443\n" CLIENT_KEYS_AT(
+				  "8444") "verify-dns = b.example\n";
 
 	assert_int_equal(config_from_file(write_ini(ini), &cfg, err, sizeof(err)), 0);
 	unlink(path);
@@ -443,20 +469,23 @@ static void test_resumption_file(void **state)
 	char err[CONFIG_ERR_MAX] = "";
 	/* Every section starts as a server until "mode = client": the client default must
 	 * still come out as yes. */
-	const char *ini = SVC "allow-all = yes\n"
-			      "ticket-lifetime = 60\n"
-			      "resumption = yes\n"
-			      "[service c]\n"
-			      "target = 127.0.0.1:80\n" CLIENT_KEYS "verify-any = yes\n"
-			      "session-cache = 8\n"
-			      "[service d]\n"
-			      "target = 127.0.0.1:80\n" CLIENT_KEYS "verify-any = yes\n"
-			      "resumption = off\n"
-			      "[service s]\n"
-			      "listen = 127.0.0.1:8444\n"
-			      "target = 127.0.0.1:80\n"
-			      "cert = " F "\nkey = " F "\ncacert = " F "\n"
-			      "allow-all = yes\n";
+	const char *ini =
+		SVC "allow-all = yes\n"
+		    "ticket-lifetime = 60\n"
+		    "resumption = yes\n"
+		    "[service c]\n"
+		    "target = 127.0.0.1:80\n" CLIENT_KEYS_AT(
+			    "8445") "verify-any = yes\n"
+				    "session-cache = 8\n"
+				    "[service d]\n"
+				    "target = 127.0.0.1:80\n" CLIENT_KEYS_AT(
+					    "8446") "verify-any = yes\n"
+						    "resumption = off\n"
+						    "[service s]\n"
+						    "listen = 127.0.0.1:8444\n"
+						    "target = 127.0.0.1:80\n"
+						    "cert = " F "\nkey = " F "\ncacert = " F "\n"
+						    "allow-all = yes\n";
 
 	assert_int_equal(config_from_file(write_ini(ini), &cfg, err, sizeof(err)), 0);
 	unlink(path);
@@ -477,12 +506,342 @@ static void test_resumption_file(void **state)
 		     "ticket-lifetime: invalid value '604801'");
 	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "session-cache = -1\n", 8,
 		     "session-cache: invalid value '-1'");
-	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "ticket-lifetime = 60\n", 8,
-		     "unknown key 'ticket-lifetime' in [service c]");
+	expect_error(
+		"[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "ticket-lifetime = 60\n", 8,
+		"key 'ticket-lifetime' is for mode = server, but [service c] has mode = client");
 	expect_error(SVC "allow-all = yes\nresumption = cache\nsession-cache = 0\n", 9,
 		     "session-cache: invalid value '0'");
 	expect_error("[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS "resumption = cache\n", 8,
 		     "resumption: invalid value 'cache'");
+}
+
+/* A line of n bytes: prefix, then fill up to n, then suffix (included in n). */
+static char *line_of(const char *prefix, char fill, size_t n, const char *suffix)
+{
+	size_t p = strlen(prefix), s = strlen(suffix);
+	char *l = malloc(n + 2);
+
+	assert_non_null(l);
+	assert_true(n >= p + s);
+	memcpy(l, prefix, p);
+	memset(l + p, fill, n - p - s);
+	memcpy(l + n - s, suffix, s);
+	l[n] = '\n';
+	l[n + 1] = '\0';
+	return l;
+}
+
+static char *concat(const char *a, const char *b)
+{
+	char *r = malloc(strlen(a) + strlen(b) + 1);
+
+	assert_non_null(r);
+	strcpy(r, a);
+	strcat(r, b);
+	return r;
+}
+
+/*
+ * inih cut lines at 199 bytes and parsed the rest as a line of its own: an allow-uri value
+ * whose 200th byte started "allow-all=yes" made the service admit everyone. Lines are now
+ * read whole; past 64 KiB they are refused, never cut.
+ */
+static void test_long_lines(void **state)
+{
+	struct run_config cfg;
+	char *l, *ini;
+	char want[128];
+
+	/* The smuggle: the line is one allow-uri value, so one exact URI, not allow-all. */
+	l = line_of("allow-uri = spiffe://example.org/", 'a', 199 + 13, "allow-all=yes");
+	assert_memory_equal(l + 199, "allow-all=yes", 13);
+	ini = concat(SVC, l);
+	expect_ok(ini, &cfg);
+	assert_false(allows_uri(cfg.svc[0].policy, "spiffe://example.org/other"));
+	l[strlen(l) - 1] = '\0';
+	assert_true(allows_uri(cfg.svc[0].policy, l + strlen("allow-uri = ")));
+	config_free(&cfg);
+	free(ini);
+	free(l);
+
+	/* With spaces the tail is more words of the same value: exact URIs, never a key. */
+	l = line_of("allow-uri = spiffe://example.org/", 'a', 199 + 15, "allow-all = yes");
+	ini = concat(SVC, l);
+	expect_ok(ini, &cfg);
+	assert_false(allows_uri(cfg.svc[0].policy, "spiffe://example.org/other"));
+	config_free(&cfg);
+	free(ini);
+	free(l);
+
+	/* A long list of rules is just a long line. */
+	l = line_of("allow-uri =", ' ', 3000, " spiffe://example.org/last");
+	ini = concat(SVC, l);
+	expect_ok(ini, &cfg);
+	assert_true(allows_uri(cfg.svc[0].policy, "spiffe://example.org/last"));
+	config_free(&cfg);
+	free(ini);
+	free(l);
+
+	/* 65536 bytes is the most a line may have; the next byte is an error with its line. */
+	l = line_of("; ", 'x', 65536, "");
+	ini = concat(l, SVC "allow-all = yes\n");
+	expect_ok(ini, &cfg);
+	config_free(&cfg);
+	free(ini);
+	free(l);
+	l = line_of("allow-uri = spiffe://example.org/", 'a', 65537, "");
+	ini = concat(SVC, l);
+	snprintf(want, sizeof(want), "line too long (more than 65536 bytes)");
+	expect_exact(ini, 7, want);
+	free(ini);
+	free(l);
+}
+
+static void test_syntax(void **state)
+{
+	static const char nul[] = SVC "allow-all = yes\0\n";
+	struct run_config cfg;
+	int fd;
+	char err[CONFIG_ERR_MAX], want[128];
+
+	expect_exact(SVC "allow-all = yes\n[service b\n", 8,
+		     "malformed line (expected 'key = value', '[global]' or '[service NAME]')");
+	expect_exact(SVC "allow-all = yes\n[service b] x\n", 8,
+		     "malformed line (expected 'key = value', '[global]' or '[service NAME]')");
+	expect_exact(SVC "allow-all = yes\n = yes\n", 8,
+		     "malformed line (expected 'key = value', '[global]' or '[service NAME]')");
+	expect_exact("allow-all = yes\n", 1, "key 'allow-all' outside any section");
+	expect_exact("[service "
+		     "a123456789a123456789a123456789a123456789a123456789a123456789abcd]\n",
+		     1, "service name too long (at most 63 bytes)");
+	/* An empty value is not yes: on the command line a bare flag is, in a file never. */
+	expect_exact(SVC "allow-all =\n", 7, "allow-all: invalid value ''");
+	/* Comments, indentation, the ':' separator and a BOM (inih's grammar, but indenting never continues a value). */
+	expect_ok("\xEF\xBB\xBF; comment\n"
+		  "[service a] ; trailing comment\n"
+		  "  listen = 127.0.0.1:8443\n"
+		  "\ttarget: 127.0.0.1:80 ; the backend\n"
+		  "cert = " F "\nkey = " F "\ncacert = " F "\n"
+		  "# another comment\n"
+		  "    allow-uri = spiffe://example.org/a;b\n",
+		  &cfg);
+	assert_true(allows_uri(cfg.svc[0].policy, "spiffe://example.org/a;b"));
+	assert_string_equal(cfg.svc[0].target, "127.0.0.1:80");
+	config_free(&cfg);
+
+	/* A NUL byte would hide the rest of its line. */
+	snprintf(path, sizeof(path), "/tmp/ktlsd-cfg-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, nul, sizeof(nul) - 1), sizeof(nul) - 1);
+	close(fd);
+	assert_int_equal(config_from_file(path, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s:7: NUL byte in line", path);
+	unlink(path);
+	assert_string_equal(err, want);
+}
+
+/*
+ * mode applies to the whole section wherever it stands. Before, "allow-all = yes" above
+ * "mode = client" was taken as the server key and the client then accepted any server.
+ */
+static void test_mode_order(void **state)
+{
+	struct run_config cfg;
+
+	expect_exact("[service c]\nallow-all = yes\ntarget = 127.0.0.1:80\n" CLIENT_KEYS
+		     "verify-dns = a.example\n",
+		     2, "key 'allow-all' is for mode = server, but [service c] has mode = client");
+	expect_exact("[service c]\nallow-uri = spiffe://example.org/x\ntarget = "
+		     "127.0.0.1:80\n" CLIENT_KEYS "verify-dns = a.example\n",
+		     2, "key 'allow-uri' is for mode = server, but [service c] has mode = client");
+	expect_exact(SVC "verify-any = yes\n", 7,
+		     "key 'verify-any' is for mode = client, but [service a] has mode = server");
+	expect_exact(SVC "max-handshakes-per-source = 3\nmode = client\nverify-any = yes\n", 7,
+		     "key 'max-handshakes-per-source' is for mode = server, but [service a] has "
+		     "mode = client");
+
+	/* Client keys above the mode line are client keys. */
+	expect_ok("[service c]\nverify-dns = b.example\nconnect-timeout = 5\nsession-cache = 4096\n"
+		  "target = 127.0.0.1:80\n" CLIENT_KEYS,
+		  &cfg);
+	assert_int_equal(cfg.svc[0].role, ROLE_CLIENT);
+	assert_int_equal(cfg.svc[0].connect_timeout_ms, 5);
+	assert_int_equal(cfg.svc[0].session_cache, 4096);
+	assert_true(allows_dns(cfg.svc[0].policy, "b.example"));
+	assert_false(allows_dns(cfg.svc[0].policy, "c.example"));
+	config_free(&cfg);
+
+	expect_exact(SVC "mode = client\nverify-any = yes\nmode = server\n", 9,
+		     "key 'mode' given twice (first on line 7)");
+	expect_exact(SVC "mode = sidecar\n", 7, "mode: expected server or client, got 'sidecar'");
+	/* Which of two values was meant cannot be told: neither wins. */
+	expect_exact(SVC "allow-all = yes\nlisten = 127.0.0.1:9443\n", 8,
+		     "key 'listen' given twice (first on line 2)");
+	expect_exact("[global]\nthreads = 2\nthreads = 3\n" SVC "allow-all = yes\n", 3,
+		     "key 'threads' given twice (first on line 2)");
+}
+
+#define SVC_ON(name, listen)                                               \
+	"[service " name "]\nlisten = " listen "\ntarget = 127.0.0.1:80\n" \
+	"cert = " F "\nkey = " F "\ncacert = " F "\nallow-all = yes\n"
+
+/* Two services on one address would have split its connections (SO_REUSEPORT). */
+static void test_listen_overlap(void **state)
+{
+	struct run_config cfg;
+
+	expect_exact(SVC_ON("a", "127.0.0.1:8443") SVC_ON("b", "127.0.0.1:8443"), 8,
+		     "[service b]: listen 127.0.0.1:8443 overlaps listen 127.0.0.1:8443 of "
+		     "[service a] (line 1): two services cannot share an address");
+	expect_exact(SVC_ON("a", "127.0.0.1:8443") SVC_ON("b", "127.0.0.1:9443")
+			     SVC_ON("c", "0.0.0.0:8443"),
+		     15,
+		     "[service c]: listen 0.0.0.0:8443 overlaps listen 127.0.0.1:8443 of "
+		     "[service a] (line 1): two services cannot share an address");
+	expect_exact(SVC_ON("a", "127.0.0.1:8443") SVC_ON("b", "[::]:8443"), 8,
+		     "[service b]: listen [::]:8443 overlaps listen 127.0.0.1:8443 of "
+		     "[service a] (line 1): two services cannot share an address");
+	expect_exact(
+		SVC_ON("a", "127.0.0.1:8443") SVC_ON("b", "[::ffff:127.0.0.1]:8443"), 8,
+		"[service b]: listen [::ffff:127.0.0.1]:8443 overlaps listen 127.0.0.1:8443 of "
+		"[service a] (line 1): two services cannot share an address");
+	expect_exact(SVC_ON("a", "127.0.0.1:8443") SVC_ON("b", "127.1:8443"), 8,
+		     "[service b]: listen 127.1:8443 overlaps listen 127.0.0.1:8443 of "
+		     "[service a] (line 1): two services cannot share an address");
+	/* Other port, or another address of the same family. */
+	expect_ok(SVC_ON("a", "127.0.0.1:8443") SVC_ON("b", "127.0.0.1:8444")
+			  SVC_ON("c", "127.0.0.2:8443") SVC_ON("d", "[::1]:8443"),
+		  &cfg);
+	assert_int_equal(cfg.n_svc, 4);
+	config_free(&cfg);
+}
+
+static void test_new_keys_cli(void **state)
+{
+	static const char *const all[] = { "--allow-all", NULL };
+	static const char *const any[] = { "--verify-any", NULL };
+	static const char *const srv[] = { "--allow-all",
+					   "--max-handshakes",
+					   "10000000",
+					   "--max-handshakes-per-source",
+					   "0",
+					   "--max-handshakes-per-source",
+					   "10000000",
+					   "--idle-timeout",
+					   "2592000",
+					   "--key-password-file",
+					   F,
+					   "--allow-core-dumps",
+					   NULL };
+	static const char *const cli[] = { "--verify-any",
+					   "--max-handshakes",
+					   "1",
+					   "--idle-timeout",
+					   "0",
+					   "--key-password-file",
+					   F,
+					   NULL };
+	static const char *const mh0[] = { "--allow-all", "--max-handshakes", "0", NULL };
+	static const char *const mh_big[] = { "--allow-all", "--max-handshakes", "10000001", NULL };
+	static const char *const mps_big[] = { "--allow-all", "--max-handshakes-per-source",
+					       "10000001", NULL };
+	static const char *const mps_neg[] = { "--allow-all", "--max-handshakes-per-source", "-1",
+					       NULL };
+	static const char *const idle_big[] = { "--allow-all", "--idle-timeout", "2592001", NULL };
+	static const char *const idle_x[] = { "--verify-any", "--idle-timeout", "1h", NULL };
+	static const char *const pw_none[] = { "--allow-all", "--key-password-file",
+					       "/nonexistent/pw", NULL };
+	static const char *const pw_empty[] = { "--verify-any", "--key-password-file", "", NULL };
+	static const char *const mps_cli[] = { "--verify-any", "--max-handshakes-per-source", "3",
+					       NULL };
+	static const char *const core_arg[] = { "--allow-all", "--allow-core-dumps=no", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	/* Defaults. */
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", all, &cfg, err), 0);
+	assert_int_equal(cfg.svc[0].max_handshakes, 0);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_source, 0);
+	assert_int_equal(cfg.svc[0].idle_timeout_s, 3600);
+	assert_null(cfg.svc[0].key_password_file);
+	assert_false(cfg.allow_core_dumps);
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", any, &cfg, err), 0);
+	assert_int_equal(cfg.svc[0].idle_timeout_s, 3600);
+	config_free(&cfg);
+
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", srv, &cfg, err), 0);
+	assert_int_equal(cfg.svc[0].max_handshakes, 10000000);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_source, 10000000);
+	assert_int_equal(cfg.svc[0].idle_timeout_s, 2592000);
+	assert_string_equal(cfg.svc[0].key_password_file, F);
+	assert_true(cfg.allow_core_dumps);
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", cli, &cfg, err), 0);
+	assert_int_equal(cfg.svc[0].max_handshakes, 1);
+	assert_int_equal(cfg.svc[0].idle_timeout_s, 0);
+	assert_string_equal(cfg.svc[0].key_password_file, F);
+	config_free(&cfg);
+
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mh0, "--max-handshakes: invalid value '0'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mh_big,
+			 "--max-handshakes: invalid value '10000001'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mps_big,
+			 "--max-handshakes-per-source: invalid value '10000001'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mps_neg,
+			 "--max-handshakes-per-source: invalid value '-1'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", idle_big,
+			 "--idle-timeout: invalid value '2592001'");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", idle_x, "--idle-timeout: invalid value '1h'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", pw_none,
+			 "--key-password-file /nonexistent/pw: No such file or directory");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", pw_empty,
+			 "--key-password-file: empty file name");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", mps_cli,
+			 "unknown option or missing value: '--max-handshakes-per-source'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", core_arg,
+			 "unknown option or missing value: '--allow-core-dumps=no'");
+}
+
+static void test_new_keys_file(void **state)
+{
+	struct run_config cfg;
+
+	expect_ok("[global]\nallow-core-dumps = yes\n" SVC "allow-all = yes\n"
+		  "max-handshakes = 100\nmax-handshakes-per-source = 10\nidle-timeout = 60\n"
+		  "key-password-file = " F "\n"
+		  "[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS_AT(
+			  "8444") "verify-any = yes\n"
+				  "max-handshakes = 7\nidle-timeout = 0\nkey-password-file = " F
+				  "\n",
+		  &cfg);
+	assert_true(cfg.allow_core_dumps);
+	assert_int_equal(cfg.svc[0].max_handshakes, 100);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_source, 10);
+	assert_int_equal(cfg.svc[0].idle_timeout_s, 60);
+	assert_string_equal(cfg.svc[0].key_password_file, F);
+	assert_int_equal(cfg.svc[1].max_handshakes, 7);
+	assert_int_equal(cfg.svc[1].idle_timeout_s, 0);
+	assert_string_equal(cfg.svc[1].key_password_file, F);
+	config_free(&cfg);
+	expect_ok("[global]\nallow-core-dumps = no\n" SVC "allow-all = yes\n", &cfg);
+	assert_false(cfg.allow_core_dumps);
+	config_free(&cfg);
+
+	expect_exact("[global]\nallow-core-dumps = maybe\n", 2,
+		     "allow-core-dumps: invalid value 'maybe'");
+	expect_exact(SVC "allow-all = yes\nallow-core-dumps = yes\n", 8,
+		     "unknown key 'allow-core-dumps' in [service a]");
+	expect_exact(SVC "allow-all = yes\nmax-handshakes = 0\n", 8,
+		     "max-handshakes: invalid value '0'");
+	expect_exact(SVC "allow-all = yes\nidle-timeout = 2592001\n", 8,
+		     "idle-timeout: invalid value '2592001'");
+	expect_exact(SVC "allow-all = yes\nkey-password-file = /nonexistent/pw\n", 8,
+		     "key-password-file /nonexistent/pw: No such file or directory");
+	expect_exact("[global]\nlisten = 127.0.0.1:1\n", 2,
+		     "unknown key 'listen' in [global] (known: threads, log-format, drain-timeout, "
+		     "allow-core-dumps)");
 }
 
 int main(void)
@@ -495,6 +854,12 @@ int main(void)
 		cmocka_unit_test(test_client_identity_file),
 		cmocka_unit_test(test_resumption_cli),
 		cmocka_unit_test(test_resumption_file),
+		cmocka_unit_test(test_long_lines),
+		cmocka_unit_test(test_syntax),
+		cmocka_unit_test(test_mode_order),
+		cmocka_unit_test(test_listen_overlap),
+		cmocka_unit_test(test_new_keys_cli),
+		cmocka_unit_test(test_new_keys_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
