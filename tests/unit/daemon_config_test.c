@@ -552,23 +552,28 @@ static void test_long_lines(void **state)
 	char *l, *ini;
 	char want[128];
 
-	/* The smuggle: the line is one allow-uri value, so one exact URI, not allow-all. */
+	/*
+	 * The smuggle: the line is one allow-uri value, never a key. As a value it is no
+	 * SPIFFE ID ('=' and ' ' are not path characters), so the file is refused outright.
+	 */
 	l = line_of("allow-uri = spiffe://example.org/", 'a', 199 + 13, "allow-all=yes");
 	assert_memory_equal(l + 199, "allow-all=yes", 13);
+	ini = concat(SVC, l);
+	expect_error(ini, 7, "allow-uri 'spiffe://example.org/aaaa");
+	free(ini);
+	free(l);
+	l = line_of("allow-uri = spiffe://example.org/", 'a', 199 + 15, "allow-all = yes");
+	ini = concat(SVC, l);
+	expect_error(ini, 7, "allow-uri '='");
+	free(ini);
+	free(l);
+	/* Where the tail is a valid ID it is that: an exact URI rule, not allow-all. */
+	l = line_of("allow-uri = spiffe://example.org/", 'a', 199 + 9, "allow-all");
 	ini = concat(SVC, l);
 	expect_ok(ini, &cfg);
 	assert_false(allows_uri(cfg.svc[0].policy, "spiffe://example.org/other"));
 	l[strlen(l) - 1] = '\0';
 	assert_true(allows_uri(cfg.svc[0].policy, l + strlen("allow-uri = ")));
-	config_free(&cfg);
-	free(ini);
-	free(l);
-
-	/* With spaces the tail is more words of the same value: exact URIs, never a key. */
-	l = line_of("allow-uri = spiffe://example.org/", 'a', 199 + 15, "allow-all = yes");
-	ini = concat(SVC, l);
-	expect_ok(ini, &cfg);
-	assert_false(allows_uri(cfg.svc[0].policy, "spiffe://example.org/other"));
 	config_free(&cfg);
 	free(ini);
 	free(l);
@@ -623,9 +628,9 @@ static void test_syntax(void **state)
 		  "\ttarget: 127.0.0.1:80 ; the backend\n"
 		  "cert = " F "\nkey = " F "\ncacert = " F "\n"
 		  "# another comment\n"
-		  "    allow-uri = spiffe://example.org/a;b\n",
+		  "    allow-uri = urn:example:a;b\n",
 		  &cfg);
-	assert_true(allows_uri(cfg.svc[0].policy, "spiffe://example.org/a;b"));
+	assert_true(allows_uri(cfg.svc[0].policy, "urn:example:a;b"));
 	assert_string_equal(cfg.svc[0].target, "127.0.0.1:80");
 	config_free(&cfg);
 
