@@ -234,6 +234,11 @@ static int global_set(struct run_config *r, const char *key, const char *v, char
 			goto bad;
 		return 0;
 	}
+	if (!strcmp(key, "allow-core-dumps")) {
+		if (parse_bool(v, &r->allow_core_dumps))
+			goto bad;
+		return 0;
+	}
 	return -ENOENT;
 bad:
 	seterr(err, errlen, "%s: invalid value '%s'", key, v);
@@ -500,6 +505,7 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "log-format", required_argument, NULL, 0 },
 		{ "min-tls", required_argument, NULL, 0 },
 		{ "drain-timeout", required_argument, NULL, 0 },
+		{ "allow-core-dumps", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -526,6 +532,7 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "log-format", required_argument, NULL, 0 },
 		{ "min-tls", required_argument, NULL, 0 },
 		{ "drain-timeout", required_argument, NULL, 0 },
+		{ "allow-core-dumps", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
