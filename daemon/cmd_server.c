@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -442,6 +443,13 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	sigset_t set;
 	int rc, sig = 0;
 
+	if (cfg->allow_core_dumps) {
+		struct log_kv kv[] = { { "msg", "--allow-core-dumps: a core file of this process "
+						"holds its private keys and session secrets" } };
+
+		prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+		log_kv(cfg->log_format, "warn", "core_dumps_allowed", kv, 1);
+	}
 	/* Try, don't guess: what this kernel supports decides kTLS and io_uring use. */
 	if (ktls_probe(&rt.caps)) {
 		fprintf(stderr, "ktlsd: cannot probe kernel capabilities\n");

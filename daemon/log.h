@@ -7,7 +7,13 @@
 
 #include "config.h"
 
-/* A line is a list of key/value pairs; a NULL or empty value is left out. */
+/*
+ * A line is a list of key/value pairs; a NULL or empty value is left out. Values may come
+ * from peers (certificate names) and can never break the line: logfmt quotes any value
+ * that is not plain printable ASCII and writes control bytes (C0, DEL, C1) and invalid
+ * UTF-8 as \n \r \t \xNN; JSON keeps every field, invalid UTF-8 bytes each replaced by
+ * U+FFFD, and jansson escapes the control characters.
+ */
 struct log_kv {
 	const char *key;
 	const char *val;

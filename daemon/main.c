@@ -2,6 +2,7 @@
 /* ktlsd entry point: dispatch to a subcommand (commands.h). */
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "commands.h"
 
@@ -25,6 +26,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/*
+	 * Before any key is read: a core file (or a non-root ptrace) of ktlsd would hold
+	 * private keys, ticket keys and session secrets, much of it in OpenSSL's memory that
+	 * no madvise reaches. run() undoes this only for --allow-core-dumps.
+	 */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

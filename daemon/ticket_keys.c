@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "secmem.h"
 #include "ticket_keys.h"
 
 #define TK_NAME_LEN 16 /* TLSEXT_KEYNAME_LENGTH, fixed by the callback's signature */
@@ -77,9 +78,10 @@ int ticket_keys_new(unsigned lifetime_s, struct ticket_keys **ret)
 
 	if (lifetime_s == 0 || lifetime_s > TICKET_KEYS_MAX_LIFETIME)
 		return -EINVAL;
-	tk = calloc(1, sizeof(*tk));
-	if (!tk)
-		return -ENOMEM;
+	/* The whole ring, names included, in pages no core file gets (secmem.h). */
+	rc = secmem_alloc(sizeof(*tk), (void **)&tk);
+	if (rc)
+		return rc;
 	tk->lifetime = (time_t)lifetime_s;
 	tk->now = wall_clock;
 	atomic_init(&tk->rotations, 0);
@@ -102,7 +104,7 @@ out_cleanse:
 out_free_cipher:
 	EVP_CIPHER_free(tk->cipher);
 out_free_tk:
-	free(tk);
+	secmem_free(tk, sizeof(*tk));
 	return rc;
 }
 
@@ -112,8 +114,7 @@ void ticket_keys_free(struct ticket_keys *tk)
 		return;
 	pthread_mutex_destroy(&tk->lock);
 	EVP_CIPHER_free(tk->cipher);
-	OPENSSL_cleanse(tk, sizeof(*tk));
-	free(tk);
+	secmem_free(tk, sizeof(*tk)); /* wipes */
 }
 
 void ticket_keys_set_clock(struct ticket_keys *tk, time_t (*now)(void))

@@ -10,7 +10,8 @@
  * so stays usable for its whole lifetime, and not a second longer. At most two keys can be
  * valid at once, so the ring is current + previous. Keys live in memory only (a restart
  * means full handshakes, which is the point: nothing on disk can decrypt old tickets) and
- * are wiped when replaced and on free.
+ * are wiped when replaced and on free. The ring lives in secmem pages: no core file holds
+ * it, nor does a forked child; the callback's copy on the stack is wiped before it returns.
  *
  * One ticket_keys is shared by all worker threads serving the service: a mutex covers
  * the ring, held only to look up or copy a key, never across EVP calls.

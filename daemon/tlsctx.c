@@ -534,8 +534,13 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		rc = fail(err, errlen, "TLS parameters for", s->name);
 		goto out_free_ctx;
 	}
+	/*
+	 * CLEANSE_PLAINTEXT: OpenSSL decrypts records in place and, with RELEASE_BUFFERS,
+	 * frees that buffer unwiped: a core or a later heap bug would find plaintext there.
+	 */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+					 SSL_OP_CIPHER_SERVER_PREFERENCE |
+					 SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections must stay small: OpenSSL frees its record buffers between uses. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

@@ -38,6 +38,7 @@
 #include "ktlsd/ktls.h"
 #include "log.h"
 #include "proxy_v2.h"
+#include "secmem.h"
 #include "sess_cache.h"
 #include "worker.h"
 
@@ -93,6 +94,12 @@ static void ignore_sqe(struct worker *w, struct io_uring_sqe **ret)
 
 /* --- relay buffers: a small per-worker free list, no locks ------------------------- */
 
+/*
+ * These buffers hold plaintext between SSL_read/SSL_write and the backend: secmem pages
+ * (never in a core file, zero in a forked child), wiped every time they go back to the
+ * pool so a buffer handed to the next connection carries nothing of the last one. The
+ * wipe is a 64 KiB memset when a direction goes idle, not per record.
+ */
 static uint8_t *buf_get(struct worker *w)
 {
 	void *b = w->pool;
@@ -100,9 +107,10 @@ static uint8_t *buf_get(struct worker *w)
 	if (b) {
 		w->pool = *(void **)b;
 		w->n_pool--;
+		*(void **)b = NULL;
 		return b;
 	}
-	return malloc(RELAY_BUF);
+	return secmem_alloc(RELAY_BUF, &b) ? NULL : b;
 }
 
 static void buf_put(struct worker *w, uint8_t **slot)
@@ -113,9 +121,10 @@ static void buf_put(struct worker *w, uint8_t **slot)
 		return;
 	*slot = NULL;
 	if (w->n_pool >= POOL_MAX) {
-		free(b);
+		secmem_free(b, RELAY_BUF);
 		return;
 	}
+	OPENSSL_cleanse(b, RELAY_BUF);
 	*(void **)b = w->pool;
 	w->pool = b;
 	w->n_pool++;
@@ -946,7 +955,7 @@ static void worker_cleanup(struct worker *w)
 		void *b = w->pool;
 
 		w->pool = *(void **)b;
-		free(b);
+		secmem_free(b, RELAY_BUF);
 	}
 	free(w->slots);
 	free(w->free_idx);

@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "smaps_util.h"
 #include "ticket_keys.h"
 #include "tls_test_util.h"
 
@@ -377,6 +378,20 @@ static void test_bad_args(void **state)
 	ticket_keys_free(NULL);
 }
 
+/*
+ * The ring (keys and their names) must never reach a core file: the opaque pointer is the
+ * ring itself, so its page must carry the kernel's DONTDUMP and WIPEONFORK marks.
+ */
+static void test_keys_not_dumped(void **state)
+{
+	struct ticket_keys *tk;
+
+	assert_int_equal(ticket_keys_new(LIFETIME, &tk), 0);
+	assert_true(smaps_has_flag(tk, "dd"));
+	assert_true(smaps_has_flag(tk, "wf"));
+	ticket_keys_free(tk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_other_instance),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_keys_not_dumped),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
