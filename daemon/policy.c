@@ -4,6 +4,7 @@
  * index; matching allocates nothing, so it runs inside the verify callback at no cost.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,24 @@ static bool match_uri(const struct rule *r, const struct peer_name *n)
 	return n->len > r->len && !memcmp(n->s, r->pattern, r->len);
 }
 
+/* A label a wildcard may stand for: 1 to 63 letters, digits and hyphens (RFC 1123). */
+static bool ldh_label(const char *s, size_t len)
+{
+	if (!len || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+static bool is_ip_literal(const char *s)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
 /* After the first label: the rest of a DNS name, starting at its '.', or NULL. */
 static const char *after_first_label(const char *s, size_t len)
 {
@@ -271,10 +290,11 @@ static bool match_peer_wildcard(const struct rule *r, const struct peer_name *n)
 
 	if (n->len < 4 || n->s[0] != '*' || n->s[1] != '.' || !memchr(n->s + 2, '.', n->len - 2))
 		return false;
-	if (r->pattern[0] == '*')
+	/* RFC 6125 6.4.4: a wildcard never matches an IP reference identity. */
+	if (r->pattern[0] == '*' || is_ip_literal(r->pattern))
 		return false;
 	rdot = after_first_label(r->pattern, r->len);
-	if (!rdot)
+	if (!rdot || !ldh_label(r->pattern, (size_t)(rdot - r->pattern)))
 		return false;
 	rest = r->len - (size_t)(rdot - r->pattern);
 	return rest == n->len - 1 && !strncasecmp(rdot, n->s + 1, rest);
@@ -289,7 +309,7 @@ static bool match_dns(const struct rule *r, const struct peer_name *n, bool peer
 		const char *dot = after_first_label(n->s, n->len);
 		size_t rest;
 
-		if (!dot)
+		if (!dot || !ldh_label(n->s, (size_t)(dot - n->s)))
 			return false;
 		rest = n->len - (size_t)(dot - n->s);
 		return rest == r->len - 1 && !strncasecmp(dot, r->pattern + 1, rest);
@@ -334,10 +354,15 @@ static const struct peer_name *rule_match(const struct policy *p, const struct r
 	return NULL;
 }
 
-/* allow-all: no rule chose a name, so report the one the certificate leaves no doubt on. */
+/*
+ * allow-all: no rule chose a name, so report the one the certificate leaves no doubt on:
+ * its only URI SAN if that is a SPIFFE ID (backends take a URI identity for one), else
+ * the CN, else the only DNS SAN.
+ */
 static struct policy_match unambiguous_name(const struct peer_identity *id)
 {
-	if (id->n_uri == 1 && !id->n_uri_skipped)
+	if (id->n_uri == 1 && !id->n_uri_skipped &&
+	    policy_spiffe_id_valid(id->uri[0].s, id->uri[0].len))
 		return (struct policy_match){ POLICY_URI, id->uri[0] };
 	if (id->cn.len)
 		return (struct policy_match){ POLICY_CN, id->cn };

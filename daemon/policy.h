@@ -73,11 +73,13 @@ bool policy_is_empty(const struct policy *p);
 
 /*
  * The decision on a certificate whose chain verified. Where a spiffe:// rule is in force
- * the peer must carry exactly one URI SAN and it must be a valid SPIFFE ID (the X.509-SVID
- * rule), or it is refused whatever else it carries. On POLICY_ALLOW *ret_match is the name
+ * a peer that carries URI SANs must carry exactly one and it must be a valid SPIFFE ID (the
+ * X.509-SVID rule), or it is refused whatever else it carries. On POLICY_ALLOW *ret_match is the name
  * that matched (pointing into id): that, and nothing else, is the peer's identity. With
- * allow-all no rule matched: the identity is the only URI SAN, else the CN, else the only
- * DNS SAN; ret_match->name.len is 0 where there is none. ret_match is untouched otherwise.
+ * allow-all no rule matched: the identity is the only URI SAN if it is a valid SPIFFE ID,
+ * else the CN, else the only DNS SAN; ret_match->name.len is 0 where there is none.
+ * ret_match is untouched otherwise. A peer with no URI SAN at all can still be admitted by
+ * a DNS/CN/OU/IP rule beside a spiffe:// rule.
  */
 enum policy_verdict policy_check(const struct policy *p, const struct peer_identity *id,
 				 struct policy_match *ret_match);

@@ -11,7 +11,6 @@
 #include <openssl/x509v3.h>
 
 #include "proxy_v2.h"
-#include "tlsctx.h"
 
 #define TLV_HDR 3 /* type, length (big-endian 16 bits) */
 #define SSL_HDR 5 /* client flags, verify (big-endian 32 bits) */
@@ -208,56 +207,30 @@ int proxy_v2_encode(const struct proxy_v2_info *in, uint8_t *buf, size_t cap, si
 	return 0;
 }
 
-static int copy_name(char *dst, const struct peer_name *n)
+int proxy_v2_info_set_peer(const char *cn, const char *uri, struct proxy_v2_info *info)
 {
-	if (n->len > PROXY_V2_MAX_STR)
+	if ((cn && strlen(cn) > PROXY_V2_MAX_STR) || (uri && strlen(uri) > PROXY_V2_MAX_STR))
 		return -ENAMETOOLONG;
-	memcpy(dst, n->s, n->len);
-	dst[n->len] = '\0';
-	return 0;
-}
-
-int proxy_v2_info_set_peer(X509 *peer, const char *identity_uri, struct proxy_v2_info *info)
-{
-	struct peer_identity id;
-	GENERAL_NAMES *sans = NULL;
-	char cn[PROXY_V2_MAX_STR + 1];
-	bool has_cn;
-	int r = -ENAMETOOLONG;
-
-	if (identity_uri && strlen(identity_uri) > PROXY_V2_MAX_STR)
-		return r;
-	tls_identity_from_x509(peer, &id, &sans);
-	has_cn = id.cn.s != NULL;
-	if (has_cn) {
-		r = copy_name(cn, &id.cn);
-		if (r < 0)
-			goto out_free_sans;
-	}
 	info->cert = true;
 	info->cn = NULL;
 	info->uri = NULL;
-	if (has_cn) {
-		memcpy(info->cn_buf, cn, sizeof(cn));
+	if (cn) {
+		snprintf(info->cn_buf, sizeof(info->cn_buf), "%s", cn);
 		info->cn = info->cn_buf;
 	}
-	if (identity_uri) {
-		snprintf(info->uri_buf, sizeof(info->uri_buf), "%s", identity_uri);
+	if (uri) {
+		snprintf(info->uri_buf, sizeof(info->uri_buf), "%s", uri);
 		info->uri = info->uri_buf;
 	}
-	r = 0;
-out_free_sans:
-	GENERAL_NAMES_free(sans);
-	return r;
+	return 0;
 }
 
-int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *identity_uri,
+int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *id_cn, const char *id_uri,
 			   struct proxy_v2_info *ret_info)
 {
 	/* Built aside so that *ret_info stays untouched on failure. */
 	struct proxy_v2_info info;
 	socklen_t len;
-	X509 *peer;
 	int r;
 
 	memset(&info, 0, sizeof(info));
@@ -270,9 +243,8 @@ int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *identity_uri,
 	info.ssl = true;
 	info.version = SSL_get_version(ssl);
 	info.cipher = SSL_get_cipher_name(ssl);
-	peer = SSL_get0_peer_certificate(ssl);
-	if (peer) {
-		r = proxy_v2_info_set_peer(peer, identity_uri, &info);
+	if (SSL_get0_peer_certificate(ssl)) {
+		r = proxy_v2_info_set_peer(id_cn, id_uri, &info);
 		if (r < 0)
 			return r;
 	}

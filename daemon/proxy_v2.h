@@ -8,8 +8,8 @@
  *   - the 12-byte signature, ver/cmd 0x21 (PROXY) or 0x20 (LOCAL), family/transport 0x11
  *     (TCP over IPv4), 0x21 (TCP over IPv6) or 0x31 (UNIX stream, 108-byte paths);
  *   - PP2_TYPE_SSL (0x20) when ssl is set: client = PP2_CLIENT_SSL, plus
- *     PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS when a certificate was presented (ktlsd
- *     has no session resumption, so "this connection" and "this session" are the same),
+ *     PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS when a certificate was presented (on a
+ *     resumed session the certificate is the one the session was made with),
  *     verify = 0 (ktlsd only relays verified peers), and the sub-TLVs
  *     PP2_SUBTYPE_SSL_VERSION, PP2_SUBTYPE_SSL_CN and PP2_SUBTYPE_SSL_CIPHER for the
  *     strings that are set;
@@ -72,7 +72,7 @@ struct proxy_v2_info {
 	/* NUL-terminated; NULL omits the TLV. */
 	const char *version; /* "TLSv1.3" */
 	const char *cipher;  /* "TLS_AES_128_GCM_SHA256" */
-	const char *cn;	     /* subject CN of the client certificate */
+	const char *cn;	     /* subject CN, when the identity policy matched the CN */
 	const char *uri;     /* the URI SAN the identity policy matched */
 	bool crc32c;	     /* append PP2_TYPE_CRC32C */
 	/* Storage proxy_v2_info_from_ssl() points cn and uri into. */
@@ -90,19 +90,19 @@ int proxy_v2_encode(const struct proxy_v2_info *in, uint8_t *buf, size_t cap, si
 
 /*
  * For a server-side connection after its handshake: src/dst from getpeername/getsockname
- * of fd, version and cipher from ssl (OpenSSL's static strings), the CN copied from the
- * peer certificate if there is one (left out with an embedded NUL, as in policy checks),
- * and uri = identity_uri: the URI the identity policy matched, never one picked from the
- * certificate (it may carry several; NULL sends no SPIFFE TLV). Returns 0, -errno from
- * getpeername/getsockname, or -ENAMETOOLONG for a name over PROXY_V2_MAX_STR; *ret_info is
- * untouched on failure.
+ * of fd, version and cipher from ssl (OpenSSL's static strings) and, when the peer
+ * presented a certificate, the identity the policy verified: id_cn when that was a CN,
+ * id_uri when it was a SPIFFE ID (NULL leaves the TLV out). Never a name picked from the
+ * certificate: it may carry others the policy did not look at. Returns 0, -errno from
+ * getpeername/getsockname, or -ENAMETOOLONG for a name over PROXY_V2_MAX_STR; *ret_info
+ * is untouched on failure.
  */
-int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *identity_uri,
+int proxy_v2_info_from_ssl(SSL *ssl, int fd, const char *id_cn, const char *id_uri,
 			   struct proxy_v2_info *ret_info);
 
-/* The same from a certificate alone (ssl fields and addresses left as they are in *info):
- * sets cert, cn and uri. Returns 0 or -ENAMETOOLONG (info untouched). */
-int proxy_v2_info_set_peer(X509 *peer, const char *identity_uri, struct proxy_v2_info *info);
+/* Sets cert and the verified cn and uri (either may be NULL) in *info. Returns 0 or
+ * -ENAMETOOLONG (info untouched). */
+int proxy_v2_info_set_peer(const char *cn, const char *uri, struct proxy_v2_info *info);
 
 /* CRC-32C (Castagnoli), as PP2_TYPE_CRC32C uses it; exposed for tests. */
 uint32_t proxy_v2_crc32c(const uint8_t *p, size_t len);

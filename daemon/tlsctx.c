@@ -47,6 +47,22 @@ static bool name_ok(const ASN1_STRING *a)
 	return d && len > 0 && !memchr(d, '\0', (size_t)len);
 }
 
+/*
+ * A subject attribute compares byte for byte only in a type whose bytes are its
+ * characters: a BMPString CN whose UTF-16 bytes spell "client" is not "client".
+ */
+static bool subject_name_ok(const ASN1_STRING *a)
+{
+	switch (ASN1_STRING_type(a)) {
+	case V_ASN1_UTF8STRING:
+	case V_ASN1_PRINTABLESTRING:
+	case V_ASN1_IA5STRING:
+		return name_ok(a);
+	default:
+		return false;
+	}
+}
+
 static struct peer_name name_of(const ASN1_STRING *a)
 {
 	return (struct peer_name){ (const char *)ASN1_STRING_get0_data(a),
@@ -95,7 +111,7 @@ void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES
 	for (i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
 		const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
 
-		if (name_ok(a)) {
+		if (subject_name_ok(a)) {
 			id.cn = name_of(a);
 			break;
 		}
@@ -103,7 +119,7 @@ void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES
 	for (i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_organizationalUnitName, i)) >= 0;) {
 		const ASN1_STRING *a = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
 
-		if (name_ok(a) && id.n_ou < PEER_MAX_NAMES)
+		if (subject_name_ok(a) && id.n_ou < PEER_MAX_NAMES)
 			id.ou[id.n_ou++] = name_of(a);
 	}
 	*ret_id = id;
@@ -413,33 +429,68 @@ static int key_pass_cb(char *buf, int size, int rwflag, void *u)
 /* The whole file is the password, less one trailing newline (CRLF too). */
 static int key_pass_read(const char *path, struct key_pass *kp, char *err, size_t errlen)
 {
+	char buf[KEY_PASS_MAX + 2]; /* room to see that a file is too long, newline apart */
 	FILE *f = fopen(path, "re");
+	bool bad;
 	size_t n;
 
 	if (!f) {
 		snprintf(err, errlen, "key-password-file %s: %s", path, strerror(errno));
 		return -EINVAL;
 	}
-	n = fread(kp->buf, 1, sizeof(kp->buf), f);
+	n = fread(buf, 1, sizeof(buf), f);
+	bad = ferror(f);
 	fclose(f);
-	if (n == sizeof(kp->buf)) {
+	if (bad) {
+		snprintf(err, errlen, "key-password-file %s: cannot read it", path);
+		goto out_cleanse;
+	}
+	if (n && buf[n - 1] == '\n')
+		n--;
+	if (n && buf[n - 1] == '\r')
+		n--;
+	if (n >= KEY_PASS_MAX) {
 		snprintf(err, errlen, "key-password-file %s: longer than %d bytes", path,
 			 KEY_PASS_MAX - 1);
-		return -EINVAL;
-	}
-	if (n && kp->buf[n - 1] == '\n')
-		n--;
-	if (n && kp->buf[n - 1] == '\r')
-		n--;
-	if (!n) {
+		bad = true;
+	} else if (!n) {
 		snprintf(err, errlen, "key-password-file %s: empty", path);
-		return -EINVAL;
+		bad = true;
+	} else {
+		memcpy(kp->buf, buf, n);
+		kp->len = (int)n;
 	}
-	kp->len = (int)n;
-	return 0;
+out_cleanse:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return bad ? -EINVAL : 0;
 }
 
-static int key_load(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
+static int key_load(SSL_CTX *ctx, const struct service_config *s, const struct key_pass *kp,
+		    char *err, size_t errlen)
+{
+	unsigned long e;
+
+	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) == 1)
+		return 0;
+	e = ERR_peek_last_error();
+	if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+		ERR_clear_error();
+		snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
+		return -EINVAL;
+	}
+	if (!kp->asked)
+		return fail(err, errlen, "key", s->key);
+	ERR_clear_error();
+	if (s->key_password_file)
+		snprintf(err, errlen, "key %s: cannot decrypt it with key-password-file %s", s->key,
+			 s->key_password_file);
+	else
+		snprintf(err, errlen, "key %s is encrypted: give --key-password-file", s->key);
+	return -EINVAL;
+}
+
+/* Certificate chain and key, with key_pass_cb (never a prompt) for whatever is encrypted. */
+static int creds_load(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
 {
 	struct key_pass kp = { .len = 0 };
 	int rc = 0;
@@ -451,27 +502,18 @@ static int key_load(SSL_CTX *ctx, const struct service_config *s, char *err, siz
 	}
 	SSL_CTX_set_default_passwd_cb(ctx, key_pass_cb);
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, &kp);
-	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1) {
-		unsigned long e = ERR_peek_last_error();
-
-		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
-		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+	if (SSL_CTX_use_certificate_chain_file(ctx, s->cert) != 1) {
+		if (kp.asked) {
 			ERR_clear_error();
-			snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
-			rc = -EINVAL;
-		} else if (kp.asked && !s->key_password_file) {
-			ERR_clear_error();
-			snprintf(err, errlen, "key %s is encrypted: give --key-password-file",
-				 s->key);
-			rc = -EINVAL;
-		} else if (kp.asked) {
-			ERR_clear_error();
-			snprintf(err, errlen, "key %s: cannot decrypt it with key-password-file %s",
-				 s->key, s->key_password_file);
+			snprintf(err, errlen,
+				 "cert %s is encrypted: ktlsd takes a plain certificate", s->cert);
 			rc = -EINVAL;
 		} else {
-			rc = fail(err, errlen, "key", s->key);
+			rc = fail(err, errlen, "cert", s->cert);
 		}
+	} else {
+		kp.asked = false;
+		rc = key_load(ctx, s, &kp, err, errlen);
 	}
 	/* The callback and kp do not outlive this function. */
 	SSL_CTX_set_default_passwd_cb(ctx, NULL);
@@ -495,11 +537,7 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		snprintf(err, errlen, "cannot create TLS context");
 		return -ENOMEM;
 	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, s->cert) != 1) {
-		rc = fail(err, errlen, "cert", s->cert);
-		goto out_free_ctx;
-	}
-	rc = key_load(ctx, s, err, errlen);
+	rc = creds_load(ctx, s, err, errlen);
 	if (rc)
 		goto out_free_ctx;
 	if (SSL_CTX_check_private_key(ctx) != 1) {

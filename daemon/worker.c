@@ -529,14 +529,19 @@ static void relay_start(struct worker *w, struct conn *c);
  */
 static int proxy_header_send(struct conn *c)
 {
+	/* The verified identity, under the TLV its kind has; the SPIFFE TLV only for an ID. */
+	const char *id = c->id.id;
+	const char *id_cn = c->id.id_kind == POLICY_CN ? id : NULL;
+	const char *id_uri =
+		c->id.id_kind == POLICY_URI && id && policy_spiffe_id_valid(id, strlen(id)) ? id
+											    : NULL;
 	struct proxy_v2_info pi;
 	uint8_t hdr[PROXY_V2_MAX_LEN];
 	size_t len;
 	ssize_t n;
 	int rc;
 
-	rc = proxy_v2_info_from_ssl(c->ssl, c->tfd, c->id.id_kind == POLICY_URI ? c->id.id : NULL,
-				    &pi);
+	rc = proxy_v2_info_from_ssl(c->ssl, c->tfd, id_cn, id_uri, &pi);
 	if (rc)
 		return rc;
 	rc = proxy_v2_encode(&pi, hdr, sizeof(hdr), &len);

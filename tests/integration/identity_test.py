@@ -11,6 +11,8 @@ spiffe://evil.org/admin. These tests run the real binary with real clients:
   server_names  - client mode: RFC 6125 wildcard server certificates, IP SANs for IP targets
   key_password  - an encrypted key never prompts; --key-password-file unlocks it
 """
+import base64
+import hashlib
 import json
 import os
 import pty
@@ -82,7 +84,7 @@ def t_svid(env):
 
 def t_proxy_identity(env):
     """Admitted by CN: the header has the CN but no SPIFFE TLV, although the certificate
-    carries a URI SAN; admitted by URI: the TLV is that URI."""
+    carries a URI SAN; admitted by URI: the SPIFFE TLV and no CN TLV, although it has a CN."""
     out = os.path.join(env.dir, "pp2.jsonl")
     be = env.spawn([sys.executable, os.path.join(HERE, "pp2_backend.py"), "0", out],
                    stdout=subprocess.PIPE, text=True)
@@ -102,7 +104,8 @@ def t_proxy_identity(env):
     check(len(recs) == 2, f"two headers expected: {recs}")
     check(recs[0].get("cn") == "client" and recs[0].get("spiffe") is None,
           f"CN-admitted peer: SPIFFE TLV must be absent: {recs[0]}")
-    check(recs[1].get("spiffe") == "spiffe://example.org/client", f"URI-admitted: {recs[1]}")
+    check(recs[1].get("spiffe") == "spiffe://example.org/client" and recs[1].get("cn") is None,
+          f"URI-admitted: the SPIFFE ID and no CN TLV: {recs[1]}")
 
 
 def t_server_names(env):
@@ -131,6 +134,62 @@ def t_server_names(env):
     cli4 = ktlsd_client(env, wrong.port, target=f"127.0.0.1:{wrong.port}")
     check(plain_roundtrip(cli4.port) == b"", "server without the IP SAN accepted")
     cli4.conn_end(r"reason=\"identity not allowed\"")
+
+
+def t_cn_string_type(env):
+    """A CN is compared as text: a BMPString whose UTF-16 bytes spell 'client' (the CN
+    U+636C U+6965 U+6E74) is not the CN 'client'."""
+    d = env.p("bmp")
+    os.makedirs(d)
+    with open(os.path.join(d, "req.cnf"), "w", encoding="utf-8") as f:
+        f.write("[req]\ndistinguished_name=dn\nstring_mask=MASK:0x800\nprompt=no\nutf8=yes\n"
+                "[dn]\nCN=\u636c\u6965\u6e74\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", env.p("bmp.key"), "-config",
+                    os.path.join(d, "req.cnf"), "-out", os.path.join(d, "r.csr")],
+                   check=True, capture_output=True)
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", os.path.join(d, "r.csr"), "-CA",
+                    env.p("ca.pem"), "-CAkey", env.p("ca.key"), "-CAcreateserial", "-days", "2",
+                    "-extfile", os.path.join(d, "ext"), "-out", env.p("bmp.pem")],
+                   check=True, capture_output=True)
+    asn1 = subprocess.run(["openssl", "asn1parse", "-in", env.p("bmp.pem")],
+                          capture_output=True, text=True).stdout
+    check("BMPSTRING" in asn1, "test certificate has no BMPString CN")
+    eport = env.echo_backend()
+    k = env.ktlsd(["--proxy-protocol"], target_port=eport, allow=["--allow-cn", "client"])
+    s_client(env, k.port, ["-cert", env.p("bmp.pem"), "-key", env.p("bmp.key")], data=b"x\n")
+    line = k.conn_end(r"reason=")
+    check('reason="identity not allowed"' in line and field(line, "cn") is None,
+          f"BMPString CN taken for 'client': {line}")
+
+
+def t_encrypted_cert(env):
+    """An encrypted certificate PEM is refused at start, never a terminal prompt."""
+    enc = env.p("enc-cert.pem")
+    # A legacy encrypted PEM block (Proc-Type/DEK-Info, key = EVP_BytesToKey(MD5, iv[:8],
+    # password), as PEM_ASN1_write with a cipher writes it): no openssl command makes one.
+    der = subprocess.run(["openssl", "x509", "-in", env.p("server.pem"), "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    iv = os.urandom(16)
+    key = hashlib.md5(b"pw" + iv[:8]).digest()
+    ct = subprocess.run(["openssl", "enc", "-aes-128-cbc", "-K", key.hex(), "-iv", iv.hex(),
+                         "-nosalt"], input=der, check=True, capture_output=True).stdout
+    b64 = base64.b64encode(ct).decode()
+    body = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    with open(enc, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n"
+                f"DEK-Info: AES-128-CBC,{iv.hex().upper()}\n\n{body}\n"
+                "-----END CERTIFICATE-----\n")
+    probe = subprocess.run(["openssl", "x509", "-in", enc, "-noout", "-passin", "pass:pw"],
+                           capture_output=True)
+    check(probe.returncode == 0, f"test certificate unreadable: {probe.stderr!r}")
+    rc, out = run_on_tty([env.args.ktlsd, "server", "--listen", f"127.0.0.1:{free_port()}",
+                          "--target", "127.0.0.1:1", "--cert", enc, "--key", env.p("server.key"),
+                          "--cacert", env.p("ca.pem"), "--allow-all"], 15)
+    check(rc == 2 and "is encrypted" in out and "pass phrase" not in out.lower(),
+          f"encrypted cert: rc={rc} (a prompt?) {out!r}")
 
 
 def run_on_tty(argv, timeout):
@@ -191,7 +250,8 @@ def t_key_password(env):
 
 
 TESTS = {"svid": t_svid, "proxy_identity": t_proxy_identity, "server_names": t_server_names,
-         "key_password": t_key_password}
+         "key_password": t_key_password, "cn_string_type": t_cn_string_type,
+         "encrypted_cert": t_encrypted_cert}
 
 
 def main():

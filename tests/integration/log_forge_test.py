@@ -90,10 +90,14 @@ def logfmt_case(env, eport, who, allow, accepted):
     for ln in lines:
         check(ln.startswith("ts=20") and " level=" in ln, f"not a ktlsd logfmt line: {ln!r}")
     end = [ln for ln in lines if "event=conn_end" in ln][-1]
-    check(f'cn="a\\r\\n{FORGED}_cn"' in end, f"cn missing or not escaped: {end}")
-    check(f'uri="spiffe://example.org/client\\r\\n{FORGED}_uri"' in end,
-          f"uri missing or not escaped: {end}")
-    check('dns="a\\xffb\\rforged"' in end, f"dns missing or not escaped: {end}")
+    # Admitted (allow-all): the one identity, the CN (the URI is no SPIFFE ID). Refused:
+    # every name, as a claim.
+    pre = "" if accepted else "claimed_"
+    check(f'{pre}cn="a\\r\\n{FORGED}_cn"' in end, f"cn missing or not escaped: {end}")
+    if not accepted:
+        check(f'claimed_uri="spiffe://example.org/client\\r\\n{FORGED}_uri"' in end,
+              f"uri missing or not escaped: {end}")
+        check('claimed_dns="a\\xffb\\rforged"' in end, f"dns missing or not escaped: {end}")
 
 
 def json_case(env, eport, who, allow, accepted):
@@ -108,10 +112,12 @@ def json_case(env, eport, who, allow, accepted):
         except ValueError:
             raise Fail(f"not a JSON log line: {ln!r}")
     end = [o for o in objs if o.get("event") == "conn_end"][-1]
-    check(end.get("cn") == CN, f"cn lost or changed: {end}")
-    check(end.get("uri") == URI, f"uri lost or changed: {end}")
-    # Invalid UTF-8 is kept as U+FFFD rather than dropping the field.
-    check(end.get("dns") == "a\ufffdb\rforged", f"dns lost: {end}")
+    pre = "" if accepted else "claimed_"
+    check(end.get(pre + "cn") == CN, f"cn lost or changed: {end}")
+    if not accepted:
+        check(end.get("claimed_uri") == URI, f"uri lost or changed: {end}")
+        # Invalid UTF-8 is kept as U+FFFD rather than dropping the field.
+        check(end.get("claimed_dns") == "a\ufffdb\rforged", f"dns lost: {end}")
 
 
 def run(env):

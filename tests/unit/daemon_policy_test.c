@@ -225,6 +225,13 @@ static void test_peer_wildcards(void **state)
 	assert_false(policy_allows(p, &id));
 	policy_free(p);
 
+	/* RFC 6125 6.4.4: no wildcard for an IP reference identity ("*.0.0.1" vs 127.0.0.1). */
+	p = mk(POLICY_DNS, "127.0.0.1");
+	policy_set_peer_wildcards(p);
+	id.dns[0] = N("*.0.0.1");
+	assert_false(policy_allows(p, &id));
+	policy_free(p);
+
 	p = mk(POLICY_DNS, "a.b.example.org"); /* two labels: "*" covers only one */
 	policy_set_peer_wildcards(p);
 	id.dns[0] = N("*.example.org");
@@ -292,6 +299,13 @@ static void test_dns(void **state)
 	assert_false(policy_allows(p, &id));
 	id.dns[0] = N(".example.org");
 	assert_false(policy_allows(p, &id));
+	/* The label a rule's '*' stands for is a host label, not any bytes. */
+	id.dns[0] = N("\xff\xfe x\rlevel=info cn=admin.example.org");
+	assert_false(policy_allows(p, &id));
+	id.dns[0] = N("a_b.example.org");
+	assert_false(policy_allows(p, &id));
+	id.dns[0] = N("xn--bcher-kva.example.org");
+	assert_true(policy_allows(p, &id));
 	policy_free(p);
 }
 
