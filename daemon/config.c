@@ -322,6 +322,22 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 	if (!strcmp(key, "max-conns")) {
 		if (parse_uint(v, 1, 10000000, &s->max_conns))
 			goto bad;
+		s->max_conns_set = true;
+		return 0;
+	}
+	if (!strcmp(key, "max-handshakes")) {
+		if (parse_uint(v, 1, 10000000, &s->max_handshakes))
+			goto bad;
+		return 0;
+	}
+	if (s->role == ROLE_SERVER && !strcmp(key, "max-handshakes-per-source")) {
+		if (parse_uint(v, 0, 10000000, &s->max_handshakes_per_source))
+			goto bad;
+		return 0;
+	}
+	if (!strcmp(key, "idle-timeout")) {
+		if (parse_uint(v, 0, 30 * 24 * 3600, &s->idle_timeout_s))
+			goto bad;
 		return 0;
 	}
 	if (!strcmp(key, "min-tls")) {
@@ -497,6 +513,9 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },
 		{ "max-conns", required_argument, NULL, 0 },
+		{ "max-handshakes", required_argument, NULL, 0 },
+		{ "max-handshakes-per-source", required_argument, NULL, 0 },
+		{ "idle-timeout", required_argument, NULL, 0 },
 		{ "log-format", required_argument, NULL, 0 },
 		{ "min-tls", required_argument, NULL, 0 },
 		{ "drain-timeout", required_argument, NULL, 0 },
@@ -523,6 +542,8 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		{ "threads", required_argument, NULL, 0 },
 		{ "handshake-timeout", required_argument, NULL, 0 },
 		{ "max-conns", required_argument, NULL, 0 },
+		{ "max-handshakes", required_argument, NULL, 0 },
+		{ "idle-timeout", required_argument, NULL, 0 },
 		{ "log-format", required_argument, NULL, 0 },
 		{ "min-tls", required_argument, NULL, 0 },
 		{ "drain-timeout", required_argument, NULL, 0 },
