@@ -160,36 +160,36 @@ static void log_counters(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		struct service *s = &rt->svc[i];
-		char v[10][24];
-		const unsigned long n[10] = {
-			atomic_load(&s->accepted),
-			atomic_load(&s->refused_max_conns),
-			atomic_load(&s->handshake_timeouts),
-			atomic_load(&s->handshake_failures),
-			atomic_load(&s->denied),
-			atomic_load(&s->backend_failures),
-			atomic_load(&s->ktls_fallbacks),
-			atomic_load(&s->rekey_closes),
-			atomic_load(&s->proxy_header_failures),
-			atomic_load(&s->resumed),
+		const struct {
+			const char *key;
+			atomic_ulong *n;
+		} c[] = {
+			{ "accepted", &s->accepted },
+			{ "refused_max_conns", &s->refused_max_conns },
+			{ "refused_handshakes", &s->refused_handshakes },
+			{ "refused_per_source", &s->refused_per_source },
+			{ "accept_pauses", &s->accept_pauses },
+			{ "handshake_timeouts", &s->handshake_timeouts },
+			{ "handshake_failures", &s->handshake_failures },
+			{ "denied", &s->denied },
+			{ "target_connect_failures", &s->backend_failures },
+			{ "ktls_fallbacks", &s->ktls_fallbacks },
+			{ "rekey_closes", &s->rekey_closes },
+			{ "proxy_header_failures", &s->proxy_header_failures },
+			{ "resumed", &s->resumed },
+			{ "truncated", &s->truncated },
+			{ "idle_timeouts", &s->idle_timeouts },
 		};
+		enum { N = sizeof(c) / sizeof(c[0]) };
+		char v[N][24];
+		struct log_kv kv[N + 1] = { { "service", s->cfg->name } };
 
-		for (int k = 0; k < 10; k++)
-			snprintf(v[k], sizeof(v[k]), "%lu", n[k]);
-		struct log_kv kv[] = {
-			{ "service", s->cfg->name },
-			{ "accepted", v[0] },
-			{ "refused_max_conns", v[1] },
-			{ "handshake_timeouts", v[2] },
-			{ "handshake_failures", v[3] },
-			{ "denied", v[4] },
-			{ "target_connect_failures", v[5] },
-			{ "ktls_fallbacks", v[6] },
-			{ "rekey_closes", v[7] },
-			{ "proxy_header_failures", v[8] },
-			{ "resumed", v[9] },
-		};
-		log_kv(rt->cfg->log_format, "info", "counters", kv, 11);
+		for (int k = 0; k < N; k++) {
+			snprintf(v[k], sizeof(v[k]), "%lu", atomic_load(c[k].n));
+			kv[k + 1].key = c[k].key;
+			kv[k + 1].val = v[k];
+		}
+		log_kv(rt->cfg->log_format, "info", "counters", kv, N + 1);
 	}
 }
 
