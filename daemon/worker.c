@@ -283,7 +283,8 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 void conn_maybe_done(struct worker *w, struct conn *c)
 {
 	if (c->t2p.shut && c->p2t.shut)
-		conn_fail(w, c, "closed");
+		conn_fail(w, c,
+			  c->fin_without_close_notify ? "truncated: no close_notify" : "closed");
 }
 
 static void arm_poll(struct worker *w, struct conn *c, enum op op, int fd, unsigned mask)
@@ -299,7 +300,11 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 	unsigned long err = ERR_peek_error();
 	const char *side = conn_tls_side(c);
 
-	if (err)
+	/* OpenSSL 3 answered the bare FIN with a fatal alert: the session carries nothing
+	 * more, and the truncation is why. */
+	if (c->fin_without_close_notify)
+		conn_fail(w, c, "truncated: no close_notify");
+	else if (err)
 		conn_fail(w, c, "%s %s: %s", side, what, ERR_reason_error_string(err));
 	else if (e == SSL_ERROR_SYSCALL && errno)
 		conn_fail(w, c, "%s %s: %s", side, what, strerror(errno));
@@ -311,9 +316,16 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 bool conn_tls_read_ended(struct worker *w, struct conn *c, int ret)
 {
 	if (tls_fin_without_close_notify(c->ssl, ret)) {
-		/* FIN without close_notify (many HTTP clients): end of stream all the same,
-		 * noted in the log. */
+		/*
+		 * FIN without close_notify (many HTTP clients): the end of the stream all the
+		 * same, so the bytes and the half-close still reach the other side; but an
+		 * attacker can cut a stream short this way, so the end is logged as a warning
+		 * with its own reason and counted. (OpenSSL 3 has already sent the peer a
+		 * decode_error alert: nothing more goes back to it.)
+		 */
 		ERR_clear_error();
+		if (!c->fin_without_close_notify)
+			atomic_fetch_add_explicit(&c->svc->truncated, 1, memory_order_relaxed);
 		c->fin_without_close_notify = true;
 		c->t2p.eof = true;
 		return true;
