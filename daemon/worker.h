@@ -23,8 +23,11 @@ struct ktls_conn;
 struct service {
 	const struct service_config *cfg;
 	SSL_CTX *ctx;
-	bool use_ktls; /* try kTLS per connection (mode != off and the kernel has it) */
+	bool use_ktls;		 /* try kTLS per connection (mode != off and the kernel has it) */
+	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
+	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
 	atomic_uint live;
+	atomic_uint handshakes; /* accepted, relay not started yet (TLS handshake, connect) */
 	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
 		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures, resumed,
 		truncated,	    /* peer's FIN came without close_notify */

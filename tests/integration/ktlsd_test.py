@@ -145,14 +145,15 @@ class Env:
 
     # --- ktlsd ----------------------------------------------------------------------
     def ktlsd(self, extra, target_port=None, listen_port=None, allow=None, wait=True,
-              cert="server", log_name=None, env_vars=None):
+              cert="server", log_name=None, env_vars=None, wrap=()):
+        """wrap: a command line to run ktlsd under (prlimit ...)."""
         listen_port = listen_port or free_port()
         argv = [self.args.ktlsd, "server", "--listen", f"127.0.0.1:{listen_port}",
                 "--target", f"127.0.0.1:{target_port}" if target_port else extra.pop(0),
                 "--cert", self.p(f"{cert}.pem"), "--key", self.p(f"{cert}.key"),
                 "--cacert", self.p("ca.pem"), "--threads", "2"]
         argv += allow if allow is not None else ["--allow-uri", "spiffe://example.org/client"]
-        argv += extra
+        argv = list(wrap) + argv + extra
         log = os.path.join(self.dir, log_name or f"ktlsd-{listen_port}.log")
         pr = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                         env=dict(os.environ, **env_vars) if env_vars else None)
