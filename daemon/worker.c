@@ -486,6 +486,25 @@ static bool is_server(const struct conn *c)
 	return c->svc->cfg->role == ROLE_SERVER;
 }
 
+/* Dead peers on idle connections are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 2 min. */
+#define KEEPIDLE_S  60
+#define KEEPINTVL_S 10
+#define KEEPCNT	    6
+
+/*
+ * Idle peers must not hold sockets for ever: the kernel probes a silent connection and
+ * resets it when the peer is gone (a live peer answers probes, idle_timeout_s ends it).
+ */
+static void keepalive_on(int fd)
+{
+	int one = 1, idle = KEEPIDLE_S, intvl = KEEPINTVL_S, cnt = KEEPCNT;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* Server mode connects to the plaintext backend, client mode to the remote TLS server. */
 static void target_connect(struct worker *w, struct conn *c)
 {
@@ -503,8 +522,10 @@ static void target_connect(struct worker *w, struct conn *c)
 		c->pfd = fd;
 	else
 		c->tfd = fd;
-	if (ss->ss_family != AF_UNIX)
+	if (ss->ss_family != AF_UNIX) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		keepalive_on(fd);
+	}
 	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), fd, (const struct sockaddr *)ss,
 			      t->alt[c->addr_i].len);
 }
@@ -688,6 +709,7 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 		}
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	keepalive_on(fd);
 	/* One deadline covers everything before the relay: handshake and connect. */
 	ms = s->cfg->handshake_timeout_ms + (is_server(c) ? 0 : s->cfg->connect_timeout_ms);
 	c->deadline.tv_sec = ms / 1000;
