@@ -1,7 +1,9 @@
 # The limits a peer can push against, each in its own file: descriptors (RLIMIT_NOFILE and
 # accept pauses), handshakes (in progress, per source address), idle connections and TCP
 # keepalive, and truncation (a FIN without close_notify). One ctest per scenario.
-foreach(spec fd_limits:nofile idle:keepalive truncation:truncation)
+foreach(spec fd_limits:nofile fd_limits:accept_pause handshake_limits:per_source
+		handshake_limits:max_handshakes idle:idle_timeout idle:keepalive
+		truncation:truncation)
 	string(REPLACE ":" ";" parts ${spec})
 	list(GET parts 0 file)
 	list(GET parts 1 t)
