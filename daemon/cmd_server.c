@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -322,6 +323,87 @@ static int service_listen(const struct service_config *sc, const char *cfgpath, 
 	}
 }
 
+/*
+ * Descriptors a connection holds at most: its two sockets, and the kTLS relay's two pipes
+ * (four fds). Beside them: stdio, and per worker its ring, eventfd and one listener per
+ * service; NOFILE_SPARE covers what libraries open (OpenSSL's files) and the socket a
+ * worker accepts only to refuse it.
+ */
+#define FDS_PER_CONN	  2
+#define FDS_PER_CONN_KTLS 6
+#define NOFILE_SPARE	  32
+
+static unsigned fds_per_conn(const struct service *s)
+{
+	return s->use_ktls ? FDS_PER_CONN_KTLS : FDS_PER_CONN;
+}
+
+/*
+ * The soft RLIMIT_NOFILE goes up to the hard one (the soft default, 1024, would hold some
+ * 500 connections). An explicit max-conns the limit cannot hold is refused (exit 2): it
+ * would end in EMFILE under load, far from its cause. A default max-conns is kept and the
+ * number of connections the limit holds is logged: past it, accepting pauses until
+ * descriptors free up. Sets each service's conn_cap.
+ */
+static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_limit)
+{
+	struct rlimit rl;
+	uint64_t fixed, avail, need = 0, per_default = 0;
+	size_t n_default = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return EXIT_RUNTIME;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+
+		/* RLIM_INFINITY is above fs.nr_open and refused: then the soft one stays. */
+		if (!setrlimit(RLIMIT_NOFILE, &up))
+			rl = up;
+	}
+	fixed = 3 + NOFILE_SPARE + (uint64_t)rt->cfg->threads * (rt->n_svc + 2);
+	avail = rl.rlim_cur > fixed ? rl.rlim_cur - fixed : 0;
+	for (size_t i = 0; i < rt->n_svc; i++) {
+		const struct service *s = &rt->svc[i];
+		const struct service_config *sc = s->cfg;
+		uint64_t n = (uint64_t)sc->max_conns * fds_per_conn(s);
+
+		if (!sc->max_conns_set) {
+			n_default++;
+			continue;
+		}
+		need += n;
+		if (fixed + need <= rl.rlim_cur)
+			continue;
+		if (cfgpath)
+			fprintf(stderr, "ktlsd: %s:%d: [service %s]: ", cfgpath, sc->line,
+				sc->name);
+		else
+			fprintf(stderr, "ktlsd: --");
+		fprintf(stderr,
+			"max-conns %u needs %llu file descriptors (%u per connection%s, %llu "
+			"for the daemon) but RLIMIT_NOFILE is %llu: raise the limit (ulimit -n, "
+			"systemd LimitNOFILE=) or lower max-conns\n",
+			sc->max_conns, (unsigned long long)(fixed + need), fds_per_conn(s),
+			s->use_ktls ? " with kTLS" : "", (unsigned long long)fixed,
+			(unsigned long long)rl.rlim_cur);
+		return EXIT_USAGE;
+	}
+	/* Services left at the default share what the explicit ones leave. */
+	if (n_default)
+		per_default = (avail - need) / n_default;
+	for (size_t i = 0; i < rt->n_svc; i++) {
+		struct service *s = &rt->svc[i];
+		uint64_t cap = per_default / fds_per_conn(s);
+
+		s->conn_cap = s->cfg->max_conns_set || cap >= s->cfg->max_conns ? s->cfg->max_conns
+										: (unsigned)cap;
+		s->max_handshakes =
+			s->cfg->max_handshakes ? s->cfg->max_handshakes : s->cfg->max_conns;
+	}
+	*ret_limit = rl.rlim_cur;
+	return 0;
+}
+
 /* io_uring may be disabled by a seccomp profile or sysctl: say so before anything else. */
 static int io_uring_check(const struct ktls_caps *caps)
 {
@@ -346,13 +428,20 @@ static int io_uring_check(const struct ktls_caps *caps)
 	return 0;
 }
 
-static void log_start(struct runtime *rt)
+static void log_start(struct runtime *rt, rlim_t nofile)
 {
-	char threads[16];
+	char threads[16], fds[24];
 
 	snprintf(threads, sizeof(threads), "%u", rt->cfg->threads);
+	snprintf(fds, sizeof(fds), "%llu", (unsigned long long)nofile);
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		const struct service_config *sc = rt->svc[i].cfg;
+		const struct service *s = &rt->svc[i];
+		const struct service_config *sc = s->cfg;
+		char cap[16], hs[16], idle[16];
+
+		snprintf(cap, sizeof(cap), "%u", s->conn_cap);
+		snprintf(hs, sizeof(hs), "%u", s->max_handshakes);
+		snprintf(idle, sizeof(idle), "%u", sc->idle_timeout_s);
 		struct log_kv kv[] = {
 			{ "service", sc->name },
 			{ "mode", sc->role == ROLE_SERVER ? "server" : "client" },
@@ -366,10 +455,30 @@ static void log_start(struct runtime *rt)
 			/* no --verify-* rule given: the server must carry the name it is dialled by */
 			{ "verify_dns", sc->default_dns_rule ? sc->server_name : NULL },
 			{ "verify_ip", sc->default_ip_rule ? sc->target_addr.host : NULL },
+			/* connections this service can hold: max-conns, or fewer if the fd limit
+			 * says so */
+			{ "max_conns", cap },
+			{ "max_handshakes", hs },
+			{ "idle_timeout_s", idle },
+			{ "nofile", fds },
 		};
 
 		log_kv(rt->cfg->log_format, "info", "listening", kv,
 		       (int)(sizeof(kv) / sizeof(kv[0])));
+		if (s->conn_cap < sc->max_conns) {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg),
+				 "RLIMIT_NOFILE %s holds about %u connections, fewer than the "
+				 "default "
+				 "max-conns %u: past them accepting pauses until descriptors free "
+				 "up "
+				 "(raise LimitNOFILE= / ulimit -n, or set max-conns)",
+				 fds, s->conn_cap, sc->max_conns);
+			struct log_kv w[] = { { "service", sc->name }, { "msg", msg } };
+
+			log_kv(rt->cfg->log_format, "warn", "nofile_low", w, 2);
+		}
 	}
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		if (rt->svc[i].cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {
@@ -389,36 +498,36 @@ static void log_counters(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		struct service *s = &rt->svc[i];
-		char v[10][24];
-		const unsigned long n[10] = {
-			atomic_load(&s->accepted),
-			atomic_load(&s->refused_max_conns),
-			atomic_load(&s->handshake_timeouts),
-			atomic_load(&s->handshake_failures),
-			atomic_load(&s->denied),
-			atomic_load(&s->backend_failures),
-			atomic_load(&s->ktls_fallbacks),
-			atomic_load(&s->rekey_closes),
-			atomic_load(&s->proxy_header_failures),
-			atomic_load(&s->resumed),
+		const struct {
+			const char *key;
+			atomic_ulong *n;
+		} c[] = {
+			{ "accepted", &s->accepted },
+			{ "refused_max_conns", &s->refused_max_conns },
+			{ "refused_handshakes", &s->refused_handshakes },
+			{ "refused_per_source", &s->refused_per_source },
+			{ "accept_pauses", &s->accept_pauses },
+			{ "handshake_timeouts", &s->handshake_timeouts },
+			{ "handshake_failures", &s->handshake_failures },
+			{ "denied", &s->denied },
+			{ "target_connect_failures", &s->backend_failures },
+			{ "ktls_fallbacks", &s->ktls_fallbacks },
+			{ "rekey_closes", &s->rekey_closes },
+			{ "proxy_header_failures", &s->proxy_header_failures },
+			{ "resumed", &s->resumed },
+			{ "truncated", &s->truncated },
+			{ "idle_timeouts", &s->idle_timeouts },
 		};
+		enum { N = sizeof(c) / sizeof(c[0]) };
+		char v[N][24];
+		struct log_kv kv[N + 1] = { { "service", s->cfg->name } };
 
-		for (int k = 0; k < 10; k++)
-			snprintf(v[k], sizeof(v[k]), "%lu", n[k]);
-		struct log_kv kv[] = {
-			{ "service", s->cfg->name },
-			{ "accepted", v[0] },
-			{ "refused_max_conns", v[1] },
-			{ "handshake_timeouts", v[2] },
-			{ "handshake_failures", v[3] },
-			{ "denied", v[4] },
-			{ "target_connect_failures", v[5] },
-			{ "ktls_fallbacks", v[6] },
-			{ "rekey_closes", v[7] },
-			{ "proxy_header_failures", v[8] },
-			{ "resumed", v[9] },
-		};
-		log_kv(rt->cfg->log_format, "info", "counters", kv, 11);
+		for (int k = 0; k < N; k++) {
+			snprintf(v[k], sizeof(v[k]), "%lu", atomic_load(c[k].n));
+			kv[k + 1].key = c[k].key;
+			kv[k + 1].val = v[k];
+		}
+		log_kv(rt->cfg->log_format, "info", "counters", kv, N + 1);
 	}
 }
 
@@ -442,6 +551,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	unsigned n = cfg->threads, started = 0;
 	sigset_t set;
 	int rc, sig = 0;
+	rlim_t nofile = 0;
 
 	if (cfg->allow_core_dumps) {
 		struct log_kv kv[] = { { "msg", "--allow-core-dumps: a core file of this process "
@@ -459,6 +569,10 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	if (rc)
 		goto out_free_services;
 	rc = io_uring_check(&rt.caps);
+	if (rc)
+		goto out_free_services;
+	/* Before the workers start: an accept takes the fd limit in force when it is armed. */
+	rc = nofile_setup(&rt, cfgpath, &nofile);
 	if (rc)
 		goto out_free_services;
 
@@ -509,7 +623,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 			_exit(EXIT_RUNTIME);
 		}
 	}
-	log_start(&rt);
+	log_start(&rt, nofile);
 
 	for (;;) {
 		if (sigwait(&set, &sig))

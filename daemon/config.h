@@ -32,6 +32,7 @@ struct service_config {
 	unsigned handshake_timeout_ms;
 	unsigned connect_timeout_ms;
 	unsigned max_conns;
+	bool max_conns_set; /* given explicitly: refused at start if the fd limit cannot hold it */
 	unsigned max_handshakes;	    /* handshakes in progress at once; 0: max_conns */
 	unsigned max_handshakes_per_source; /* per client address (server); 0: no limit */
 	unsigned idle_timeout_s;	    /* established, no bytes either way; 0: never */

@@ -15,6 +15,13 @@
  * then bytes move either through kTLS + IORING_OP_SPLICE (relay_ktls.c) or through
  * SSL_read/SSL_write in large chunks (below).
  *
+ * Limits a peer can push against, each counted and logged at most once per 10 s per
+ * worker: max_conns and max_handshakes (service-wide atomics), handshakes per client
+ * address (a table per worker: no lock on accept), running out of descriptors (accepting
+ * pauses 100 ms, the connections wait in the listen backlog), and idle established
+ * connections (one sweep timer per worker compares each one's last-I/O time, no timer per
+ * connection).
+ *
  * Minimum: Linux 5.19 (multishot accept, IORING_ASYNC_CANCEL_FD|ALL), liburing 2.3.
  * DEFER_TASKRUN needs 6.1 and is used when present.
  */
@@ -34,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "ktlsd/ktls.h"
 #include "log.h"
@@ -44,6 +52,8 @@
 
 #define RING_ENTRIES 4096
 #define POOL_MAX     64
+#define NS	     1000000000ull
+#define RL_INTERVAL  (10 * NS) /* one line per limit kind, worker and service */
 
 static uint64_t now_ns(void)
 {
@@ -90,6 +100,140 @@ static void ignore_sqe(struct worker *w, struct io_uring_sqe **ret)
 {
 	*ret = worker_sqe(w);
 	io_uring_sqe_set_data64(*ret, ud_raw(OP_IGNORE, 0));
+}
+
+/*
+ * A recurring event may log now (true, with how many were not logged since the last line
+ * in *ret_suppressed) or only be counted (false): a flood of refusals cannot flood the log.
+ */
+static bool ratelim_pass(struct ratelim *r, uint64_t now, unsigned *ret_suppressed)
+{
+	if (r->last_ns && now - r->last_ns < RL_INTERVAL) {
+		r->suppressed++;
+		return false;
+	}
+	*ret_suppressed = r->suppressed;
+	r->suppressed = 0;
+	r->last_ns = now;
+	return true;
+}
+
+/* --- handshakes per client address: one table per worker and service --------------- */
+
+/* The 16 address bytes mixed under the worker's random seed (splitmix64 finalizers). */
+static uint32_t src_hash(const struct src_table *t, const uint8_t addr[16])
+{
+	uint64_t a, b, h;
+
+	memcpy(&a, addr, 8);
+	memcpy(&b, addr + 8, 8);
+	h = (a ^ t->seed) * 0x9e3779b97f4a7c15ull;
+	h ^= h >> 29;
+	h = (h ^ b ^ (t->seed >> 7)) * 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	h *= 0x94d049bb133111ebull;
+	return (uint32_t)(h ^ (h >> 31));
+}
+
+/* The slot holding addr, or the empty slot where it would go (the table is never full). */
+static struct src_entry *src_slot(const struct src_table *t, const uint8_t addr[16])
+{
+	uint32_t i = src_hash(t, addr) & t->mask;
+
+	while (t->e[i].n && memcmp(t->e[i].addr, addr, 16))
+		i = (i + 1) & t->mask;
+	return &t->e[i];
+}
+
+/* Doubles the table; it never shrinks, so its size follows the peak of handshakes. */
+static int src_grow(struct src_table *t)
+{
+	uint32_t cap = t->e ? (t->mask + 1) * 2 : 64;
+	struct src_table n = { .mask = cap - 1, .used = t->used, .seed = t->seed };
+
+	n.e = calloc(cap, sizeof(*n.e));
+	if (!n.e)
+		return -ENOMEM;
+	for (uint32_t i = 0; t->e && i <= t->mask; i++)
+		if (t->e[i].n)
+			*src_slot(&n, t->e[i].addr) = t->e[i];
+	free(t->e);
+	*t = n;
+	return 0;
+}
+
+static uint32_t src_count(const struct src_table *t, const uint8_t addr[16])
+{
+	return t->e ? src_slot(t, addr)->n : 0;
+}
+
+static int src_add(struct src_table *t, const uint8_t addr[16])
+{
+	struct src_entry *e;
+	int rc;
+
+	if (!t->e || (t->used + 1) * 2 > t->mask + 1) {
+		rc = src_grow(t);
+		if (rc)
+			return rc;
+	}
+	e = src_slot(t, addr);
+	if (!e->n) {
+		memcpy(e->addr, addr, 16);
+		t->used++;
+	}
+	e->n++;
+	return 0;
+}
+
+/* Linear probing without tombstones: close the gap by moving later entries back. */
+static void src_del(struct src_table *t, const uint8_t addr[16])
+{
+	struct src_entry *e = src_slot(t, addr);
+	uint32_t i = (uint32_t)(e - t->e), j = i;
+
+	if (!e->n || --e->n)
+		return;
+	t->used--;
+	for (;;) {
+		uint32_t home;
+
+		j = (j + 1) & t->mask;
+		if (!t->e[j].n)
+			break;
+		home = src_hash(t, t->e[j].addr) & t->mask;
+		/* Entry j may fill the hole at i unless its home lies cyclically in (i, j]. */
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		t->e[i] = t->e[j];
+		i = j;
+	}
+	t->e[i].n = 0;
+}
+
+/*
+ * The key a client is limited under: its IPv4 address (as ::ffff:a.b.c.d, so a dual-stack
+ * listener agrees) or its IPv6 /64, the smallest block a site is given: one host with a
+ * /64 would otherwise be 2^64 sources.
+ */
+static bool src_key(const struct sockaddr_storage *ss, uint8_t ret_key[16])
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (ss->ss_family == AF_INET) {
+		memcpy(ret_key, mapped, 12);
+		memcpy(ret_key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+
+		memcpy(ret_key, a, 16);
+		if (memcmp(a, mapped, 12))
+			memset(ret_key + 8, 0, 8);
+		return true;
+	}
+	return false;
 }
 
 /* --- relay buffers: a small per-worker free list, no locks ------------------------- */
@@ -208,6 +352,24 @@ static void conn_log_end(struct worker *w, struct conn *c)
 	       (int)(sizeof(kv) / sizeof(kv[0])));
 }
 
+static struct worker_svc *conn_wsvc(struct worker *w, const struct conn *c)
+{
+	return &w->svcs[c->svc - w->rt->svc];
+}
+
+/* c leaves the handshake phase (its relay started, or it ended): room for the next one. */
+static void hs_end(struct worker *w, struct conn *c)
+{
+	if (!c->in_hs)
+		return;
+	c->in_hs = false;
+	atomic_fetch_sub_explicit(&c->svc->handshakes, 1, memory_order_relaxed);
+	if (c->src_counted) {
+		src_del(&conn_wsvc(w, c)->src, c->src);
+		c->src_counted = false;
+	}
+}
+
 static int set_reason(struct conn *c, const char *reason)
 {
 	c->reason = strdup(reason);
@@ -217,6 +379,7 @@ static int set_reason(struct conn *c, const char *reason)
 static void conn_release_nosubmit(struct worker *w, struct conn *c)
 {
 	conn_log_end(w, c);
+	hs_end(w, c);
 	free(c->reason);
 	tls_peer_clear(&c->id);
 	SSL_free(c->ssl);
@@ -295,7 +458,8 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 void conn_maybe_done(struct worker *w, struct conn *c)
 {
 	if (c->t2p.shut && c->p2t.shut)
-		conn_fail(w, c, "closed");
+		conn_fail(w, c,
+			  c->fin_without_close_notify ? "truncated: no close_notify" : "closed");
 }
 
 static void arm_poll(struct worker *w, struct conn *c, enum op op, int fd, unsigned mask)
@@ -311,7 +475,11 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 	unsigned long err = ERR_peek_error();
 	const char *side = conn_tls_side(c);
 
-	if (err)
+	/* OpenSSL 3 answered the bare FIN with a fatal alert: the session carries nothing
+	 * more, and the truncation is why. */
+	if (c->fin_without_close_notify)
+		conn_fail(w, c, "truncated: no close_notify");
+	else if (err)
 		conn_fail(w, c, "%s %s: %s", side, what, ERR_reason_error_string(err));
 	else if (e == SSL_ERROR_SYSCALL && errno)
 		conn_fail(w, c, "%s %s: %s", side, what, strerror(errno));
@@ -323,9 +491,16 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 bool conn_tls_read_ended(struct worker *w, struct conn *c, int ret)
 {
 	if (tls_fin_without_close_notify(c->ssl, ret)) {
-		/* FIN without close_notify (many HTTP clients): end of stream all the same,
-		 * noted in the log. */
+		/*
+		 * FIN without close_notify (many HTTP clients): the end of the stream all the
+		 * same, so the bytes and the half-close still reach the other side; but an
+		 * attacker can cut a stream short this way, so the end is logged as a warning
+		 * with its own reason and counted. (OpenSSL 3 has already sent the peer a
+		 * decode_error alert: nothing more goes back to it.)
+		 */
 		ERR_clear_error();
+		if (!c->fin_without_close_notify)
+			atomic_fetch_add_explicit(&c->svc->truncated, 1, memory_order_relaxed);
 		c->fin_without_close_notify = true;
 		c->t2p.eof = true;
 		return true;
@@ -391,6 +566,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 			}
 			d->off += (uint32_t)n;
 			d->bytes += (uint64_t)n;
+			conn_touch(w, c);
 			continue;
 		}
 		if (!dir_drained(w, c, d, shut_plain))
@@ -404,6 +580,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 			r = SSL_read(c->ssl, d->buf + d->len, (int)(RELAY_BUF - d->len));
 			if (r > 0) {
 				d->len += (uint32_t)r;
+				conn_touch(w, c);
 				if (d->len == RELAY_BUF)
 					break;
 				continue;
@@ -445,6 +622,7 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 			if (r > 0) {
 				d->off += (uint32_t)r;
 				d->bytes += (uint64_t)r;
+				conn_touch(w, c);
 				continue;
 			}
 			switch (tls_want(c->ssl, r)) {
@@ -465,6 +643,7 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 
 		if (n > 0) {
 			d->len = (uint32_t)n;
+			conn_touch(w, c);
 		} else if (n == 0) {
 			d->eof = true;
 		} else if (errno == EAGAIN) {
@@ -486,6 +665,25 @@ static bool is_server(const struct conn *c)
 	return c->svc->cfg->role == ROLE_SERVER;
 }
 
+/* Dead peers on idle connections are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 2 min. */
+#define KEEPIDLE_S  60
+#define KEEPINTVL_S 10
+#define KEEPCNT	    6
+
+/*
+ * Idle peers must not hold sockets for ever: the kernel probes a silent connection and
+ * resets it when the peer is gone (a live peer answers probes, idle_timeout_s ends it).
+ */
+static void keepalive_on(int fd)
+{
+	int one = 1, idle = KEEPIDLE_S, intvl = KEEPINTVL_S, cnt = KEEPCNT;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* Server mode connects to the plaintext backend, client mode to the remote TLS server. */
 static void target_connect(struct worker *w, struct conn *c)
 {
@@ -503,8 +701,10 @@ static void target_connect(struct worker *w, struct conn *c)
 		c->pfd = fd;
 	else
 		c->tfd = fd;
-	if (ss->ss_family != AF_UNIX)
+	if (ss->ss_family != AF_UNIX) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		keepalive_on(fd);
+	}
 	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), fd, (const struct sockaddr *)ss,
 			      t->alt[c->addr_i].len);
 }
@@ -639,6 +839,9 @@ static void tls_start(struct worker *w, struct conn *c)
 
 static void relay_start(struct worker *w, struct conn *c)
 {
+	hs_end(w, c);
+	c->relaying = true;
+	conn_touch(w, c);
 	if (c->svc->use_ktls) {
 		int rc = relay_ktls_start(w, c);
 
@@ -656,49 +859,130 @@ static void relay_start(struct worker *w, struct conn *c)
 		us_pump_p2t(w, c);
 }
 
+static void peer_format(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+	}
+}
+
+/* Closed at once: a refused socket holds nothing, and its log line is rate-limited. */
+static void accept_refuse(struct worker *w, struct service *s, int fd, const char *peer, int kind,
+			  const char *why)
+{
+	struct ratelim *rl = &w->svcs[s - w->rt->svc].rl[kind];
+	unsigned suppressed;
+	char sup[16];
+
+	close(fd);
+	if (!ratelim_pass(rl, w->now_ns, &suppressed))
+		return;
+	snprintf(sup, sizeof(sup), "%u", suppressed);
+	struct log_kv kv[] = {
+		{ "service", s->cfg->name },
+		{ "peer", peer },
+		{ "reason", why },
+		{ "suppressed", suppressed ? sup : NULL }, /* refused since the last such line */
+	};
+	log_kv(w->rt->cfg->log_format, "warn", "conn_refused", kv, 4);
+}
+
+/*
+ * Room for one more connection and handshake of s from src (NULL: unknown address): true
+ * with it counted, false with the refusal counted and *ret_kind / *ret_why saying which.
+ * Handshakes have their own limit below max_conns, and per source, so that sockets that
+ * stall their handshake (from one address above all) cannot take every place.
+ */
+static bool accept_admit(struct worker *w, struct service *s, const uint8_t *src, int *ret_kind,
+			 const char **ret_why)
+{
+	struct src_table *t = &w->svcs[s - w->rt->svc].src;
+	unsigned per_src = s->cfg->role == ROLE_SERVER ? s->cfg->max_handshakes_per_source : 0;
+
+	if (atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed) >= s->cfg->max_conns) {
+		atomic_fetch_add_explicit(&s->refused_max_conns, 1, memory_order_relaxed);
+		*ret_kind = RL_MAX_CONNS;
+		*ret_why = "max-conns reached";
+		goto out_live;
+	}
+	if (atomic_fetch_add_explicit(&s->handshakes, 1, memory_order_relaxed) >=
+	    s->max_handshakes) {
+		atomic_fetch_add_explicit(&s->refused_handshakes, 1, memory_order_relaxed);
+		*ret_kind = RL_HANDSHAKES;
+		*ret_why = "max-handshakes reached";
+		goto out_hs;
+	}
+	if (per_src && src && src_count(t, src) >= per_src) {
+		atomic_fetch_add_explicit(&s->refused_per_source, 1, memory_order_relaxed);
+		*ret_kind = RL_PER_SOURCE;
+		*ret_why = "max-handshakes-per-source reached";
+		goto out_hs;
+	}
+	return true;
+
+out_hs:
+	atomic_fetch_sub_explicit(&s->handshakes, 1, memory_order_relaxed);
+out_live:
+	atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+	return false;
+}
+
 static void accept_one(struct worker *w, struct service *s, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	uint8_t src[16];
+	bool have_src = false;
+	char peer[sizeof(((struct conn *)0)->peer)] = "";
+	const char *why;
 	struct conn *c;
-	int one = 1;
-	unsigned ms, live = atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
+	int one = 1, kind;
+	unsigned ms;
+	bool per_src = s->cfg->role == ROLE_SERVER && s->cfg->max_handshakes_per_source;
 
-	if (live >= s->cfg->max_conns) {
-		atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&s->refused_max_conns, 1, memory_order_relaxed);
-		close(fd);
-		struct log_kv kv[] = { { "service", s->cfg->name },
-				       { "reason", "max-conns reached" } };
-		log_kv(w->rt->cfg->log_format, "warn", "conn_refused", kv, 2);
+	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
+		peer_format(&ss, peer, sizeof(peer));
+		have_src = src_key(&ss, src);
+	}
+	if (!accept_admit(w, s, have_src ? src : NULL, &kind, &why)) {
+		accept_refuse(w, s, fd, peer, kind, why);
 		return;
 	}
 	atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
 	c = conn_new(w);
 	if (!c) {
+		atomic_fetch_sub_explicit(&s->handshakes, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
 		close(fd);
 		return;
 	}
 	c->counted = true;
+	c->in_hs = true;
 	c->svc = s;
 	c->t_start_ns = now_ns();
-	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
-		char host[INET6_ADDRSTRLEN];
-
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-			inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-			snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(in->sin_port));
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(in6->sin6_port));
+	memcpy(c->peer, peer, sizeof(c->peer));
+	if (per_src && have_src) {
+		if (src_add(&conn_wsvc(w, c)->src, src)) {
+			close(fd);
+			conn_fail(w, c, "out of memory");
+			conn_check_free(w, c);
+			return;
 		}
+		memcpy(c->src, src, sizeof(c->src));
+		c->src_counted = true;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	keepalive_on(fd);
 	/* One deadline covers everything before the relay: handshake and connect. */
 	ms = s->cfg->handshake_timeout_ms + (is_server(c) ? 0 : s->cfg->connect_timeout_ms);
 	c->deadline.tv_sec = ms / 1000;
@@ -724,6 +1008,88 @@ static void arm_accept(struct worker *w, size_t si)
 	io_uring_prep_multishot_accept(sqe, w->listen_fd[si], NULL, NULL,
 				       SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_raw(OP_ACCEPT, (uint32_t)si));
+}
+
+/*
+ * Accepting failed, typically out of descriptors (EMFILE/ENFILE) or memory: the connection
+ * stays in the listen backlog, so pause 100 ms rather than spin on the error, and say so
+ * at most once per 10 s.
+ */
+static void accept_failed(struct worker *w, uint32_t si, int err, bool more)
+{
+	struct ratelim *rl = &w->svcs[si].rl[RL_ACCEPT];
+	unsigned suppressed;
+	char sup[16];
+	struct io_uring_sqe *sqe;
+
+	if (!more) {
+		atomic_fetch_add_explicit(&w->rt->svc[si].accept_pauses, 1, memory_order_relaxed);
+		sqe = worker_sqe(w);
+		io_uring_prep_timeout(sqe, &w->accept_backoff, 0, 0);
+		io_uring_sqe_set_data64(sqe, ud_raw(OP_ACCEPT_RETRY, si));
+	}
+	if (!ratelim_pass(rl, w->now_ns, &suppressed))
+		return;
+	snprintf(sup, sizeof(sup), "%u", suppressed);
+	struct log_kv kv[] = {
+		{ "service", w->rt->svc[si].cfg->name },
+		{ "error", strerror(-err) },
+		{ "action", more ? NULL : "accepting paused 100 ms" },
+		{ "suppressed", suppressed ? sup : NULL }, /* failures since the last line */
+	};
+	log_kv(w->rt->cfg->log_format, "warn", "accept_failed", kv, 4);
+}
+
+static void arm_sweep(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!w->sweep_ts.tv_sec && !w->sweep_ts.tv_nsec)
+		return;
+	sqe = worker_sqe(w);
+	io_uring_prep_timeout(sqe, &w->sweep_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_raw(OP_SWEEP, 0));
+}
+
+/* Established connections with no byte either way for their service's idle_timeout_s end. */
+static void idle_sweep(struct worker *w)
+{
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct conn *c = w->slots[i];
+		uint64_t limit;
+
+		if (!c || !c->relaying || c->closing)
+			continue;
+		limit = (uint64_t)c->svc->cfg->idle_timeout_s * NS;
+		if (!limit || w->now_ns - c->last_io_ns < limit)
+			continue;
+		atomic_fetch_add_explicit(&c->svc->idle_timeouts, 1, memory_order_relaxed);
+		conn_fail(w, c, "idle timeout");
+		conn_check_free(w, c);
+	}
+	arm_sweep(w);
+}
+
+/*
+ * A quarter of the shortest idle timeout (an idle connection ends within 1.25 times its
+ * timeout), between 250 ms and 10 s: one cheap wakeup per worker, whatever the load.
+ */
+static void sweep_period(struct worker *w)
+{
+	uint64_t ms = 0;
+
+	for (size_t i = 0; i < w->rt->n_svc; i++) {
+		uint64_t t = (uint64_t)w->rt->svc[i].cfg->idle_timeout_s * 1000 / 4;
+
+		if (t && (!ms || t < ms))
+			ms = t;
+	}
+	if (ms && ms < 250)
+		ms = 250;
+	if (ms > 10000)
+		ms = 10000;
+	w->sweep_ts.tv_sec = (long long)(ms / 1000);
+	w->sweep_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
 }
 
 static void arm_event(struct worker *w)
@@ -772,18 +1138,7 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		if (res >= 0) {
 			accept_one(w, &w->rt->svc[idx], res);
 		} else if (res != -ECANCELED && !w->draining) {
-			struct log_kv kv[] = { { "service", w->rt->svc[idx].cfg->name },
-					       { "error", strerror(-res) } };
-			struct io_uring_sqe *sqe;
-
-			/* Out of fds or memory: retrying at once would spin and flood the
-			 * log; try again in 100 ms (one line per try at most). */
-			log_kv(w->rt->cfg->log_format, "warn", "accept_failed", kv, 2);
-			if (!(cqe->flags & IORING_CQE_F_MORE)) {
-				sqe = worker_sqe(w);
-				io_uring_prep_timeout(sqe, &w->accept_backoff, 0, 0);
-				io_uring_sqe_set_data64(sqe, ud_raw(OP_ACCEPT_RETRY, idx));
-			}
+			accept_failed(w, idx, res, cqe->flags & IORING_CQE_F_MORE);
 			return;
 		}
 		if (!(cqe->flags & IORING_CQE_F_MORE) && !w->draining)
@@ -803,6 +1158,9 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		return;
 	case OP_DRAIN:
 		w->stop = true;
+		return;
+	case OP_SWEEP:
+		idle_sweep(w);
 		return;
 	default:
 		break;
@@ -886,6 +1244,9 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_KPOLL_T2P:
 	case OP_KPOLL_P2T:
 	case OP_KPOLL_SPLIT:
+		/* Bytes through a splice are the kTLS relay's activity, for the idle sweep. */
+		if (res > 0 && op != OP_KPOLL_T2P && op != OP_KPOLL_P2T && op != OP_KPOLL_SPLIT)
+			conn_touch(w, c);
 		relay_ktls_cqe(w, c, op, res);
 		break;
 	default:
@@ -902,6 +1263,18 @@ struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c)
 		return NULL;
 	sc = &w->sess[c->svc - w->rt->svc];
 	return sc->cap ? sc : NULL;
+}
+
+/* Per-source tables and log rate limits per service; a table's seed is its own secret. */
+static int svcs_init(struct worker *w)
+{
+	w->svcs = calloc(w->rt->n_svc, sizeof(*w->svcs));
+	if (!w->svcs)
+		return -ENOMEM;
+	for (size_t i = 0; i < w->rt->n_svc; i++)
+		if (RAND_bytes((unsigned char *)&w->svcs[i].src.seed, sizeof(uint64_t)) != 1)
+			return -EIO;
+	return 0;
 }
 
 /* Client services that resume get a ticket cache in each worker: no lock between them. */
@@ -970,19 +1343,27 @@ static void worker_cleanup(struct worker *w)
 		sess_cache_clear(&w->sess[i]);
 	free(w->sess);
 	w->sess = NULL;
+	for (size_t i = 0; w->svcs && i < w->rt->n_svc; i++)
+		free(w->svcs[i].src.e);
+	free(w->svcs);
+	w->svcs = NULL;
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	w->init_rc = sess_init(w);
+	w->init_rc = svcs_init(w);
+	if (!w->init_rc)
+		w->init_rc = sess_init(w);
 	if (!w->init_rc)
 		w->init_rc = ring_init(w);
 	if (!w->init_rc) {
+		w->now_ns = now_ns();
 		for (size_t i = 0; i < w->rt->n_svc; i++)
 			arm_accept(w, i);
 		arm_event(w);
+		arm_sweep(w);
 		w->init_rc = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
 	}
 	pthread_barrier_wait(w->ready);
@@ -993,6 +1374,8 @@ static void *worker_main(void *arg)
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 		int rc = io_uring_submit_and_wait(&w->ring, 1);
+
+		w->now_ns = now_ns();
 
 		if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
 			struct log_kv kv[] = { { "error", strerror(-rc) } };
@@ -1021,6 +1404,7 @@ int worker_start(struct worker *w)
 	w->drain_ts.tv_sec = w->rt->cfg->drain_timeout_ms / 1000;
 	w->drain_ts.tv_nsec = (long long)(w->rt->cfg->drain_timeout_ms % 1000) * 1000000;
 	w->accept_backoff.tv_nsec = 100 * 1000000;
+	sweep_period(w);
 	w->evfd = eventfd(0, EFD_CLOEXEC);
 	if (w->evfd < 0)
 		return -errno;

@@ -23,8 +23,11 @@ struct ktls_conn;
 struct service {
 	const struct service_config *cfg;
 	SSL_CTX *ctx;
-	bool use_ktls; /* try kTLS per connection (mode != off and the kernel has it) */
+	bool use_ktls;		 /* try kTLS per connection (mode != off and the kernel has it) */
+	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
+	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
 	atomic_uint live;
+	atomic_uint handshakes; /* accepted, relay not started yet (TLS handshake, connect) */
 	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
 		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures, resumed,
 		truncated,	    /* peer's FIN came without close_notify */
@@ -61,6 +64,7 @@ enum op {
 	OP_KPOLL_T2P,	 /* kTLS relay: a splice of this direction hit EAGAIN, wait */
 	OP_KPOLL_P2T,
 	OP_KPOLL_SPLIT, /* kTLS TX only so far: wait for the server's tickets / first data */
+	OP_SWEEP,	/* periodic: end established connections idle past idle_timeout_s */
 };
 
 /* One direction of a relay. */
@@ -80,7 +84,12 @@ struct conn {
 	uint16_t pending; /* operations in flight: the slot lives until they all completed */
 	bool hs_done, connected, closing, timeout_armed, ktls, counted, fin_without_close_notify,
 		cancels_queued, resumed;
-	uint8_t addr_i; /* which of the target's resolved addresses is being tried */
+	bool in_hs;	  /* counted in svc->handshakes (and the source table where src_counted) */
+	bool src_counted; /* counted under src in the worker's per-source table */
+	bool relaying;	  /* past the handshake: the idle sweep watches last_io_ns */
+	uint8_t src[16];  /* the client's address (IPv6, or IPv4-mapped) for per-source limits */
+	uint64_t last_io_ns; /* when bytes last moved either way (the worker's coarse clock) */
+	uint8_t addr_i;	     /* which of the target's resolved addresses is being tried */
 	struct service *svc;
 	/*
 	 * Server mode: tfd is the accepted client, pfd the backend. Client mode mirrors it:
@@ -100,6 +109,32 @@ struct conn {
 	struct tls_peer id;
 };
 
+/* At most one log line per interval for a recurring event; the rest are counted. */
+struct ratelim {
+	uint64_t last_ns;
+	unsigned suppressed;
+};
+
+enum { RL_ACCEPT, RL_MAX_CONNS, RL_HANDSHAKES, RL_PER_SOURCE, RL_N };
+
+/* Handshakes in progress per client address (one worker, one service); open addressing. */
+struct src_entry {
+	uint8_t addr[16];
+	uint32_t n; /* 0: empty slot */
+};
+
+struct src_table {
+	struct src_entry *e;
+	uint32_t mask, used; /* capacity - 1 (power of two), entries with n > 0 */
+	uint64_t seed;	     /* keyed hash: a peer cannot aim its addresses at one chain */
+};
+
+/* What a worker keeps per service. */
+struct worker_svc {
+	struct src_table src;
+	struct ratelim rl[RL_N];
+};
+
 struct worker {
 	unsigned id;
 	struct runtime *rt;
@@ -111,7 +146,10 @@ struct worker {
 	struct conn **slots;
 	uint32_t n_slots, *free_idx, n_free, live, next_gen;
 	struct sess_cache *sess; /* per service: client tickets (cap 0 = not kept) */
-	void *pool;		 /* free relay buffers, singly linked */
+	struct worker_svc *svcs; /* per service: handshake sources, log rate limits */
+	uint64_t now_ns;	 /* CLOCK_MONOTONIC, taken once per batch of completions */
+	struct __kernel_timespec sweep_ts; /* idle sweep period; 0: no service times out */
+	void *pool;			   /* free relay buffers, singly linked */
 	unsigned n_pool;
 	bool draining, stop;
 	struct __kernel_timespec drain_ts, accept_backoff;
@@ -133,6 +171,15 @@ static inline const char *conn_tls_side(const struct conn *c)
 static inline const char *conn_plain_side(const struct conn *c)
 {
 	return c->svc->cfg->role == ROLE_SERVER ? "backend" : "app";
+}
+
+/*
+ * Bytes moved on c (either way): the idle sweep measures from here. The worker's clock of
+ * this batch of completions is precise enough for a timeout counted in seconds.
+ */
+static inline void conn_touch(const struct worker *w, struct conn *c)
+{
+	c->last_io_ns = w->now_ns;
 }
 
 uint64_t worker_ud(enum op op, const struct conn *c);

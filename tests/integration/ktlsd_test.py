@@ -148,14 +148,15 @@ class Env:
 
     # --- ktlsd ----------------------------------------------------------------------
     def ktlsd(self, extra, target_port=None, listen_port=None, allow=None, wait=True,
-              cert="server", log_name=None, env_vars=None):
+              cert="server", log_name=None, env_vars=None, wrap=()):
+        """wrap: a command line to run ktlsd under (prlimit ...)."""
         listen_port = listen_port or free_port()
         argv = [self.args.ktlsd, "server", "--listen", f"127.0.0.1:{listen_port}",
                 "--target", f"127.0.0.1:{target_port}" if target_port else extra.pop(0),
                 "--cert", self.p(f"{cert}.pem"), "--key", self.p(f"{cert}.key"),
                 "--cacert", self.p("ca.pem"), "--threads", "2"]
         argv += allow if allow is not None else ["--allow-uri", "spiffe://example.org/client"]
-        argv += extra
+        argv = list(wrap) + argv + extra
         log = os.path.join(self.dir, log_name or f"ktlsd-{listen_port}.log")
         pr = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                         env=dict(os.environ, **env_vars) if env_vars else None)
@@ -215,6 +216,17 @@ def tls_connect(env, port, who="client", timeout=20):
     return tls_ctx(env, who).wrap_socket(raw, server_hostname="localhost")
 
 
+def tls_close(s):
+    """Ends a TLS connection as a well-behaved client does: close_notify first. (Python's
+    close() alone sends none, and ktlsd logs such an end as truncated.)"""
+    try:
+        s.settimeout(5)
+        s.unwrap()
+    except (OSError, ValueError):
+        pass
+    s.close()
+
+
 def interact(argv, data, expect=None, timeout=15):
     """Runs a client, feeds it data, and (with expect) waits until expect shows up on its
     stdout before closing its stdin, so no client races its own EOF against the echo."""
@@ -267,14 +279,15 @@ def gnutls_cli(env, port, data, expect, who="client", timeout=30):
 
 
 def echo_roundtrip(env, port, who="client", payload=b"ping over ktlsd\n"):
-    with tls_connect(env, port, who) as s:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
+    s = tls_connect(env, port, who)
+    s.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    tls_close(s)
     return got
 
 
@@ -327,7 +340,7 @@ def bulk(env, port, size, who="client"):
         if not progress and not s.pending():
             select.select([s], [s] if (pending or sent < size) else [], [], 1.0)
     dt = time.time() - t0
-    s.close()
+    tls_close(s)
     check(got == size, f"echo returned {got} of {size} bytes (sent {sent})")
     check(tx_hash.digest() == rx_hash.digest(), "sha256 of echoed data differs")
     return dt
@@ -437,7 +450,7 @@ def t_concurrent(env):
     live = sum(1 for s in socks if s)
     for s in socks:
         if s:
-            s.close()
+            tls_close(s)
     for t in ths:
         t.join()
     check(not errors, f"{len(errors)} failures, first: {errors[:3]}")
@@ -1325,6 +1338,7 @@ def t_proxy_protocol(env):
             if not b:
                 break
             got += b
+        tls_close(s)
     check(got == b"after the header\n", f"echo through the header path: {got!r}")
     k.conn_end(r"reason=closed")
     with open(out) as f:

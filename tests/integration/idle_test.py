@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Established connections with no byte either way for --idle-timeout seconds end with
+reason="idle timeout" (counted); TCP keepalive runs on both sockets of every connection
+(accepted and target), probing after 60 s so dead peers free their descriptors.
+
+    idle_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki idle_timeout|keepalive
+
+KTLSD_KTLS=require runs idle_timeout on the kTLS relay (inside a VM with kTLS).
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ktlsd_test as kt  # noqa: E402
+from ktlsd_test import check, log_fields, tls_close, tls_connect  # noqa: E402
+
+
+def t_idle_timeout(env):
+    """--idle-timeout 2: a silent connection ends after 2-3 s, a chatty one lives on."""
+    mode = os.environ.get("KTLSD_KTLS", "off")
+    eport = env.echo_backend()
+    k = env.ktlsd(["--idle-timeout", "2", "--ktls", mode], target_port=eport)
+    idle = tls_connect(env, k.port)
+    idle.sendall(b"i")
+    check(idle.recv(1) == b"i", "idle conn echo")
+    t0 = time.time()
+    busy = tls_connect(env, k.port)
+    port = idle.getsockname()[1]
+    rx = re.compile(rf"event=conn_end .*peer=127\.0\.0\.1:{port} reason=\"idle timeout\"")
+    ended = None
+    # The busy connection sends a byte every 0.5 s for 4.5 s: never idle.
+    while time.time() - t0 < 4.5:
+        busy.sendall(b"b")
+        check(busy.recv(1) == b"b", "busy connection lost its echo")
+        if ended is None and rx.search(k.text()):
+            ended = time.time() - t0
+        time.sleep(0.5)
+    check(ended is not None, f"silent connection not ended after 4.5 s:\n{k.text()[-1500:]}")
+    check(1.9 <= ended <= 3.5, f"--idle-timeout 2 ended the connection after {ended:.2f}s")
+    # The client heard a clean end: close_notify then EOF.
+    idle.settimeout(5)
+    check(idle.recv(1) == b"", "idle connection still open on the client's side")
+    idle.close()
+    line = k.wait_line(rx.pattern)
+    check("level=warn" in line, f"idle end: {line}")
+    if mode == "require":
+        check("ktls=tx+rx" in line, f"not on kTLS: {line}")
+    check(k.text().count('reason="idle timeout"') == 1, "the busy connection timed out too")
+    tls_close(busy)
+    k.conn_end(r"reason=closed")
+    k.proc.send_signal(signal.SIGTERM)
+    check(k.proc.wait(timeout=15) == 0, "exit after SIGTERM")
+    c = log_fields(k.wait_line(r"event=counters"))
+    check(c.get("idle_timeouts") == "1", f"idle_timeouts: {c}")
+    print(f"ktls={mode}: silent connection ended after {ended:.2f}s (--idle-timeout 2), "
+          f"busy one kept")
+
+
+def keepalive_timer(filt):
+    """The keepalive timer ss shows on the one established socket matching filt, in s."""
+    out = subprocess.run(["ss", "-tnoe", "state", "established", filt], capture_output=True,
+                         text=True, timeout=10).stdout
+    rows = [ln for ln in out.splitlines()[1:] if ln.strip()]
+    check(len(rows) == 1, f"ss {filt}: expected one socket, got {out!r}")
+    m = re.search(r"timer:\(keepalive,(\d+)(ms|sec|min)", rows[0])
+    check(m, f"no keepalive timer on {filt}: {rows[0]}")
+    return int(m.group(1)) * {"ms": 0.001, "sec": 1, "min": 60}[m.group(2)]
+
+
+def t_keepalive(env):
+    """SO_KEEPALIVE with a 60 s idle time on the accepted and the target socket, both roles."""
+    if not kt.shutil.which("ss"):
+        raise kt.Skip("ss (iproute2) not installed")
+    eport = env.echo_backend()
+    srv = env.ktlsd([], target_port=eport)
+    cli = kt.ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server"])
+    app = socket.create_connection(("127.0.0.1", cli.port), timeout=10)
+    app.sendall(b"k")
+    check(app.recv(1) == b"k", "echo through the pair")
+    rows = {
+        "client role, accepted (app)": f"( sport = :{cli.port} )",
+        "client role, target (server)": f"( dport = :{srv.port} )",
+        "server role, accepted (client)": f"( sport = :{srv.port} )",
+        "server role, target (backend)": f"( dport = :{eport} )",
+    }
+    for what, filt in rows.items():
+        t = keepalive_timer(filt)
+        # The kernel default would be 7200 s; ktlsd sets 60 s (probes every 10 s, 6 of them).
+        check(0 < t <= 60, f"{what}: keepalive timer {t}s, expected <= 60s")
+        print(f"{what}: keepalive timer {t:g}s")
+    app.close()
+
+
+TESTS = {"idle_timeout": t_idle_timeout, "keepalive": t_keepalive}
+
+if __name__ == "__main__":
+    kt.TESTS = TESTS  # ktlsd_test's runner: argument parsing, skips, logs on failure
+    sys.exit(kt.main())
