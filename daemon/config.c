@@ -330,6 +330,7 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 	if (!strcmp(key, "max-conns")) {
 		if (parse_uint(v, 1, MAX_COUNT, &s->max_conns))
 			goto bad;
+		s->max_conns_set = true;
 		return 0;
 	}
 	if (!strcmp(key, "max-handshakes")) {
@@ -344,22 +345,6 @@ static int svc_set(struct service_config *s, const char *key, const char *v, cha
 	}
 	if (!strcmp(key, "idle-timeout")) {
 		if (parse_uint(v, 0, MAX_IDLE_S, &s->idle_timeout_s))
-			goto bad;
-		s->max_conns_set = true;
-		return 0;
-	}
-	if (!strcmp(key, "max-handshakes")) {
-		if (parse_uint(v, 1, 10000000, &s->max_handshakes))
-			goto bad;
-		return 0;
-	}
-	if (s->role == ROLE_SERVER && !strcmp(key, "max-handshakes-per-source")) {
-		if (parse_uint(v, 0, 10000000, &s->max_handshakes_per_source))
-			goto bad;
-		return 0;
-	}
-	if (!strcmp(key, "idle-timeout")) {
-		if (parse_uint(v, 0, 30 * 24 * 3600, &s->idle_timeout_s))
 			goto bad;
 		return 0;
 	}

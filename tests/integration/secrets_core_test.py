@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ktlsd_test import (SKIP, Env, Fail, Skip, check, sess_client,  # noqa: E402
-                        tls_connect)
+                        tls_connect, tls_close)
 
 
 def gdb_eval(pid, expr):
@@ -104,7 +104,7 @@ def relay(env, port, payload, keep_open):
     check(got == payload, f"echo returned {got!r}")
     if keep_open:
         return s
-    s.close()
+    tls_close(s)
     return None
 
 
