@@ -11,10 +11,10 @@
 #include <stddef.h>
 
 #include "addr.h"
+#include "log.h"
 #include "policy.h"
 
 enum ktls_mode { KTLS_MODE_AUTO, KTLS_MODE_REQUIRE, KTLS_MODE_OFF };
-enum log_format { LOG_LOGFMT, LOG_JSON };
 enum service_role { ROLE_SERVER, ROLE_CLIENT };
 
 struct service_config {

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "config.h"
+enum log_format { LOG_LOGFMT, LOG_JSON };
 
 /*
  * A line is a list of key/value pairs; a NULL or empty value is left out. Values may come
