@@ -44,12 +44,12 @@ static const char *ktls_mode_name(enum ktls_mode m)
 static void services_free(struct runtime *rt)
 {
 	for (size_t i = 0; rt->svc && i < rt->n_svc; i++)
-		SSL_CTX_free(rt->svc[i].ctx);
+		service_put(rt->svc[i]);
 	free(rt->svc);
 	rt->svc = NULL;
 }
 
-/* Builds every service's TLS context; errors are configuration errors (exit 2). */
+/* Builds every service (its TLS context above all); errors are configuration errors. */
 static int services_build(struct runtime *rt, const char *cfgpath, bool check_only)
 {
 	char err[CONFIG_ERR_MAX];
@@ -61,11 +61,9 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
 	if (!rt->svc)
 		return EXIT_RUNTIME;
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		struct service *s = &rt->svc[i];
 		const struct service_config *sc = &rt->cfg->svc[i];
+		int rc;
 
-		s->cfg = sc;
-		s->use_ktls = sc->ktls != KTLS_MODE_OFF && rt->kernel_ktls;
 		if (sc->ktls == KTLS_MODE_REQUIRE && !rt->kernel_ktls && !check_only) {
 			fprintf(stderr,
 				"ktlsd: --ktls require: this kernel has no kTLS (TCP_ULP \"tls\": "
@@ -73,7 +71,11 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
 				strerror(ktls_err));
 			return EXIT_USAGE;
 		}
-		if (tls_ctx_build(sc, s->use_ktls, &s->ctx, err, sizeof(err))) {
+		rc = service_new(sc, rt->kernel_ktls, rt->cfg->threads, &rt->svc[i], err,
+				 sizeof(err));
+		if (rc == -ENOMEM)
+			return EXIT_RUNTIME;
+		if (rc) {
 			if (cfgpath)
 				fprintf(stderr, "ktlsd: %s:%d: [service %s]: %s\n", cfgpath,
 					sc->line, sc->name, err);
@@ -363,7 +365,7 @@ static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_lim
 	fixed = 3 + NOFILE_SPARE + (uint64_t)rt->cfg->threads * (rt->n_svc + 2);
 	avail = rl.rlim_cur > fixed ? rl.rlim_cur - fixed : 0;
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		const struct service *s = &rt->svc[i];
+		const struct service *s = rt->svc[i];
 		const struct service_config *sc = s->cfg;
 		uint64_t n = (uint64_t)sc->max_conns * fds_per_conn(s);
 
@@ -392,7 +394,7 @@ static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_lim
 	if (n_default)
 		per_default = (avail - need) / n_default;
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		struct service *s = &rt->svc[i];
+		struct service *s = rt->svc[i];
 		uint64_t cap = per_default / fds_per_conn(s);
 
 		s->conn_cap = s->cfg->max_conns_set || cap >= s->cfg->max_conns ? s->cfg->max_conns
@@ -435,7 +437,7 @@ static void log_start(struct runtime *rt, rlim_t nofile)
 	snprintf(threads, sizeof(threads), "%u", rt->cfg->threads);
 	snprintf(fds, sizeof(fds), "%llu", (unsigned long long)nofile);
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		const struct service *s = &rt->svc[i];
+		const struct service *s = rt->svc[i];
 		const struct service_config *sc = s->cfg;
 		char cap[16], hs[16], idle[16];
 
@@ -481,7 +483,7 @@ static void log_start(struct runtime *rt, rlim_t nofile)
 		}
 	}
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		if (rt->svc[i].cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {
+		if (rt->svc[i]->cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {
 			struct log_kv kv[] = {
 				{ "msg", "kernel has no kTLS: relaying in userspace (SSL_read/"
 					 "SSL_write); connections log ktls=off" }
@@ -497,37 +499,17 @@ static void log_start(struct runtime *rt, rlim_t nofile)
 static void log_counters(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n_svc; i++) {
-		struct service *s = &rt->svc[i];
-		const struct {
-			const char *key;
-			atomic_ulong *n;
-		} c[] = {
-			{ "accepted", &s->accepted },
-			{ "refused_max_conns", &s->refused_max_conns },
-			{ "refused_handshakes", &s->refused_handshakes },
-			{ "refused_per_source", &s->refused_per_source },
-			{ "accept_pauses", &s->accept_pauses },
-			{ "handshake_timeouts", &s->handshake_timeouts },
-			{ "handshake_failures", &s->handshake_failures },
-			{ "denied", &s->denied },
-			{ "target_connect_failures", &s->backend_failures },
-			{ "ktls_fallbacks", &s->ktls_fallbacks },
-			{ "rekey_closes", &s->rekey_closes },
-			{ "proxy_header_failures", &s->proxy_header_failures },
-			{ "resumed", &s->resumed },
-			{ "truncated", &s->truncated },
-			{ "idle_timeouts", &s->idle_timeouts },
-		};
-		enum { N = sizeof(c) / sizeof(c[0]) };
-		char v[N][24];
-		struct log_kv kv[N + 1] = { { "service", s->cfg->name } };
+		const struct service *s = rt->svc[i];
+		char v[STAT_MAX][24];
+		struct log_kv kv[STAT_MAX + 1] = { { "service", s->cfg->name } };
 
-		for (int k = 0; k < N; k++) {
-			snprintf(v[k], sizeof(v[k]), "%lu", atomic_load(c[k].n));
-			kv[k + 1].key = c[k].key;
+		for (int k = 0; k < STAT_MAX; k++) {
+			snprintf(v[k], sizeof(v[k]), "%llu",
+				 (unsigned long long)service_stat_sum(s, (enum service_stat)k));
+			kv[k + 1].key = service_stat_name((enum service_stat)k);
 			kv[k + 1].val = v[k];
 		}
-		log_kv(rt->cfg->log_format, "info", "counters", kv, N + 1);
+		log_kv(rt->cfg->log_format, "info", "counters", kv, STAT_MAX + 1);
 	}
 }
 

@@ -354,7 +354,7 @@ static void conn_log_end(struct worker *w, struct conn *c)
 
 static struct worker_svc *conn_wsvc(struct worker *w, const struct conn *c)
 {
-	return &w->svcs[c->svc - w->rt->svc];
+	return &w->svcs[c->si];
 }
 
 /* c leaves the handshake phase (its relay started, or it ended): room for the next one. */
@@ -363,7 +363,7 @@ static void hs_end(struct worker *w, struct conn *c)
 	if (!c->in_hs)
 		return;
 	c->in_hs = false;
-	atomic_fetch_sub_explicit(&c->svc->handshakes, 1, memory_order_relaxed);
+	service_gauge_add(c->svc, w->id, GAUGE_HANDSHAKES, -1);
 	if (c->src_counted) {
 		src_del(&conn_wsvc(w, c)->src, c->src);
 		c->src_counted = false;
@@ -391,7 +391,8 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	buf_put(w, &c->t2p.buf);
 	buf_put(w, &c->p2t.buf);
 	if (c->counted)
-		atomic_fetch_sub_explicit(&c->svc->live, 1, memory_order_relaxed);
+		service_gauge_add(c->svc, w->id, GAUGE_LIVE, -1);
+	service_put(c->svc);
 	w->slots[c->idx] = NULL;
 	w->free_idx[w->n_free++] = c->idx;
 	w->live--;
@@ -500,7 +501,7 @@ bool conn_tls_read_ended(struct worker *w, struct conn *c, int ret)
 		 */
 		ERR_clear_error();
 		if (!c->fin_without_close_notify)
-			atomic_fetch_add_explicit(&c->svc->truncated, 1, memory_order_relaxed);
+			service_count(c->svc, w->id, STAT_TRUNCATED);
 		c->fin_without_close_notify = true;
 		c->t2p.eof = true;
 		return true;
@@ -693,7 +694,7 @@ static void target_connect(struct worker *w, struct conn *c)
 
 	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		atomic_fetch_add_explicit(&c->svc->backend_failures, 1, memory_order_relaxed);
+		service_count(c->svc, w->id, STAT_TARGET_CONNECT_FAILURES);
 		conn_fail(w, c, "%s socket: %s", conn_plain_side(c), strerror(errno));
 		return;
 	}
@@ -766,9 +767,9 @@ static void hs_step(struct worker *w, struct conn *c)
 		if (SSL_session_reused(c->ssl)) {
 			/* No certificate this time: the peer is the one in the ticket. */
 			c->resumed = true;
-			atomic_fetch_add_explicit(&c->svc->resumed, 1, memory_order_relaxed);
+			service_count(c->svc, w->id, STAT_RESUMED);
 			if (!tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
-				atomic_fetch_add_explicit(&c->svc->denied, 1, memory_order_relaxed);
+				service_count(c->svc, w->id, STAT_DENIED);
 				conn_fail(w, c, "resumed session: %s",
 					  policy_verdict_str(c->id.verdict));
 				return;
@@ -796,9 +797,7 @@ static void hs_step(struct worker *w, struct conn *c)
 		char why[160];
 
 		tls_fail_reason(c->ssl, e, saved, &c->id, why, sizeof(why));
-		atomic_fetch_add_explicit(c->id.denied ? &c->svc->denied
-						       : &c->svc->handshake_failures,
-					  1, memory_order_relaxed);
+		service_count(c->svc, w->id, c->id.denied ? STAT_DENIED : STAT_HANDSHAKE_FAILURES);
 		conn_fail(w, c, "%s", why);
 	}
 	}
@@ -851,7 +850,7 @@ static void relay_start(struct worker *w, struct conn *c)
 			conn_fail(w, c, "ktls install failed: %s", ktls_strerror(rc));
 			return;
 		}
-		atomic_fetch_add_explicit(&c->svc->ktls_fallbacks, 1, memory_order_relaxed);
+		service_count(c->svc, w->id, STAT_KTLS_FALLBACKS);
 		c->note = ktls_strerror(rc);
 	}
 	us_pump_t2p(w, c);
@@ -877,10 +876,11 @@ static void peer_format(const struct sockaddr_storage *ss, char *buf, size_t len
 }
 
 /* Closed at once: a refused socket holds nothing, and its log line is rate-limited. */
-static void accept_refuse(struct worker *w, struct service *s, int fd, const char *peer, int kind,
+static void accept_refuse(struct worker *w, size_t si, int fd, const char *peer, int kind,
 			  const char *why)
 {
-	struct ratelim *rl = &w->svcs[s - w->rt->svc].rl[kind];
+	const struct service *s = w->rt->svc[si];
+	struct ratelim *rl = &w->svcs[si].rl[kind];
 	unsigned suppressed;
 	char sup[16];
 
@@ -903,42 +903,39 @@ static void accept_refuse(struct worker *w, struct service *s, int fd, const cha
  * Handshakes have their own limit below max_conns, and per source, so that sockets that
  * stall their handshake (from one address above all) cannot take every place.
  */
-static bool accept_admit(struct worker *w, struct service *s, const uint8_t *src, int *ret_kind,
+static bool accept_admit(struct worker *w, size_t si, const uint8_t *src, int *ret_kind,
 			 const char **ret_why)
 {
-	struct src_table *t = &w->svcs[s - w->rt->svc].src;
+	struct service *s = w->rt->svc[si];
+	struct src_table *t = &w->svcs[si].src;
 	unsigned per_src = s->cfg->role == ROLE_SERVER ? s->cfg->max_handshakes_per_source : 0;
 
-	if (atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed) >= s->cfg->max_conns) {
-		atomic_fetch_add_explicit(&s->refused_max_conns, 1, memory_order_relaxed);
+	if (service_gauge_sum(s, GAUGE_LIVE) >= s->cfg->max_conns) {
+		service_count(s, w->id, STAT_REFUSED_MAX_CONNS);
 		*ret_kind = RL_MAX_CONNS;
 		*ret_why = "max-conns reached";
-		goto out_live;
+		return false;
 	}
-	if (atomic_fetch_add_explicit(&s->handshakes, 1, memory_order_relaxed) >=
-	    s->max_handshakes) {
-		atomic_fetch_add_explicit(&s->refused_handshakes, 1, memory_order_relaxed);
+	if (service_gauge_sum(s, GAUGE_HANDSHAKES) >= s->max_handshakes) {
+		service_count(s, w->id, STAT_REFUSED_HANDSHAKES);
 		*ret_kind = RL_HANDSHAKES;
 		*ret_why = "max-handshakes reached";
-		goto out_hs;
+		return false;
 	}
 	if (per_src && src && src_count(t, src) >= per_src) {
-		atomic_fetch_add_explicit(&s->refused_per_source, 1, memory_order_relaxed);
+		service_count(s, w->id, STAT_REFUSED_PER_SOURCE);
 		*ret_kind = RL_PER_SOURCE;
 		*ret_why = "max-handshakes-per-source reached";
-		goto out_hs;
+		return false;
 	}
+	service_gauge_add(s, w->id, GAUGE_LIVE, 1);
+	service_gauge_add(s, w->id, GAUGE_HANDSHAKES, 1);
 	return true;
-
-out_hs:
-	atomic_fetch_sub_explicit(&s->handshakes, 1, memory_order_relaxed);
-out_live:
-	atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
-	return false;
 }
 
-static void accept_one(struct worker *w, struct service *s, int fd)
+static void accept_one(struct worker *w, size_t si, int fd)
 {
+	struct service *s = w->rt->svc[si];
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	uint8_t src[16];
@@ -954,21 +951,22 @@ static void accept_one(struct worker *w, struct service *s, int fd)
 		peer_format(&ss, peer, sizeof(peer));
 		have_src = src_key(&ss, src);
 	}
-	if (!accept_admit(w, s, have_src ? src : NULL, &kind, &why)) {
-		accept_refuse(w, s, fd, peer, kind, why);
+	if (!accept_admit(w, si, have_src ? src : NULL, &kind, &why)) {
+		accept_refuse(w, si, fd, peer, kind, why);
 		return;
 	}
-	atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
+	service_count(s, w->id, STAT_ACCEPTED);
 	c = conn_new(w);
 	if (!c) {
-		atomic_fetch_sub_explicit(&s->handshakes, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+		service_gauge_add(s, w->id, GAUGE_HANDSHAKES, -1);
+		service_gauge_add(s, w->id, GAUGE_LIVE, -1);
 		close(fd);
 		return;
 	}
 	c->counted = true;
 	c->in_hs = true;
-	c->svc = s;
+	c->svc = service_get(s);
+	c->si = (uint16_t)si;
 	c->t_start_ns = now_ns();
 	memcpy(c->peer, peer, sizeof(c->peer));
 	if (per_src && have_src) {
@@ -1023,7 +1021,7 @@ static void accept_failed(struct worker *w, uint32_t si, int err, bool more)
 	struct io_uring_sqe *sqe;
 
 	if (!more) {
-		atomic_fetch_add_explicit(&w->rt->svc[si].accept_pauses, 1, memory_order_relaxed);
+		service_count(w->rt->svc[si], w->id, STAT_ACCEPT_PAUSES);
 		sqe = worker_sqe(w);
 		io_uring_prep_timeout(sqe, &w->accept_backoff, 0, 0);
 		io_uring_sqe_set_data64(sqe, ud_raw(OP_ACCEPT_RETRY, si));
@@ -1032,7 +1030,7 @@ static void accept_failed(struct worker *w, uint32_t si, int err, bool more)
 		return;
 	snprintf(sup, sizeof(sup), "%u", suppressed);
 	struct log_kv kv[] = {
-		{ "service", w->rt->svc[si].cfg->name },
+		{ "service", w->rt->svc[si]->cfg->name },
 		{ "error", strerror(-err) },
 		{ "action", more ? NULL : "accepting paused 100 ms" },
 		{ "suppressed", suppressed ? sup : NULL }, /* failures since the last line */
@@ -1063,7 +1061,7 @@ static void idle_sweep(struct worker *w)
 		limit = (uint64_t)c->svc->cfg->idle_timeout_s * NS;
 		if (!limit || w->now_ns - c->last_io_ns < limit)
 			continue;
-		atomic_fetch_add_explicit(&c->svc->idle_timeouts, 1, memory_order_relaxed);
+		service_count(c->svc, w->id, STAT_IDLE_TIMEOUTS);
 		conn_fail(w, c, "idle timeout");
 		conn_check_free(w, c);
 	}
@@ -1079,7 +1077,7 @@ static void sweep_period(struct worker *w)
 	uint64_t ms = 0;
 
 	for (size_t i = 0; i < w->rt->n_svc; i++) {
-		uint64_t t = (uint64_t)w->rt->svc[i].cfg->idle_timeout_s * 1000 / 4;
+		uint64_t t = (uint64_t)w->rt->svc[i]->cfg->idle_timeout_s * 1000 / 4;
 
 		if (t && (!ms || t < ms))
 			ms = t;
@@ -1136,7 +1134,7 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		return;
 	case OP_ACCEPT:
 		if (res >= 0) {
-			accept_one(w, &w->rt->svc[idx], res);
+			accept_one(w, idx, res);
 		} else if (res != -ECANCELED && !w->draining) {
 			accept_failed(w, idx, res, cqe->flags & IORING_CQE_F_MORE);
 			return;
@@ -1173,8 +1171,7 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_HS_TIMEOUT:
 		c->timeout_armed = false;
 		if (res == -ETIME && !c->closing) {
-			atomic_fetch_add_explicit(&c->svc->handshake_timeouts, 1,
-						  memory_order_relaxed);
+			service_count(c->svc, w->id, STAT_HANDSHAKE_TIMEOUTS);
 			if (is_server(c))
 				conn_fail(w, c,
 					  c->hs_done ? "backend connect timeout"
@@ -1203,8 +1200,7 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 			break;
 		}
 		if (res < 0) {
-			atomic_fetch_add_explicit(&c->svc->backend_failures, 1,
-						  memory_order_relaxed);
+			service_count(c->svc, w->id, STAT_TARGET_CONNECT_FAILURES);
 			conn_fail(w, c, "%s connect failed: %s",
 				  is_server(c) ? "backend" : "server", strerror(-res));
 			break;
@@ -1216,8 +1212,7 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 				int prc = proxy_header_send(c);
 
 				if (prc) {
-					atomic_fetch_add_explicit(&c->svc->proxy_header_failures, 1,
-								  memory_order_relaxed);
+					service_count(c->svc, w->id, STAT_PROXY_HEADER_FAILURES);
 					conn_fail(w, c, "proxy header failed: %s", strerror(-prc));
 					break;
 				}
@@ -1261,7 +1256,7 @@ struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c)
 
 	if (!w->sess)
 		return NULL;
-	sc = &w->sess[c->svc - w->rt->svc];
+	sc = &w->sess[c->si];
 	return sc->cap ? sc : NULL;
 }
 
@@ -1284,7 +1279,7 @@ static int sess_init(struct worker *w)
 	if (!w->sess)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->rt->n_svc; i++) {
-		const struct service_config *sc = w->rt->svc[i].cfg;
+		const struct service_config *sc = w->rt->svc[i]->cfg;
 
 		if (sc->role == ROLE_CLIENT && sc->resumption && sc->session_cache &&
 		    sess_cache_init(&w->sess[i], sc->session_cache))

@@ -14,32 +14,15 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "service.h"
 #include "ktlsd/probe.h"
 #include "tlsctx.h"
 
 struct ktls_conn;
 
-/* Immutable after start, shared by all workers; counters are relaxed atomics. */
-struct service {
-	const struct service_config *cfg;
-	SSL_CTX *ctx;
-	bool use_ktls;		 /* try kTLS per connection (mode != off and the kernel has it) */
-	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
-	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
-	atomic_uint live;
-	atomic_uint handshakes; /* accepted, relay not started yet (TLS handshake, connect) */
-	atomic_ulong accepted, refused_max_conns, handshake_timeouts, handshake_failures, denied,
-		backend_failures, ktls_fallbacks, rekey_closes, proxy_header_failures, resumed,
-		truncated,	    /* peer's FIN came without close_notify */
-		accept_pauses,	    /* accepting paused on EMFILE/ENFILE */
-		refused_handshakes, /* over max_handshakes */
-		refused_per_source, /* over max_handshakes_per_source */
-		idle_timeouts;	    /* established, no bytes for idle_timeout_s */
-};
-
 struct runtime {
 	struct run_config *cfg;
-	struct service *svc;
+	struct service **svc; /* the current service of each slot; connections hold theirs */
 	size_t n_svc;
 	bool kernel_ktls;
 	struct ktls_caps caps;
@@ -90,7 +73,8 @@ struct conn {
 	uint8_t src[16];  /* the client's address (IPv6, or IPv4-mapped) for per-source limits */
 	uint64_t last_io_ns; /* when bytes last moved either way (the worker's coarse clock) */
 	uint8_t addr_i;	     /* which of the target's resolved addresses is being tried */
-	struct service *svc;
+	struct service *svc; /* held: the service this connection started with */
+	uint16_t si;	     /* its slot in the runtime's services (per-worker state) */
 	/*
 	 * Server mode: tfd is the accepted client, pfd the backend. Client mode mirrors it:
 	 * pfd is the accepted local app, tfd the connection to the remote TLS server. All

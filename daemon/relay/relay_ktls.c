@@ -189,7 +189,7 @@ static void on_control(struct worker *w, struct conn *c)
 	if (rc == -EAGAIN)
 		return;
 	if (rc == -KTLS_E_REKEY_UNSUPPORTED) {
-		atomic_fetch_add_explicit(&c->svc->rekey_closes, 1, memory_order_relaxed);
+		service_count(c->svc, w->id, STAT_REKEY_CLOSES);
 		conn_fail(w, c, "peer sent KeyUpdate: this kernel cannot rekey kTLS (needs 6.14+)");
 		return;
 	}

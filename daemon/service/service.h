@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A service: what one [service] section (or one command line) runs, built once and then
+ * immutable: its configuration, its SSL_CTX (with policy and ticket keys inside), whether
+ * it tries kTLS, and its limits. Refcounted: the runtime holds one reference and every
+ * connection holds one on the service it started with, so a reload can build a new
+ * service and swap it in while connections on the old one finish under the old rules.
+ *
+ * Statistics are per worker: each worker writes only its own cache-line-aligned block,
+ * with plain relaxed stores (no locked read-modify-write on the hot path); readers sum the
+ * blocks. Admission checks (max-conns, max-handshakes) read the other workers' gauges, so
+ * a limit can be overshot by at most one connection per other worker at the boundary.
+ */
+#ifndef KTLSD_DAEMON_SERVICE_H
+#define KTLSD_DAEMON_SERVICE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+/* Counters, in the order the counters line and (later) /metrics list them. */
+enum service_stat {
+	STAT_ACCEPTED,
+	STAT_REFUSED_MAX_CONNS,
+	STAT_REFUSED_HANDSHAKES, /* over max_handshakes */
+	STAT_REFUSED_PER_SOURCE, /* over max_handshakes_per_source */
+	STAT_ACCEPT_PAUSES,	 /* accepting paused on EMFILE/ENFILE */
+	STAT_HANDSHAKE_TIMEOUTS,
+	STAT_HANDSHAKE_FAILURES,
+	STAT_DENIED, /* chain valid, identity policy said no */
+	STAT_TARGET_CONNECT_FAILURES,
+	STAT_KTLS_FALLBACKS,
+	STAT_REKEY_CLOSES,
+	STAT_PROXY_HEADER_FAILURES,
+	STAT_RESUMED,
+	STAT_TRUNCATED,	    /* peer's FIN came without close_notify */
+	STAT_IDLE_TIMEOUTS, /* established, no bytes for idle_timeout_s */
+	STAT_MAX
+};
+
+/* Gauges: connections open, and of those still before their relay (handshake, connect). */
+enum service_gauge { GAUGE_LIVE, GAUGE_HANDSHAKES, GAUGE_MAX };
+
+struct service_stats {
+	_Atomic uint64_t n[STAT_MAX];
+	_Atomic uint32_t g[GAUGE_MAX];
+} __attribute__((aligned(64)));
+
+struct service {
+	atomic_uint refs;
+	const struct service_config *cfg;
+	SSL_CTX *ctx;
+	bool use_ktls;		 /* try kTLS per connection (mode != off and the kernel has it) */
+	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
+	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
+	unsigned n_workers;
+	struct service_stats *stats; /* [n_workers] */
+};
+
+/*
+ * Builds the service for cfg (which must outlive it): its TLS context (tls_ctx_build) and
+ * one stats block per worker. kernel_ktls: the kernel can install kTLS. Returns 0, or
+ * -EINVAL with an operator-facing message in err, or -ENOMEM.
+ */
+int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
+		struct service **ret_service, char *err, size_t errlen);
+struct service *service_get(struct service *s);
+/* Drops a reference; the last one frees the service. NULL is fine. */
+void service_put(struct service *s);
+
+/* Called by worker `worker` only. */
+static inline void service_count(struct service *s, unsigned worker, enum service_stat k)
+{
+	_Atomic uint64_t *n = &s->stats[worker].n[k];
+
+	atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static inline void service_gauge_add(struct service *s, unsigned worker, enum service_gauge g,
+				     int delta)
+{
+	_Atomic uint32_t *v = &s->stats[worker].g[g];
+
+	atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + (uint32_t)delta,
+			      memory_order_relaxed);
+}
+
+uint64_t service_stat_sum(const struct service *s, enum service_stat k);
+uint32_t service_gauge_sum(const struct service *s, enum service_gauge g);
+/* "accepted", "refused_max_conns", ... as the counters line names them. */
+const char *service_stat_name(enum service_stat k);
+
+#endif
