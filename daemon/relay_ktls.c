@@ -205,6 +205,11 @@ static void on_control(struct worker *w, struct conn *c)
 		conn_fail(w, c, "%s sent alert %u", conn_tls_side(c), alert);
 		break;
 	default: /* ticket, key update followed, or data after all: keep relaying */
+		if (ktls_conn_key_update_owed(c->kc)) {
+			rc = ktls_conn_update_tx(c->kc, false);
+			if (rc)
+				conn_fail(w, c, "KeyUpdate answer: %s", ktls_strerror(rc));
+		}
 		break;
 	}
 }

@@ -267,6 +267,15 @@ static ssize_t ep_recv1(struct ep *e, uint8_t *buf, size_t n)
 			break;
 		case KTLS_CTRL_KEY_UPDATE:
 			e->key_updates++;
+			/* update_requested: answered here, where nothing else writes the socket */
+			if (ktls_conn_key_update_owed(e->kc)) {
+				rc = ktls_conn_update_tx(e->kc, false);
+				if (rc < 0) {
+					e->last_err = rc;
+					ep_fail(e, "answering KeyUpdate: %s", ktls_strerror(rc));
+					return -1;
+				}
+			}
 			break;
 		case KTLS_CTRL_DATA:
 			break;
