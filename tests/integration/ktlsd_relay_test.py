@@ -223,9 +223,21 @@ def seal13(secret, cipher_name, seq, payload, inner_type):
 
 
 # --- the cases ----------------------------------------------------------------------------
+def start(env, fn, *a, **kw):
+    """env.ktlsd / ktlsd_client, again if the free port it was given got taken meanwhile
+    (this file opens many connections: an ephemeral port can land on it)."""
+    for attempt in range(3):
+        try:
+            return fn(env, *a, **kw) if fn is ktlsd_client else fn(*a, **kw)
+        except Fail as e:
+            if "Address already in use" not in str(e) or attempt == 2:
+                raise
+
+
+
 def half_close_server(env, eport, mode):
     """request + close_notify + FIN in one segment, right after the client's Finished."""
-    k = env.ktlsd(["--ktls", mode], target_port=eport)
+    k = start(env, env.ktlsd, ["--ktls", mode], target_port=eport)
     fell_back = 0
     for i in range(ROUNDS):
         req = f"half-close request {i} ({mode})\n".encode()
@@ -252,8 +264,8 @@ def half_close_server(env, eport, mode):
 
 def half_close_pair(env, eport, mode):
     """The app writes its request and FIN at once, before the server's first record."""
-    srv = env.ktlsd(["--ktls", mode], target_port=eport)
-    cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
+    srv = start(env, env.ktlsd, ["--ktls", mode], target_port=eport)
+    cli = start(env, ktlsd_client, srv.port, ["--verify-uri", "spiffe://example.org/server",
                                        "--ktls", mode])
     for i in range(ROUNDS):
         req = f"app half-close {i} ({mode})\n".encode()
@@ -274,7 +286,7 @@ def half_close_pair(env, eport, mode):
 
 
 def empty_record(env, eport):
-    k = env.ktlsd(["--ktls", "require"], target_port=eport)
+    k = start(env, env.ktlsd, ["--ktls", "require"], target_port=eport)
     # 1. empty record and data in one segment; 2. the empty record alone first, so the
     # splice meets it with nothing behind it; 3. empty, data, close_notify and FIN at once.
     for case in ("together", "alone", "with-fin"):
@@ -312,7 +324,7 @@ def empty_record(env, eport):
 
 
 def truncation(env, eport):
-    k = env.ktlsd(["--ktls", "require"], target_port=eport)
+    k = start(env, env.ktlsd, ["--ktls", "require"], target_port=eport)
     req = b"then FIN, no close_notify\n"
     c = RawClient(env, k.port)
     c.data(req)
@@ -345,7 +357,7 @@ def key_update(env, eport):
     it on RX and owes its own KeyUpdate, sent only while no splice of its own is writing the
     socket; the echo after it must arrive under the new keys. Kernels before 6.14 cannot
     rekey: the connection ends, counted, with the reason logged."""
-    k = env.ktlsd(["--ktls", "require"], target_port=eport)
+    k = start(env, env.ktlsd, ["--ktls", "require"], target_port=eport)
     argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{k.port}", "-servername",
             "localhost", "-CAfile", env.p("ca.pem"), "-cert", env.p("client.pem"), "-key",
             env.p("client.key"), "-tls1_3", "-no_ign_eof"]
@@ -442,8 +454,9 @@ def small_pipes(env, eport):
                            capture_output=True, text=True, timeout=30)
         check(r.stdout.strip() == "8192", f"no small pipes without the caps: {r}")
         greeting = os.urandom(256 << 10)
-        srv = env.ktlsd(["--ktls", "require"], target_port=greeter_backend(env, greeting))
-        cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
+        gport = greeter_backend(env, greeting)
+        srv = start(env, env.ktlsd, ["--ktls", "require"], target_port=gport)
+        cli = start(env, ktlsd_client, srv.port, ["--verify-uri", "spiffe://example.org/server",
                                            "--ktls", "require", "--threads", "1"], wrap=NOCAPS)
         with open(f"/proc/{cli.proc.pid}/status") as f:
             eff = int(re.search(r"CapEff:\s*([0-9a-f]+)", f.read()).group(1), 16)
@@ -468,8 +481,8 @@ def small_pipes(env, eport):
             check(f.get("ktls") == "tx+rx" and f.get("bytes_in") == str(len(greeting)),
                   f"small pipes, round {i}: {f}")
         # and the splice relay on small pipes, through an echo
-        srv = env.ktlsd(["--ktls", "require"], target_port=eport)
-        cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
+        srv = start(env, env.ktlsd, ["--ktls", "require"], target_port=eport)
+        cli = start(env, ktlsd_client, srv.port, ["--verify-uri", "spiffe://example.org/server",
                                            "--ktls", "require", "--threads", "1"], wrap=NOCAPS)
         for i in range(2):
             plain_bulk(cli.port, 1 << 20, timeout=30)
