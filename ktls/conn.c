@@ -390,12 +390,15 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 	rc = counted(ssl, (uint16_t)version, &cap);
 	if (rc < 0)
 		return rc;
-	/* TX only: OpenSSL goes on reading but must never write on the socket again. */
-	if (!with_rx) {
-		null_wbio = BIO_new(BIO_s_null());
-		if (!null_wbio)
-			return -ENOMEM;
-	}
+	/*
+	 * Once TLS_TX is set, whatever OpenSSL writes (a record of its own: close_notify, an
+	 * alert) the kernel would encrypt again as application data: TX only, OpenSSL goes on
+	 * reading but must never write; and a failure after the socket changed leaves OpenSSL
+	 * the same discarding write BIO. Allocated now: nothing may fail after TLS_RX.
+	 */
+	null_wbio = BIO_new(BIO_s_null());
+	if (!null_wbio)
+		return -ENOMEM;
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -415,16 +418,19 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 	rc = ops->setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 3);
 	if (rc == -ENOENT)
 		rc = -KTLS_E_NO_ULP;
+	/* tls_init() wants TCP_ESTABLISHED: the peer's FIN is in (CLOSE_WAIT), nothing changed */
+	if (rc == -ENOTCONN)
+		rc = -KTLS_E_NOT_ESTABLISHED;
 	if (rc < 0)
 		goto out_free_conn;
 	/* From here the socket is changed: errors mean close, never fall back. */
 	rc = ops->setsockopt(fd, SOL_TLS, TLS_TX, &tx, suite->info_len);
 	if (rc < 0)
-		goto out_free_conn;
+		goto out_mute_ssl;
 	if (with_rx) {
 		rc = ops->setsockopt(fd, SOL_TLS, TLS_RX, &rx, suite->info_len);
 		if (rc < 0)
-			goto out_free_conn;
+			goto out_mute_ssl;
 		c->rx_installed = true;
 	} else {
 		SSL_set0_wbio(ssl, null_wbio);
@@ -433,14 +439,16 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 
 	*ret_conn = c;
 	rc = 0;
-	goto out_wipe;
+	goto out_free_bio;
 
+out_mute_ssl:
+	SSL_set0_wbio(ssl, null_wbio);
+	null_wbio = NULL;
 out_free_conn:
 	ktls_slot_free(c->secrets);
 	free(c);
 out_free_bio:
 	BIO_free(null_wbio);
-out_wipe:
 	OPENSSL_cleanse(&tx, sizeof(tx));
 	OPENSSL_cleanse(&rx, sizeof(rx));
 	return rc;

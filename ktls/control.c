@@ -46,6 +46,8 @@ static ssize_t send_record(struct ktls_conn *c, uint8_t type, const void *buf, s
 	struct cmsghdr *cm;
 	ssize_t n;
 
+	if (c->tx_broken)
+		return -EPIPE; /* the peer reads with the key we could not install */
 	memset(cbuf, 0, sizeof(cbuf));
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_TLS;
@@ -118,15 +120,26 @@ int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update)
 	rc = rekey_check(c);
 	if (rc < 0)
 		return rc;
-	/* The KeyUpdate itself goes out under the old key; everything after under the new. */
+	/*
+	 * The KeyUpdate itself goes out under the old key; everything after under the new. A
+	 * failed send sent nothing (a control record is never split), so it can be retried.
+	 */
 	rc = (int)send_record(c, REC_HANDSHAKE, msg, sizeof(msg));
 	if (rc < 0)
 		return rc;
 	rc = rekey_dir(c, TLS_TX, c->secrets->tx);
-	if (rc < 0)
+	if (rc < 0) {
+		c->tx_broken = true;
 		return rc;
+	}
 	c->tx_gen++;
+	c->tx_update_owed = false;
 	return 0;
+}
+
+bool ktls_conn_key_update_owed(const struct ktls_conn *c)
+{
+	return c->tx_update_owed;
 }
 
 /* The peer's KeyUpdate with request byte req; it ended the record, as RFC 8446 4.6.3 says. */
@@ -143,8 +156,9 @@ static int key_update_rx(struct ktls_conn *c, uint8_t req)
 	if (rc < 0)
 		return rc;
 	c->rx_gen++;
+	/* Answered by the caller: only it knows when nothing else is writing the socket. */
 	if (req)
-		return ktls_conn_update_tx(c, false);
+		c->tx_update_owed = true;
 	return 0;
 }
 
@@ -272,4 +286,62 @@ int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uin
 	/* Ticket bodies carry resumption secrets. */
 	OPENSSL_cleanse(buf, (size_t)n);
 	return rc;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The kernel's next RX record sequence number (getsockopt returns the key too: wiped). */
+static int rx_seq(struct ktls_conn *c, uint64_t *ret_seq)
+{
+	union ktls_crypto_info ci;
+	socklen_t len = c->suite->info_len;
+	const uint8_t *seq;
+	int rc;
+
+	memset(&ci, 0, sizeof(ci));
+	rc = c->ops->getsockopt(c->fd, SOL_TLS, TLS_RX, &ci, &len);
+	if (rc == 0 && len != c->suite->info_len)
+		rc = -EIO;
+	if (rc == 0) {
+		switch (c->suite->cipher_type) {
+		case TLS_CIPHER_AES_GCM_128:
+			seq = ci.gcm128.rec_seq;
+			break;
+		case TLS_CIPHER_AES_GCM_256:
+			seq = ci.gcm256.rec_seq;
+			break;
+		default:
+			seq = ci.chacha.rec_seq;
+			break;
+		}
+		*ret_seq = get_be64(seq);
+	}
+	OPENSSL_cleanse(&ci, sizeof(ci));
+	return rc;
+}
+
+int ktls_conn_zero_read(struct ktls_conn *c)
+{
+	bool same_epoch = c->zr_valid && c->zr_gen == c->rx_gen;
+	uint64_t seq = 0;
+	int rc = rx_seq(c, &seq);
+
+	if (rc < 0)
+		return rc;
+	/* No record decrypted since the last zero read: this one met the end of the stream. */
+	if (same_epoch && seq == c->zr_seq)
+		return 1;
+	/* Exactly one record since, and that read returned 0: another empty one in a row. */
+	c->zr_run = same_epoch && seq == c->zr_seq + 1 ? c->zr_run + 1 : 1;
+	c->zr_valid = true;
+	c->zr_gen = c->rx_gen;
+	c->zr_seq = seq;
+	return c->zr_run > KTLS_MAX_EMPTY_RECORDS ? -KTLS_E_PROTOCOL : 0;
 }

@@ -75,6 +75,12 @@ struct ktls_conn {
 	uint8_t secret_len;
 	bool server;
 	bool rx_installed;
+	bool tx_update_owed; /* the peer requested our KeyUpdate; not sent yet */
+	bool tx_broken;	     /* our KeyUpdate went out, the new TX key did not get in */
+	/* The last zero-length read: where the RX sequence was then (ktls_conn_zero_read). */
+	bool zr_valid;
+	uint8_t zr_run;
+	uint64_t zr_gen, zr_seq;
 	/* Handshake message framing across records (NewSessionTicket may span records). */
 	uint32_t hs_skip;  /* body bytes of the current message still to skip */
 	uint8_t hs_hdr[4]; /* partial message header */

@@ -25,6 +25,9 @@ const char *ktls_strerror(int err)
 		return "record sequence number unknown (records were not counted: "
 		       "ktls_ctx_prepare not called or its message callback replaced; or a "
 		       "KeyUpdate went through OpenSSL before kTLS took over)";
+	case KTLS_E_NOT_ESTABLISHED:
+		return "peer half-closed before kTLS install (the kernel attaches TLS only to "
+		       "an established socket)";
 	}
 	return strerror(err < 0 ? -err : err);
 }

@@ -340,6 +340,8 @@ static void conn_log_end(struct worker *w, struct conn *c)
 			  : c->ssl    ? "tx"
 				      : "tx+rx" },
 		{ "ktls_note", c->note },
+		/* the TLS peer's FIN came without close_notify (either relay) */
+		{ "truncated", c->fin_without_close_notify ? "yes" : NULL },
 		{ "bytes_in", in },
 		{ "bytes_out", out },
 		{ "duration_ms", dur },
@@ -846,7 +848,7 @@ static void relay_start(struct worker *w, struct conn *c)
 
 		if (!rc || c->closing)
 			return;
-		if (c->svc->cfg->ktls == KTLS_MODE_REQUIRE || !relay_ktls_fallback_ok(rc)) {
+		if (!relay_ktls_fallback_ok(w, c, rc)) {
 			conn_fail(w, c, "ktls install failed: %s", ktls_strerror(rc));
 			return;
 		}

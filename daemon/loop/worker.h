@@ -55,10 +55,11 @@ struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
 	int pipe[2]; /* kTLS: socket -> pipe -> socket */
-	uint32_t in_pipe;
-	bool eof;  /* source finished */
-	bool shut; /* destination's write side shut (close_notify / FIN sent) */
-	bool busy; /* an operation of this direction is in flight */
+	uint32_t in_pipe, pipe_sz;
+	bool eof;     /* source finished */
+	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
+	bool busy;    /* an operation of this direction is in flight */
+	bool writing; /* kTLS: that operation is a splice into the destination socket */
 	uint64_t bytes;
 };
 
@@ -189,7 +190,8 @@ struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c);
 /* After the backend connected: install keys. 0: relay started; <0: c was not touched
  * (fallback possible if ktls_fallback_ok(rc)) or has been failed. */
 int relay_ktls_start(struct worker *w, struct conn *c);
-bool relay_ktls_fallback_ok(int err);
+/* relay_ktls_start failed with err: may c go on in userspace (logs why where it matters)? */
+bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err);
 void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res);
 void relay_ktls_close_notify(struct conn *c);
 void relay_ktls_release(struct conn *c);

@@ -11,6 +11,12 @@
  * at once (the app's bytes flow immediately) while OpenSSL reads on until a ticket or the
  * first data record is through; then RX goes to the kernel at the counted sequence and
  * the SSL is freed. Tickets that come later are consumed on kTLS RX and dropped.
+ *
+ * Nothing here blocks the worker thread: the pipes are O_NONBLOCK (an unprivileged user
+ * past fs.pipe-user-pages-soft gets 8 KiB pipes, and a full pipe written with a blocking
+ * write would wait for the very loop that drains it), splices carry SPLICE_F_NONBLOCK and
+ * wait for readiness with a poll, and the few direct sends (close_notify, KeyUpdate) are
+ * retried on POLLOUT when the socket's buffer is full.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,16 +31,41 @@
 #include <openssl/err.h>
 
 #include "ktlsd/ktls.h"
+#include "log.h"
 #include "worker.h"
 
 #define SPLICE_CHUNK (1u << 20)
+#define PIPE_SZ	     (64u << 10) /* asked for explicitly: the default is a sysctl's */
 
-bool relay_ktls_fallback_ok(int err)
+bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err)
 {
 	/* libktls guarantees the socket is untouched for these. */
-	return err == -KTLS_E_NO_ULP || err == -KTLS_E_UNSUPPORTED_CIPHER ||
-	       err == -KTLS_E_UNSUPPORTED_VERSION || err == -KTLS_E_PENDING ||
-	       err == -KTLS_E_NO_SECRETS || err == -KTLS_E_SEQUENCE;
+	if (err != -KTLS_E_NO_ULP && err != -KTLS_E_UNSUPPORTED_CIPHER &&
+	    err != -KTLS_E_UNSUPPORTED_VERSION && err != -KTLS_E_PENDING &&
+	    err != -KTLS_E_NO_SECRETS && err != -KTLS_E_SEQUENCE && err != -KTLS_E_NOT_ESTABLISHED)
+		return false;
+	if (c->svc->cfg->ktls != KTLS_MODE_REQUIRE)
+		return true;
+	if (err != -KTLS_E_NOT_ESTABLISHED)
+		return false;
+	/*
+	 * --ktls require, and the peer sent its last bytes and FIN before the install (a client
+	 * that writes its request, close_notify and FIN back to back). The kernel attaches TLS
+	 * only to an ESTABLISHED socket, so no kTLS is possible on this connection at all, and
+	 * refusing would drop a request the peer already sent in full. require is there so the
+	 * service never runs in userspace because this host or this handshake can't do kTLS;
+	 * here it is the peer's timing, and all that is left to relay is its last bytes and
+	 * the answer. So the connection finishes in userspace, loudly: a warn line now, counted
+	 * in ktls_fallbacks, ktls=off with the reason on its conn_end line.
+	 */
+	struct log_kv kv[] = {
+		{ "service", c->svc->cfg->name },
+		{ "peer", c->peer },
+		{ "reason", "peer half-closed before kTLS install: finishing in userspace" },
+	};
+
+	log_kv(w->rt->cfg->log_format, "warn", "ktls_fallback", kv, 3);
+	return true;
 }
 
 static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, enum op op)
@@ -47,9 +78,42 @@ static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, 
 static void splice_out(struct worker *w, struct conn *c, struct dir *d, int dst, enum op op)
 {
 	d->busy = true;
+	d->writing = true;
 	io_uring_prep_splice(conn_sqe(w, c, op), d->pipe[0], -1, dst, -1, d->in_pipe,
 			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 }
+
+/* The TLS socket's send buffer is full: retry the direct send when it drains. */
+static void wait_tls_writable(struct worker *w, struct conn *c)
+{
+	c->p2t.busy = true;
+	io_uring_prep_poll_add(conn_sqe(w, c, OP_KPOLL_P2T), c->tfd, POLLOUT);
+}
+
+/*
+ * Our KeyUpdate, owed since the peer asked for one. Called only while no splice of ours
+ * writes the TLS socket: the kernel does not hold TX back across a rekey, and a record
+ * written between our KeyUpdate and the new TLS_TX would go out under the old key after we
+ * announced the new one. RFC 8446 4.6.3 wants it before our next application data, and
+ * pump() calls this before every splice into the TLS socket. 0 or -EAGAIN (socket full,
+ * still owed); any other error has failed c.
+ */
+static int key_update_send(struct worker *w, struct conn *c)
+{
+	int rc;
+
+	if (!ktls_conn_key_update_owed(c->kc))
+		return 0;
+	rc = ktls_conn_update_tx(c->kc, false);
+	if (rc && rc != -EAGAIN) {
+		if (rc == -KTLS_E_REKEY_UNSUPPORTED)
+			atomic_fetch_add_explicit(&c->svc->rekey_closes, 1, memory_order_relaxed);
+		conn_fail(w, c, "KeyUpdate to %s: %s", conn_tls_side(c), ktls_strerror(rc));
+	}
+	return rc;
+}
+
+static void split_read(struct worker *w, struct conn *c);
 
 static void pump(struct worker *w, struct conn *c, bool t2p)
 {
@@ -58,8 +122,21 @@ static void pump(struct worker *w, struct conn *c, bool t2p)
 
 	if (c->closing || d->busy)
 		return;
+	if (!t2p) {
+		int rc = key_update_send(w, c);
+
+		if (rc == -EAGAIN)
+			wait_tls_writable(w, c);
+		if (rc)
+			return;
+	}
 	if (d->in_pipe) {
 		splice_out(w, c, d, dst, t2p ? OP_SPLICE_P_OUT : OP_SPLICE_T_OUT);
+		return;
+	}
+	if (t2p && c->ssl && !d->eof) {
+		/* Split install: RX is still OpenSSL's; the pipe has just drained. */
+		split_read(w, c);
 		return;
 	}
 	if (!d->eof) {
@@ -69,9 +146,12 @@ static void pump(struct worker *w, struct conn *c, bool t2p)
 	if (!d->shut) {
 		/* Half-close: TLS peer's close_notify -> FIN on the plaintext side; FIN
 		 * from the plaintext side -> close_notify alert (through the kernel) then
-		 * FIN to the TLS peer. */
-		if (!t2p)
-			ktls_conn_send_close_notify(c->kc);
+		 * FIN to the TLS peer. A close_notify that finds the send buffer full waits
+		 * for room: a FIN without it would read as truncation. */
+		if (!t2p && ktls_conn_send_close_notify(c->kc) == -EAGAIN) {
+			wait_tls_writable(w, c);
+			return;
+		}
 		shutdown(dst, SHUT_WR);
 		d->shut = true;
 	}
@@ -102,27 +182,51 @@ static int split_finish(struct worker *w, struct conn *c)
 	return 0;
 }
 
+/*
+ * Plaintext OpenSSL decrypted, into the empty pipe. Peeked, not read: only what the pipe
+ * took is then consumed, the rest stays in OpenSSL for the next round (its install_rx says
+ * PENDING meanwhile), so a small pipe or a short write loses nothing.
+ */
+static int split_to_pipe(struct dir *d, SSL *ssl, int peeked, uint8_t *buf)
+{
+	ssize_t n = write(d->pipe[1], buf, (size_t)peeked);
+	int r;
+
+	if (n < 0)
+		return errno == EAGAIN ? -ENOSPC : -errno; /* EAGAIN: no room in an empty pipe */
+	if (n == 0)
+		return -ENOSPC;
+	r = SSL_read(ssl, buf, (int)n); /* the same bytes, already in OpenSSL: no I/O */
+	if (r != (int)n)
+		return -EIO;
+	d->in_pipe += (uint32_t)n;
+	return 0;
+}
+
 /* Split install: read through OpenSSL until a ticket or the first data record is through. */
 static void split_read(struct worker *w, struct conn *c)
 {
 	struct dir *d = &c->t2p;
-	uint8_t buf[16384]; /* one record's plaintext at most: SSL_read never leaves a rest */
+	uint8_t buf[16384]; /* one record's plaintext at most */
 	int r, rc;
 
 	for (;;) {
+		if (d->in_pipe) {
+			/* The relay drains the pipe first; pump() comes back here. */
+			pump(w, c, true);
+			return;
+		}
 		ERR_clear_error();
 		errno = 0;
-		r = SSL_read(c->ssl, buf, sizeof(buf));
+		r = SSL_peek(c->ssl, buf,
+			     (int)(d->pipe_sz < sizeof(buf) ? d->pipe_sz : sizeof(buf)));
 		if (r > 0) {
-			/* The pipe is empty and holds 64 KiB: one record always fits. */
-			ssize_t n = write(d->pipe[1], buf, (size_t)r);
-
-			if (n != r) {
-				conn_fail(w, c, "pipe: %s",
-					  n < 0 ? strerror(errno) : "short write");
+			rc = split_to_pipe(d, c->ssl, r, buf);
+			OPENSSL_cleanse(buf, (size_t)r);
+			if (rc) {
+				conn_fail(w, c, "pipe: %s", strerror(-rc));
 				return;
 			}
-			d->in_pipe += (uint32_t)r;
 			rc = split_finish(w, c);
 			if (rc == -KTLS_E_PENDING)
 				continue;
@@ -154,6 +258,26 @@ static void split_read(struct worker *w, struct conn *c)
 		conn_fail(w, c, "ktls rx install failed: %s", ktls_strerror(rc));
 }
 
+/*
+ * Non-blocking (the loop writes it, see the top), and PIPE_SZ asked for rather than assumed:
+ * past the per-user soft limit the kernel refuses to grow a pipe (EPERM) and makes new
+ * ones 8 KiB. The relay works with whatever size it got; split_read needs to know it.
+ */
+static int pipe_open(struct dir *d)
+{
+	int sz;
+
+	if (pipe2(d->pipe, O_CLOEXEC | O_NONBLOCK))
+		return -errno;
+	sz = fcntl(d->pipe[1], F_SETPIPE_SZ, (int)PIPE_SZ);
+	if (sz < 0)
+		sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
+	if (sz <= 0)
+		return sz < 0 ? -errno : -EIO;
+	d->pipe_sz = (uint32_t)sz;
+	return 0;
+}
+
 int relay_ktls_start(struct worker *w, struct conn *c)
 {
 	struct ktls_conn *kc = NULL;
@@ -167,8 +291,10 @@ int relay_ktls_start(struct worker *w, struct conn *c)
 	c->ktls = true;
 	if (!split)
 		ssl_handed_over(c);
-	if (pipe2(c->t2p.pipe, O_CLOEXEC) || pipe2(c->p2t.pipe, O_CLOEXEC)) {
-		rc = -errno;
+	rc = pipe_open(&c->t2p);
+	if (!rc)
+		rc = pipe_open(&c->p2t);
+	if (rc) {
 		conn_fail(w, c, "pipe: %s", strerror(-rc));
 		return rc;
 	}
@@ -205,8 +331,35 @@ static void on_control(struct worker *w, struct conn *c)
 		conn_fail(w, c, "%s sent alert %u", conn_tls_side(c), alert);
 		break;
 	default: /* ticket, key update followed, or data after all: keep relaying */
+		/* An owed KeyUpdate goes out now unless a splice of ours is writing the
+		 * socket; else (or if the socket is full) pump() sends it before the next. */
+		if (!c->p2t.writing)
+			key_update_send(w, c);
 		break;
 	}
+}
+
+/*
+ * A splice from the TLS socket returned 0: the end of the peer's stream, or only an empty
+ * application-data record (libktls tells which). An end without close_notify first is
+ * truncation: relayed as an end all the same (what the userspace path does), and flagged
+ * for the conn_end line and counted.
+ */
+static void tls_read_zero(struct worker *w, struct conn *c)
+{
+	int rc = ktls_conn_zero_read(c->kc);
+
+	if (rc == 0)
+		return; /* read again */
+	if (rc < 0) {
+		conn_fail(w, c, "%s read: %s", conn_tls_side(c),
+			  rc == -KTLS_E_PROTOCOL ? "too many empty records in a row"
+						 : ktls_strerror(rc));
+		return;
+	}
+	c->fin_without_close_notify = true;
+	atomic_fetch_add_explicit(&c->svc->truncated, 1, memory_order_relaxed);
+	c->t2p.eof = true;
 }
 
 void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
@@ -217,6 +370,8 @@ void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 	bool in = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_IN;
 
 	d->busy = false;
+	if (op == OP_SPLICE_P_OUT || op == OP_SPLICE_T_OUT)
+		d->writing = false;
 	if (c->closing)
 		return;
 	if (op == OP_KPOLL_SPLIT) {
@@ -244,6 +399,8 @@ void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 	case OP_SPLICE_P_IN:
 		if (res > 0)
 			d->in_pipe += (uint32_t)res;
+		else if (res == 0 && t2p)
+			tls_read_zero(w, c);
 		else if (res == 0)
 			d->eof = true;
 		else if (t2p && (res == -EINVAL || res == -EIO))

@@ -34,6 +34,7 @@ enum {
 	KTLS_E_REKEY_UNSUPPORTED,   /* peer sent KeyUpdate; this kernel cannot follow (< 6.14) */
 	KTLS_E_PROTOCOL,	    /* malformed control record from the peer */
 	KTLS_E_SEQUENCE,	    /* record sequence unknown (not counted, or keys updated) */
+	KTLS_E_NOT_ESTABLISHED,	    /* TCP not ESTABLISHED: the peer's FIN came before install */
 	KTLS_E_MAX
 };
 
@@ -59,8 +60,12 @@ struct ktls_conn;
  * derives keys, sets TCP_ULP + TLS_TX + TLS_RX. On success *ret_conn owns the crypto
  * state (TLS 1.3 traffic secrets kept in MADV_DONTDUMP memory for rekey); the caller may
  * then SSL_free(ssl). On failure the socket is untouched if the error is
- * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS / _SEQUENCE (caller may fall
- * back to userspace), otherwise the connection must be closed.
+ * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS / _SEQUENCE / _NOT_ESTABLISHED
+ * (caller may fall back to userspace), otherwise the connection must be closed: the kernel
+ * may already encrypt what is written, so ssl has been given a write BIO that discards
+ * (SSL_shutdown and OpenSSL's alerts write nothing; close_notify cannot be sent).
+ * _NOT_ESTABLISHED: the kernel attaches TLS only to an ESTABLISHED socket, and this one
+ * has the peer's FIN already (CLOSE_WAIT): whatever the peer sent is still there to read.
  * Record sequence numbers continue from what OpenSSL sent and read after the handshake
  * (counted by ktls_ctx_prepare's callbacks): TLS 1.3 from 0, TLS 1.2 from 1. Records
  * that arrive later (tickets, KeyUpdate, alerts) go to ktls_conn_recv_control().
@@ -101,18 +106,44 @@ enum ktls_control {
  * Returns 0 with *ret_ctrl set, -EAGAIN if nothing is readable yet,
  * -KTLS_E_REKEY_UNSUPPORTED if the peer updated its keys and the kernel can't follow,
  * -KTLS_E_PROTOCOL on garbage, -ECONNRESET on TCP EOF without close_notify, or -errno
- * (EBADMSG: record failed authentication). A peer KeyUpdate with update_requested is
- * answered here (our KeyUpdate record, then TLS_TX) on rekey-capable kernels.
+ * (EBADMSG: record failed authentication). A peer KeyUpdate is followed here (TLS_RX);
+ * if it had update_requested, our answer is owed (ktls_conn_key_update_owed) and NOT sent
+ * here: the kernel does not pause TX across a rekey, so a data record written between our
+ * KeyUpdate and the new TLS_TX (by another thread, an io_uring splice) would go out under
+ * the old key after we announced the new one. The caller sends it with
+ * ktls_conn_update_tx(c, false) at a point where nothing else writes the socket, before
+ * its next application data (RFC 8446 4.6.3).
  */
 int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uint8_t *ret_alert);
+
+/* The peer asked for our KeyUpdate and it has not been sent yet. */
+bool ktls_conn_key_update_owed(const struct ktls_conn *c);
+
+/*
+ * Call when a read (splice or recv) of the kTLS socket returned 0. The kernel returns 0 both
+ * at the end of the stream and for a zero-length application-data record, which TLS allows
+ * (RFC 8446 5.1 for 1.3; 1.2 too): only the record sequence number tells them apart.
+ * Returns 0: a record was consumed since the last call (an empty one): read again;
+ * 1: nothing was consumed since the previous zero read: the peer's TCP FIN, no record left
+ * (so the end of a stream is seen as two zero reads, the first answered 0); -KTLS_E_PROTOCOL
+ * after more than KTLS_MAX_EMPTY_RECORDS empty records in a row (OpenSSL's limit too: each
+ * costs a read and moves nothing); or -errno.
+ */
+#define KTLS_MAX_EMPTY_RECORDS 32
+int ktls_conn_zero_read(struct ktls_conn *c);
 
 /* Send an alert record (level 1 warning / 2 fatal) through the kernel. */
 int ktls_conn_send_alert(struct ktls_conn *c, uint8_t level, uint8_t desc);
 int ktls_conn_send_close_notify(struct ktls_conn *c);
 
 /*
- * Initiate a TLS 1.3 KeyUpdate of our TX keys. On a kernel that cannot rekey (< 6.14)
- * returns -KTLS_E_REKEY_UNSUPPORTED having sent nothing: the connection goes on as before.
+ * Initiate a TLS 1.3 KeyUpdate of our TX keys: the KeyUpdate record under the old key, then
+ * TLS_TX with the next one. Nothing else may write the socket meanwhile (see
+ * ktls_conn_recv_control). On a kernel that cannot rekey (< 6.14) returns
+ * -KTLS_E_REKEY_UNSUPPORTED having sent nothing: the connection goes on as before.
+ * -EAGAIN: the socket's send buffer is full, nothing was sent: retry when writable.
+ * Any other error after the record went out leaves TX on a key the peer has left: every
+ * later send through libktls fails with -EPIPE and the connection must be closed.
  * TLS 1.2: -KTLS_E_UNSUPPORTED_VERSION.
  */
 int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);

@@ -848,10 +848,10 @@ def plain_roundtrip(port, payload=b"plain ping\n", timeout=10):
     return got
 
 
-def plain_bulk(port, size):
+def plain_bulk(port, size, timeout=120):
     rnd = random.Random(99)
     chunk = rnd.randbytes(1 << 20)
-    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     txh, rxh, err = hashlib.sha256(), hashlib.sha256(), []
 
     def sender():

@@ -59,6 +59,8 @@ static struct fake {
 	int nsent;
 	struct rec inq[8];
 	int nin, inpos;
+	int send_err;	 /* positive errno for the next sendmsg, 0 none */
+	uint64_t rx_seq; /* what getsockopt(TLS_RX) reports as the next RX sequence */
 } F;
 
 static void fake_reset(void)
@@ -80,9 +82,21 @@ static int fake_setsockopt(int fd, int level, int name, const void *val, socklen
 	return i == F.fail_at ? -F.fail_err : 0;
 }
 
+/* Only TLS_RX of an AES-128-GCM connection: the rec_seq a zero read compares. */
 static int fake_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
-	return -ENOPROTOOPT;
+	struct tls12_crypto_info_aes_gcm_128 ci;
+
+	if (level != SOL_TLS || name != TLS_RX || *len < sizeof(ci))
+		return -ENOPROTOOPT;
+	memset(&ci, 0, sizeof(ci));
+	ci.info.version = TLS_1_3_VERSION;
+	ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+	for (int i = 0; i < 8; i++)
+		ci.rec_seq[i] = (uint8_t)(F.rx_seq >> (56 - 8 * i));
+	memcpy(val, &ci, sizeof(ci));
+	*len = sizeof(ci);
+	return 0;
 }
 
 static uint8_t cmsg_type(const struct msghdr *m)
@@ -95,7 +109,15 @@ static uint8_t cmsg_type(const struct msghdr *m)
 
 static ssize_t fake_sendmsg(int fd, const struct msghdr *m, int flags)
 {
-	struct rec *r = &F.sent[F.nsent++];
+	struct rec *r;
+
+	if (F.send_err) {
+		int e = F.send_err;
+
+		F.send_err = 0;
+		return -e;
+	}
+	r = &F.sent[F.nsent++];
 
 	r->type = cmsg_type(m);
 	r->len = m->msg_iov[0].iov_len;
@@ -509,6 +531,8 @@ static void test_tls12_rsa_chacha(void **s)
 
 static const struct hs_opts O13 = { TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", false, true, true };
 
+static void client_reads(struct pair *p, int want_data);
+
 static void test_keylog_chained(void **s)
 {
 	struct pair p;
@@ -537,6 +561,7 @@ static void test_no_ulp_leaves_socket(void **s)
 static void test_rx_fail_after_tx_is_error(void **s)
 {
 	struct ktls_conn *c = NULL;
+	char buf[4096];
 	struct pair p;
 	int rc;
 
@@ -548,6 +573,36 @@ static void test_rx_fail_after_tx_is_error(void **s)
 	assert_int_equal(rc, -EINVAL);
 	assert_int_equal(F.ncalls, 3);
 	assert_null(c);
+	/*
+	 * TX is the kernel's now: a record OpenSSL wrote (the close_notify of a caller that
+	 * closes as it would without kTLS) would be encrypted again as data. Nothing may come.
+	 */
+	while (recv(p.fds[1], buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		; /* the server's tickets, written before the install */
+	ERR_clear_error();
+	SSL_shutdown(p.s);
+	assert_int_equal(recv(p.fds[1], buf, sizeof(buf), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	pair_free(&p);
+}
+
+static void test_peer_fin_before_install_leaves_socket(void **s)
+{
+	struct ktls_conn *c = NULL;
+	struct pair p;
+
+	pair_handshake(&p, &O13);
+	fake_reset();
+	F.fail_at = 0;
+	F.fail_err = ENOTCONN; /* TCP_ULP on a CLOSE_WAIT socket */
+	assert_int_equal(ktls_install_with(&fake_ops, p.s, p.fds[0], &c), -KTLS_E_NOT_ESTABLISHED);
+	assert_int_equal(F.ncalls, 1);
+	assert_null(c);
+	/* untouched: OpenSSL still writes to the socket, the userspace relay can take over */
+	assert_ptr_equal(SSL_get_wbio(p.s), SSL_get_rbio(p.s));
+	assert_int_equal(SSL_write(p.s, "x", 1), 1);
+	client_reads(&p, 1);
+	assert_non_null(strstr(ktls_strerror(-KTLS_E_NOT_ESTABLISHED), "half-closed"));
 	pair_free(&p);
 }
 
@@ -830,9 +885,20 @@ static void test_key_update_requested(void **s)
 	queue(22, ku, 5);
 	assert_int_equal(ktls_conn_recv_control(c, &ctrl, &alert), 0);
 	assert_int_equal(ctrl, KTLS_CTRL_KEY_UPDATE);
-	assert_int_equal(F.ncalls, 2);
+	assert_int_equal(F.ncalls, 1);
 	assert_int_equal(F.calls[0].name, TLS_RX);
 	assert_memory_equal(F.calls[0].val, want_rx, e.info_len);
+	/* the answer is owed, not sent: the caller knows when nothing else writes TX */
+	assert_int_equal(F.nsent, 0);
+	assert_true(ktls_conn_key_update_owed(c));
+	assert_int_equal(ktls_conn_tx_generation(c), 0);
+	F.send_err = EAGAIN; /* send buffer full: nothing sent, nothing installed, still owed */
+	assert_int_equal(ktls_conn_update_tx(c, false), -EAGAIN);
+	assert_int_equal(F.ncalls, 1);
+	assert_true(ktls_conn_key_update_owed(c));
+	assert_int_equal(ktls_conn_update_tx(c, false), 0);
+	assert_false(ktls_conn_key_update_owed(c));
+	assert_int_equal(F.ncalls, 2);
 	assert_int_equal(F.nsent, 1);
 	assert_int_equal(F.sent[0].type, 22);
 	assert_int_equal(F.sent[0].len, 5);
@@ -851,6 +917,56 @@ static void test_key_update_requested(void **s)
 	assert_memory_equal(F.sent[0].data, "\x18\x00\x00\x01\x01", 5);
 	assert_int_equal(F.calls[0].name, TLS_TX);
 	assert_memory_equal(F.calls[0].val, want_tx, e.info_len);
+	ktls_conn_free(c);
+	pair_free(&CP);
+}
+
+static void test_update_tx_install_fail_stops_tx(void **s)
+{
+	struct ktls_conn *c = control_conn();
+
+	F.rekey = 1;
+	F.fail_at = 0;
+	F.fail_err = ENOMEM;
+	assert_int_equal(ktls_conn_update_tx(c, false), -ENOMEM);
+	assert_int_equal(F.nsent, 1); /* the KeyUpdate went out: the peer reads with the new key */
+	/* so nothing more under the old one, close_notify included */
+	assert_int_equal(ktls_conn_send_close_notify(c), -EPIPE);
+	assert_int_equal(F.nsent, 1);
+	ktls_conn_free(c);
+	pair_free(&CP);
+}
+
+static void test_zero_read_empty_record_or_end(void **s)
+{
+	struct ktls_conn *c = control_conn();
+	uint8_t ku[5] = { 24, 0, 0, 1, 0 };
+	enum ktls_control ctrl;
+	uint8_t alert;
+
+	F.rx_seq = 5;
+	assert_int_equal(ktls_conn_zero_read(c), 0); /* first zero: can't tell yet */
+	F.rx_seq = 6;
+	assert_int_equal(ktls_conn_zero_read(c), 0); /* a record was consumed: empty one */
+	F.rx_seq = 9;
+	assert_int_equal(ktls_conn_zero_read(c), 0); /* data in between, then an empty one */
+	assert_int_equal(ktls_conn_zero_read(c), 1); /* nothing consumed: end of stream */
+
+	/* the same sequence number under the next key is not "nothing consumed" */
+	F.rekey = 1;
+	queue(22, ku, 5);
+	assert_int_equal(ktls_conn_recv_control(c, &ctrl, &alert), 0);
+	assert_int_equal(ctrl, KTLS_CTRL_KEY_UPDATE);
+	assert_int_equal(ktls_conn_zero_read(c), 0);
+	assert_int_equal(ktls_conn_zero_read(c), 1);
+
+	/* more than KTLS_MAX_EMPTY_RECORDS empty records in a row: refused */
+	for (int i = 1; i < KTLS_MAX_EMPTY_RECORDS; i++) {
+		F.rx_seq++;
+		assert_int_equal(ktls_conn_zero_read(c), 0);
+	}
+	F.rx_seq++;
+	assert_int_equal(ktls_conn_zero_read(c), -KTLS_E_PROTOCOL);
 	ktls_conn_free(c);
 	pair_free(&CP);
 }
@@ -888,6 +1004,7 @@ int main(void)
 		cmocka_unit_test(test_keylog_chained),
 		cmocka_unit_test(test_no_ulp_leaves_socket),
 		cmocka_unit_test(test_rx_fail_after_tx_is_error),
+		cmocka_unit_test(test_peer_fin_before_install_leaves_socket),
 		cmocka_unit_test(test_pending_refused),
 		cmocka_unit_test(test_not_prepared_no_secrets),
 		cmocka_unit_test(test_split_install_after_tickets_and_data),
@@ -901,6 +1018,8 @@ int main(void)
 		cmocka_unit_test(test_tickets_framing),
 		cmocka_unit_test(test_garbage_handshake),
 		cmocka_unit_test(test_key_update_requested),
+		cmocka_unit_test(test_update_tx_install_fail_stops_tx),
+		cmocka_unit_test(test_zero_read_empty_record_or_end),
 		cmocka_unit_test(test_update_tx_unsupported_sends_nothing),
 		cmocka_unit_test(test_strerror),
 	};

@@ -16,6 +16,10 @@
  *   ku-peer, ku-peer-req, ku-ktls (TLS 1.3)  KeyUpdate from either side; where the probe
  *                       says the kernel can rekey it keeps going byte-exact, elsewhere it
  *                       ends cleanly with -KTLS_E_REKEY_UNSUPPORTED
+ *   half-install        the server's TLS_RX fails after TLS_TX went in (a seam over the real
+ *                       kernel calls): install must fail, not fall back, and the server's
+ *                       SSL_shutdown must put nothing on the wire (OpenSSL's own record
+ *                       would reach the peer as kTLS application data)
  * Each case moves random data in odd-sized chunks both ways and compares it byte for byte,
  * ends with close_notify both ways, and checks /proc/net/tls_stat independently of libktls.
  * One "MATRIX" line per case. Exit 0 all passed, 1 any failed, 77 no kTLS here.
@@ -39,6 +43,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/tls.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,6 +68,7 @@ enum mode {
 	M_KU_PEER,     /* kTLS server; OpenSSL client sends KeyUpdate(not requested) */
 	M_KU_PEER_REQ, /* ... KeyUpdate(update_requested) */
 	M_KU_KTLS,     /* kTLS server initiates KeyUpdate(update_requested) */
+	M_HALF,	       /* kTLS server: TLS_TX in, TLS_RX fails; OpenSSL client */
 };
 
 static const char *mode_name[] = { "ktls-srv/ossl-cli",
@@ -74,7 +80,8 @@ static const char *mode_name[] = { "ktls-srv/ossl-cli",
 				   "tamper",
 				   "ku-peer",
 				   "ku-peer-req",
-				   "ku-ktls" };
+				   "ku-ktls",
+				   "half-install" };
 
 struct suite {
 	int version;
@@ -267,6 +274,15 @@ static ssize_t ep_recv1(struct ep *e, uint8_t *buf, size_t n)
 			break;
 		case KTLS_CTRL_KEY_UPDATE:
 			e->key_updates++;
+			/* update_requested: answered here, where nothing else writes the socket */
+			if (ktls_conn_key_update_owed(e->kc)) {
+				rc = ktls_conn_update_tx(e->kc, false);
+				if (rc < 0) {
+					e->last_err = rc;
+					ep_fail(e, "answering KeyUpdate: %s", ktls_strerror(rc));
+					return -1;
+				}
+			}
 			break;
 		case KTLS_CTRL_DATA:
 			break;
@@ -459,6 +475,40 @@ struct run {
 	struct tls_stat open_stat; /* read by the client while both ends are open */
 };
 
+/* The kernel's calls, except that TLS_RX fails: a kernel that took TX and refused RX. */
+static int rx_fail_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	if (level == SOL_TLS && name == TLS_RX)
+		return -ENOMEM;
+	return ktls_default_ops.setsockopt(fd, level, name, val, len);
+}
+
+static bool server_half_install(struct ep *e, int fd)
+{
+	struct ktls_ops ops = ktls_default_ops;
+	struct tls_crypto_info info = { 0 };
+	socklen_t len = sizeof(info); /* just the header: the kernel wants exact sizes */
+	int rc;
+
+	ops.setsockopt = rx_fail_setsockopt;
+	rc = ktls_install_with(&ops, e->ssl, fd, &e->kc);
+	if (rc != -ENOMEM || e->kc) {
+		ep_fail(e, "half install: %s, want ENOMEM and no connection", ktls_strerror(rc));
+		return false;
+	}
+	if (getsockopt(fd, SOL_TLS, TLS_TX, &info, &len) < 0 || !info.cipher_type) {
+		ep_fail(e, "TLS_TX not in the kernel after a half install: %s",
+			info.cipher_type ? strerror(errno) : "no cipher");
+		return false;
+	}
+	/* what a caller that cannot go on does: close as it would without kTLS */
+	ERR_clear_error();
+	SSL_shutdown(e->ssl);
+	ERR_clear_error();
+	shutdown(fd, SHUT_WR);
+	return true;
+}
+
 static void *server_main(void *arg)
 {
 	struct run *r = arg;
@@ -471,8 +521,12 @@ static void *server_main(void *arg)
 		return NULL;
 	}
 	sock_timeouts(fd);
-	if (!ep_open(e, r->sctx, fd, true, r->srv_ktls, false))
+	if (!ep_open(e, r->sctx, fd, true, r->srv_ktls && r->m != M_HALF, false))
 		return NULL;
+	if (r->m == M_HALF) {
+		r->srv_ok = server_half_install(e, fd);
+		return NULL;
+	}
 	if (r->m == M_GNUTLS_CLI) {
 		/* echo until the peer's close_notify, then answer it */
 		uint8_t *buf = malloc(65536);
@@ -666,7 +720,7 @@ static bool run_case(const struct suite *s, enum mode m)
 	struct tls_stat before, after;
 	struct ep cli = { .fd = -1 };
 	bool cli_ktls = m == M_KTLS_CLI || m == M_KTLS_BOTH || m == M_SPLIT || m == M_GNUTLS;
-	bool ok = false, ku = m >= M_KU_PEER;
+	bool ok = false, ku = m >= M_KU_PEER && m <= M_KU_KTLS;
 	int nktls, want_err = m == M_TAMPER ? 1 : 0;
 	SSL_CTX *cctx = NULL;
 	pthread_t th;
@@ -681,7 +735,7 @@ static bool run_case(const struct suite *s, enum mode m)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r.srv_ktls = m != M_KTLS_CLI && m != M_GNUTLS;
-	nktls = r.srv_ktls + cli_ktls;
+	nktls = m == M_HALF ? 0 : r.srv_ktls + cli_ktls;
 	stat_read(&before);
 	cctx = make_ctx(s, false, cli_ktls, 0);
 	if (!cctx) {
@@ -728,6 +782,21 @@ static bool run_case(const struct suite *s, enum mode m)
 		pthread_join(th, NULL);
 		thread = false;
 		ok = r.srv_ok;
+		goto out_why;
+	}
+	if (m == M_HALF) {
+		/* nothing may arrive but the end: no data, no record the peer's OpenSSL wrote */
+		uint8_t b[256];
+		int n = SSL_read(cli.ssl, b, sizeof(b));
+
+		pthread_join(th, NULL);
+		thread = false;
+		ok = r.srv_ok;
+		if (ok && n > 0) {
+			ok = false;
+			snprintf(why, sizeof(why),
+				 "%d bytes of application data after a failed install", n);
+		}
 		goto out_why;
 	}
 	if (m == M_GNUTLS) {
@@ -937,8 +1006,8 @@ int main(int argc, char **argv)
 	data_t[nbytes / 4 - 1] = '\n';
 
 	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
-		for (enum mode m = M_KTLS_SRV; m <= M_KU_KTLS; m++) {
-			if (m >= M_KU_PEER && suites[i].version != TLS1_3_VERSION)
+		for (enum mode m = M_KTLS_SRV; m <= M_HALF; m++) {
+			if (m >= M_KU_PEER && m <= M_KU_KTLS && suites[i].version != TLS1_3_VERSION)
 				continue;
 			if (run_case(&suites[i], m))
 				passed++;
