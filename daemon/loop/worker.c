@@ -341,7 +341,6 @@ static void conn_log_end(struct worker *w, struct conn *c)
 				      : "tx+rx" },
 		{ "ktls_note", c->note },
 		/* the TLS peer's FIN came without close_notify (either relay) */
-		{ "truncated", c->fin_without_close_notify ? "yes" : NULL },
 		{ "bytes_in", in },
 		{ "bytes_out", out },
 		{ "duration_ms", dur },

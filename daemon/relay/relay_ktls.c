@@ -107,7 +107,7 @@ static int key_update_send(struct worker *w, struct conn *c)
 	rc = ktls_conn_update_tx(c->kc, false);
 	if (rc && rc != -EAGAIN) {
 		if (rc == -KTLS_E_REKEY_UNSUPPORTED)
-			atomic_fetch_add_explicit(&c->svc->rekey_closes, 1, memory_order_relaxed);
+			service_count(c->svc, w->id, STAT_REKEY_CLOSES);
 		conn_fail(w, c, "KeyUpdate to %s: %s", conn_tls_side(c), ktls_strerror(rc));
 	}
 	return rc;
@@ -358,7 +358,7 @@ static void tls_read_zero(struct worker *w, struct conn *c)
 		return;
 	}
 	c->fin_without_close_notify = true;
-	atomic_fetch_add_explicit(&c->svc->truncated, 1, memory_order_relaxed);
+	service_count(c->svc, w->id, STAT_TRUNCATED);
 	c->t2p.eof = true;
 }
 
