@@ -28,6 +28,7 @@
 #include "ktlsd/probe.h"
 #include "log.h"
 #include "tlsctx.h"
+#include "relays.h"
 #include "worker.h"
 
 static int usage_error(const char *msg)
@@ -527,7 +528,7 @@ static void workers_signal(struct worker *w, unsigned n, int cmd)
 
 static int run(struct run_config *cfg, const char *cfgpath)
 {
-	struct runtime rt = { .cfg = cfg };
+	struct runtime rt = { .cfg = cfg, .relay_begin = relay_begin };
 	struct worker *w = NULL;
 	pthread_barrier_t ready;
 	unsigned n = cfg->threads, started = 0;

@@ -31,8 +31,7 @@
 #include <openssl/err.h>
 
 #include "ktlsd/ktls.h"
-#include "log.h"
-#include "worker.h"
+#include "relays.h"
 
 #define SPLICE_CHUNK (1u << 20)
 #define PIPE_SZ	     (64u << 10) /* asked for explicitly: the default is a sysctl's */
@@ -64,18 +63,18 @@ bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err)
 		{ "reason", "peer half-closed before kTLS install: finishing in userspace" },
 	};
 
-	log_kv(w->rt->cfg->log_format, "warn", "ktls_fallback", kv, 3);
+	conn_log(w, "warn", "ktls_fallback", kv, 3);
 	return true;
 }
 
-static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, enum op op)
+static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, unsigned op)
 {
 	d->busy = true;
 	io_uring_prep_splice(conn_sqe(w, c, op), src, -1, d->pipe[1], -1, SPLICE_CHUNK,
 			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 }
 
-static void splice_out(struct worker *w, struct conn *c, struct dir *d, int dst, enum op op)
+static void splice_out(struct worker *w, struct conn *c, struct dir *d, int dst, unsigned op)
 {
 	d->busy = true;
 	d->writing = true;
@@ -107,7 +106,7 @@ static int key_update_send(struct worker *w, struct conn *c)
 	rc = ktls_conn_update_tx(c->kc, false);
 	if (rc && rc != -EAGAIN) {
 		if (rc == -KTLS_E_REKEY_UNSUPPORTED)
-			service_count(c->svc, w->id, STAT_REKEY_CLOSES);
+			conn_count(w, c, STAT_REKEY_CLOSES);
 		conn_fail(w, c, "KeyUpdate to %s: %s", conn_tls_side(c), ktls_strerror(rc));
 	}
 	return rc;
@@ -248,7 +247,7 @@ static void split_read(struct worker *w, struct conn *c)
 			pump(w, c, true);
 			return;
 		default:
-			if (conn_tls_read_ended(w, c, r))
+			if (!relay_tls_read_end(w, c, r))
 				pump(w, c, true);
 			return;
 		}
@@ -278,7 +277,7 @@ static int pipe_open(struct dir *d)
 	return 0;
 }
 
-int relay_ktls_start(struct worker *w, struct conn *c)
+static int ktls_start(struct worker *w, struct conn *c)
 {
 	struct ktls_conn *kc = NULL;
 	/* TLS 1.2 tickets came inside the handshake: only 1.3 needs to read on for them. */
@@ -287,6 +286,7 @@ int relay_ktls_start(struct worker *w, struct conn *c)
 
 	if (rc)
 		return rc;
+	c->relay = &relay_ktls_ops;
 	c->kc = kc;
 	c->ktls = true;
 	if (!split)
@@ -315,7 +315,7 @@ static void on_control(struct worker *w, struct conn *c)
 	if (rc == -EAGAIN)
 		return;
 	if (rc == -KTLS_E_REKEY_UNSUPPORTED) {
-		service_count(c->svc, w->id, STAT_REKEY_CLOSES);
+		conn_count(w, c, STAT_REKEY_CLOSES);
 		conn_fail(w, c, "peer sent KeyUpdate: this kernel cannot rekey kTLS (needs 6.14+)");
 		return;
 	}
@@ -358,11 +358,11 @@ static void tls_read_zero(struct worker *w, struct conn *c)
 		return;
 	}
 	c->fin_without_close_notify = true;
-	service_count(c->svc, w->id, STAT_TRUNCATED);
+	conn_count(w, c, STAT_TRUNCATED);
 	c->t2p.eof = true;
 }
 
-void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
+static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 {
 	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT || op == OP_KPOLL_T2P ||
 		   op == OP_KPOLL_SPLIT;
@@ -374,6 +374,9 @@ void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 		d->writing = false;
 	if (c->closing)
 		return;
+	/* Bytes through a splice are this relay's activity, for the idle sweep. */
+	if (res > 0 && op != OP_KPOLL_T2P && op != OP_KPOLL_P2T && op != OP_KPOLL_SPLIT)
+		conn_touch(w, c);
 	if (op == OP_KPOLL_SPLIT) {
 		split_read(w, c);
 		return;
@@ -422,13 +425,13 @@ void relay_ktls_cqe(struct worker *w, struct conn *c, enum op op, int res)
 	pump(w, c, t2p);
 }
 
-void relay_ktls_close_notify(struct conn *c)
+static void ktls_close_notify(struct worker *w, struct conn *c)
 {
 	if (c->kc)
 		ktls_conn_send_close_notify(c->kc);
 }
 
-void relay_ktls_release(struct conn *c)
+static void ktls_release(struct worker *w, struct conn *c)
 {
 	ktls_conn_free(c->kc);
 	c->kc = NULL;
@@ -440,3 +443,11 @@ void relay_ktls_release(struct conn *c)
 		c->t2p.pipe[i] = c->p2t.pipe[i] = -1;
 	}
 }
+
+const struct relay_ops relay_ktls_ops = {
+	.name = "ktls",
+	.start = ktls_start,
+	.on_cqe = ktls_on_cqe,
+	.close_notify = ktls_close_notify,
+	.release = ktls_release,
+};

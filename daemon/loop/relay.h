@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the loop knows of a relay: four calls. The loop never names a relay; the runtime
+ * (cli) hands it the function that starts one (struct runtime.relay_begin), which sets
+ * c->relay. From then on completions of ops >= OP_RELAY go to c->relay->on_cqe, an ending
+ * connection's close_notify goes through close_notify, and its resources through release.
+ */
+#ifndef KTLSD_DAEMON_RELAY_H
+#define KTLSD_DAEMON_RELAY_H
+
+struct worker;
+struct conn;
+
+struct relay_ops {
+	const char *name;
+	/* Takes c over once the handshake and the target connect are done. 0: relaying; <0:
+	 * c was not touched (the caller may try another relay) or has been failed. */
+	int (*start)(struct worker *w, struct conn *c);
+	/* A completion of one of this relay's ops (op >= OP_RELAY) for c. */
+	void (*on_cqe)(struct worker *w, struct conn *c, unsigned op, int res);
+	/* c is ending with its TLS session up: tell the peer (close_notify), best effort. */
+	void (*close_notify)(struct worker *w, struct conn *c);
+	/* c is being freed: drop what the relay holds for it. */
+	void (*release)(struct worker *w, struct conn *c);
+};
+
+#endif

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The relays (struct relay_ops, loop/relay.h) and relay_begin, which the runtime hands
+ * the loop: the PROXY v2 header first where configured, then kTLS where the service uses
+ * it and the connection allows it, else the userspace relay.
+ */
+#ifndef KTLSD_DAEMON_RELAYS_H
+#define KTLSD_DAEMON_RELAYS_H
+
+#include <stdbool.h>
+
+#include "conn.h"
+#include "relay.h"
+
+/* The relays' io_uring ops, numbered from the range the loop leaves them. */
+enum relay_op {
+	OP_US_T2P = OP_RELAY, /* userspace relay: poll for the TLS peer -> plaintext direction */
+	OP_US_P2T,	      /* ... and plaintext -> TLS peer */
+	OP_SPLICE_T_IN,	      /* kTLS relay: TLS socket -> pipe (kernel decrypts) */
+	OP_SPLICE_P_OUT,      /* pipe -> plaintext socket */
+	OP_SPLICE_P_IN,	      /* plaintext socket -> pipe */
+	OP_SPLICE_T_OUT,      /* pipe -> TLS socket (kernel encrypts) */
+	OP_KPOLL_T2P,	      /* kTLS relay: a splice of this direction hit EAGAIN, wait */
+	OP_KPOLL_P2T,
+	OP_KPOLL_SPLIT, /* kTLS TX only so far: wait for the server's tickets / first data */
+};
+
+extern const struct relay_ops relay_us_ops;
+extern const struct relay_ops relay_ktls_ops;
+
+void relay_begin(struct worker *w, struct conn *c);
+
+/* relay_ktls_ops.start failed with err: may c go on in userspace (logs why where it
+ * matters)? */
+bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err);
+
+/*
+ * SSL_read on c returned ret with neither WANT_* nor close_notify (errno zeroed before
+ * the call). 0: the peer closed TCP without close_notify, which ends the TLS -> plaintext
+ * direction (c->t2p.eof), counted and logged as a truncation; -EPIPE: any other failure,
+ * and c has been failed with its reason.
+ */
+int relay_tls_read_end(struct worker *w, struct conn *c, int ret);
+
+#endif
