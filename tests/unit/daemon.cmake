@@ -17,6 +17,10 @@ ktlsd_unit_test(conf policy)
 ktlsd_unit_test(tls hs_want)
 ktlsd_unit_test(tls ticket_keys)
 ktlsd_unit_test(tls sess_cache)
+# tls_ctx_build with a PKI that scripts/pki makes when the test starts.
+ktlsd_unit_test(tls tlsctx)
+target_compile_definitions(test_tls_tlsctx PRIVATE
+	KTLSD_PKI_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/pki")
 # PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
 # independent parser in tests/fuzz/pp2_decode.h.
 ktlsd_unit_test(relay proxy_v2)
