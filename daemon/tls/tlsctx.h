@@ -78,7 +78,10 @@ void tls_set_session_cache(SSL *ssl, struct sess_cache *cache);
  * and accepts one only while the certificate inside is unexpired and still allowed; a
  * client hands the tickets it gets to tls_set_session_cache()'s cache. Without it no
  * session state is kept or sent at all. for_ktls: prepare for key export (libktls).
- * Returns 0 or -EINVAL with an operator-facing message in err.
+ * Returns 0, or with an operator-facing message in err: -EINVAL (a file, or a TLS
+ * parameter of s, that OpenSSL refuses), -ENOMEM, -EIO or -ENOTSUP (session ticket keys,
+ * see ticket_keys_new), or ktls_ctx_prepare's error (for_ktls). *ret_ctx is untouched on
+ * failure.
  */
 int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
 		  size_t errlen);
