@@ -428,7 +428,7 @@ static int key_pass_cb(char *buf, int size, int rwflag, void *u)
 }
 
 /* The whole file is the password, less one trailing newline (CRLF too). */
-static int key_pass_read(const char *path, struct key_pass *kp, char *err, size_t errlen)
+static int key_pass_read(const char *path, struct key_pass *ret_kp, char *err, size_t errlen)
 {
 	char buf[KEY_PASS_MAX + 2]; /* room to see that a file is too long, newline apart */
 	FILE *f = fopen(path, "re");
@@ -458,8 +458,8 @@ static int key_pass_read(const char *path, struct key_pass *kp, char *err, size_
 		snprintf(err, errlen, "key-password-file %s: empty", path);
 		bad = true;
 	} else {
-		memcpy(kp->buf, buf, n);
-		kp->len = (int)n;
+		memcpy(ret_kp->buf, buf, n);
+		ret_kp->len = (int)n;
 	}
 out_cleanse:
 	OPENSSL_cleanse(buf, sizeof(buf));
