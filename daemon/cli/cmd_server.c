@@ -656,12 +656,13 @@ static int cmd_role(enum service_role role, int argc, char **argv)
 {
 	struct run_config cfg;
 	char err[CONFIG_ERR_MAX];
-	int rc = config_from_argv(role, argc, argv, &cfg, err, sizeof(err));
+	bool help;
+	int rc = config_from_argv(role, argc, argv, &cfg, &help, err, sizeof(err));
 
-	if (rc == 1)
-		return 0;
 	if (rc)
 		return usage_error(err);
+	if (help)
+		return 0;
 	rc = run(&cfg, NULL);
 	config_free(&cfg);
 	return rc;

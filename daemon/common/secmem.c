@@ -15,7 +15,7 @@ static size_t page_round(size_t len)
 	return (len + pg - 1) / pg * pg;
 }
 
-int secmem_alloc(size_t len, void **ret)
+int secmem_alloc(size_t len, void **ret_p)
 {
 	size_t n;
 	void *p;
@@ -36,7 +36,7 @@ int secmem_alloc(size_t len, void **ret)
 		munmap(p, n);
 		return rc;
 	}
-	*ret = p;
+	*ret_p = p;
 	return 0;
 }
 

@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 /* len bytes (rounded up to pages), zeroed. Returns 0, -EINVAL (len 0) or -ENOMEM. */
-int secmem_alloc(size_t len, void **ret);
+int secmem_alloc(size_t len, void **ret_p);
 /* Wipes and unmaps what secmem_alloc(len) returned; NULL ok. */
 void secmem_free(void *p, size_t len);
 

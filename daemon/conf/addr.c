@@ -54,10 +54,96 @@ void addr_take_results(struct daemon_addr *a, const struct addrinfo *res)
 	}
 }
 
+/* unix:/path (after "unix:") into a. */
+static int parse_unix(const char *path, bool allow_unix, struct daemon_addr *a,
+		      const char **ret_why)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&a->alt[0].ss;
+
+	if (!allow_unix)
+		return fail(ret_why, "unix: addresses are only valid as a target");
+	if (path[0] != '/')
+		return fail(ret_why, "unix: needs an absolute path (unix:/path)");
+	if (strlen(path) >= sizeof(un->sun_path))
+		return fail(ret_why, "unix socket path too long");
+	un->sun_family = AF_UNIX;
+	strcpy(un->sun_path, path);
+	a->alt[0].len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+	a->n = 1;
+	return 0;
+}
+
+/* "[v6addr]:port": the address into a->host, *ret_port at what follows the colon. */
+static int split_bracketed(const char *s, struct daemon_addr *a, const char **ret_port,
+			   const char **ret_why)
+{
+	const char *close = strchr(s, ']');
+
+	if (!close || close[1] != ':')
+		return fail(ret_why, "expected [v6addr]:port");
+	if ((size_t)(close - s - 1) >= sizeof(a->host) || close == s + 1)
+		return fail(ret_why, "bad IPv6 address");
+	memcpy(a->host, s + 1, (size_t)(close - s - 1));
+	a->host[close - s - 1] = '\0';
+	*ret_port = close + 2;
+	return 0;
+}
+
+/* "host:port": the host into a->host, *ret_port at what follows the colon. */
+static int split_host(const char *s, struct daemon_addr *a, const char **ret_port,
+		      const char **ret_why)
+{
+	const char *colon = strrchr(s, ':');
+
+	if (!colon)
+		return fail(ret_why, "expected host:port, [v6addr]:port or unix:/path");
+	if (memchr(s, ':', (size_t)(colon - s)))
+		return fail(ret_why, "IPv6 addresses need brackets: [v6addr]:port");
+	if (colon == s || (size_t)(colon - s) >= sizeof(a->host))
+		return fail(ret_why, "missing host (use 0.0.0.0 or [::] for any)");
+	memcpy(a->host, s, (size_t)(colon - s));
+	a->host[colon - s] = '\0';
+	*ret_port = colon + 1;
+	return 0;
+}
+
+/* a->host and port to addresses in a->alt; in brackets only an IPv6 literal. */
+static int resolve(struct daemon_addr *a, unsigned port, bool bracketed, const char **ret_why)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST,
+				  .ai_family = bracketed ? AF_INET6 : AF_UNSPEC };
+	struct addrinfo *res = NULL;
+	char portbuf[8];
+	int rc;
+
+	snprintf(portbuf, sizeof(portbuf), "%u", port);
+	/*
+	 * Literal first: whether the host is an IP address is asked of the same parser that
+	 * resolves it (so "127.1" counts as one), and a literal never reaches DNS. Only a
+	 * name goes on to the resolver; in brackets only a literal is allowed.
+	 */
+	rc = getaddrinfo(a->host, portbuf, &hints, &res);
+	if (!rc) {
+		a->host_is_ip = true;
+	} else if (rc == EAI_NONAME && !bracketed) {
+		hints.ai_flags &= ~AI_NUMERICHOST;
+		res = NULL;
+		rc = getaddrinfo(a->host, portbuf, &hints, &res);
+	}
+	if (rc || !res)
+		return fail(ret_why, bracketed ? "bad IPv6 address" : "cannot resolve host");
+	addr_take_results(a, res);
+	freeaddrinfo(res);
+	if (!a->n)
+		return fail(ret_why, "cannot resolve host");
+	return 0;
+}
+
 int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, const char **ret_why)
 {
 	struct daemon_addr a;
-	const char *colon, *portstr;
+	const char *portstr;
 	bool bracketed = s && s[0] == '[';
 	unsigned port;
 	int rc;
@@ -68,77 +154,18 @@ int addr_parse(const char *s, bool allow_unix, struct daemon_addr *ret_addr, con
 	if (strlen(s) >= sizeof(a.text))
 		return fail(ret_why, "address too long");
 	snprintf(a.text, sizeof(a.text), "%s", s);
-
 	if (!strncmp(s, "unix:", 5)) {
-		struct sockaddr_un *un = (struct sockaddr_un *)&a.alt[0].ss;
-		const char *path = s + 5;
-
-		if (!allow_unix)
-			return fail(ret_why, "unix: addresses are only valid as a target");
-		if (path[0] != '/')
-			return fail(ret_why, "unix: needs an absolute path (unix:/path)");
-		if (strlen(path) >= sizeof(un->sun_path))
-			return fail(ret_why, "unix socket path too long");
-		un->sun_family = AF_UNIX;
-		strcpy(un->sun_path, path);
-		a.alt[0].len =
-			(socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-		a.n = 1;
-		*ret_addr = a;
-		return 0;
-	}
-
-	if (bracketed) {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			return fail(ret_why, "expected [v6addr]:port");
-		if ((size_t)(close - s - 1) >= sizeof(a.host) || close == s + 1)
-			return fail(ret_why, "bad IPv6 address");
-		memcpy(a.host, s + 1, (size_t)(close - s - 1));
-		a.host[close - s - 1] = '\0';
-		portstr = close + 2;
+		rc = parse_unix(s + 5, allow_unix, &a, ret_why);
 	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return fail(ret_why, "expected host:port, [v6addr]:port or unix:/path");
-		if (memchr(s, ':', (size_t)(colon - s)))
-			return fail(ret_why, "IPv6 addresses need brackets: [v6addr]:port");
-		if (colon == s || (size_t)(colon - s) >= sizeof(a.host))
-			return fail(ret_why, "missing host (use 0.0.0.0 or [::] for any)");
-		memcpy(a.host, s, (size_t)(colon - s));
-		a.host[colon - s] = '\0';
-		portstr = colon + 1;
+		rc = bracketed ? split_bracketed(s, &a, &portstr, ret_why)
+			       : split_host(s, &a, &portstr, ret_why);
+		if (!rc && parse_port(portstr, &port))
+			rc = fail(ret_why, "port must be a number from 1 to 65535");
+		if (!rc)
+			rc = resolve(&a, port, bracketed, ret_why);
 	}
-	if (parse_port(portstr, &port))
-		return fail(ret_why, "port must be a number from 1 to 65535");
-
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST,
-				  .ai_family = bracketed ? AF_INET6 : AF_UNSPEC };
-	struct addrinfo *res = NULL;
-	char portbuf[8];
-
-	snprintf(portbuf, sizeof(portbuf), "%u", port);
-	/*
-	 * Literal first: whether the host is an IP address is asked of the same parser that
-	 * resolves it (so "127.1" counts as one), and a literal never reaches DNS. Only a
-	 * name goes on to the resolver; in brackets only a literal is allowed.
-	 */
-	rc = getaddrinfo(a.host, portbuf, &hints, &res);
-	if (!rc) {
-		a.host_is_ip = true;
-	} else if (rc == EAI_NONAME && !bracketed) {
-		hints.ai_flags &= ~AI_NUMERICHOST;
-		res = NULL;
-		rc = getaddrinfo(a.host, portbuf, &hints, &res);
-	}
-	if (rc || !res)
-		return fail(ret_why, bracketed ? "bad IPv6 address" : "cannot resolve host");
-	addr_take_results(&a, res);
-	freeaddrinfo(res);
-	if (!a.n)
-		return fail(ret_why, "cannot resolve host");
+	if (rc)
+		return rc;
 	*ret_addr = a;
 	return 0;
 }
@@ -151,7 +178,8 @@ struct ip_key {
 	bool any;
 };
 
-static bool ip_key(const struct sockaddr *sa, socklen_t len, struct ip_key *ret)
+/* Returns 0, or -EAFNOSUPPORT for anything but an IPv4/IPv6 address of a plausible length. */
+static int ip_key(const struct sockaddr *sa, socklen_t len, struct ip_key *ret_key)
 {
 	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	struct ip_key k = { 0 };
@@ -178,10 +206,10 @@ static bool ip_key(const struct sockaddr *sa, socklen_t len, struct ip_key *ret)
 			k.any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
 		}
 	} else {
-		return false;
+		return -EAFNOSUPPORT;
 	}
-	*ret = k;
-	return true;
+	*ret_key = k;
+	return 0;
 }
 
 bool addr_listen_overlap(const struct sockaddr *a, socklen_t alen, const struct sockaddr *b,
@@ -198,7 +226,7 @@ bool addr_listen_overlap(const struct sockaddr *a, socklen_t alen, const struct 
 			return false;
 		return !strncmp(ua->sun_path, ub->sun_path, sizeof(ua->sun_path));
 	}
-	if (!ip_key(a, alen, &ka) || !ip_key(b, blen, &kb) || ka.port != kb.port)
+	if (ip_key(a, alen, &ka) || ip_key(b, blen, &kb) || ka.port != kb.port)
 		return false;
 	/* [::] (not v6-only) takes IPv4 connections as well. */
 	if ((ka.any && ka.family == AF_INET6) || (kb.any && kb.family == AF_INET6))

@@ -75,7 +75,7 @@ void config_free(struct run_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret)
+static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret_n)
 {
 	char *end;
 	unsigned long n;
@@ -86,7 +86,7 @@ static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret)
 	n = strtoul(v, &end, 10);
 	if (errno || *end || n < min || n > max)
 		return -EINVAL;
-	*ret = (unsigned)n;
+	*ret_n = (unsigned)n;
 	return 0;
 }
 
@@ -117,24 +117,24 @@ static const struct word min_tls_words[] = {
 	{ NULL, 0 },
 };
 
-static int parse_word(const char *v, const struct word *t, int *ret)
+static int parse_word(const char *v, const struct word *t, int *ret_val)
 {
 	for (; t->word; t++) {
 		if (!strcmp(v, t->word)) {
-			*ret = t->val;
+			*ret_val = t->val;
 			return 0;
 		}
 	}
 	return -EINVAL;
 }
 
-static int parse_bool(const char *v, bool *ret)
+static int parse_bool(const char *v, bool *ret_b)
 {
 	int b;
 
 	if (parse_word(v, bool_words, &b))
 		return -EINVAL;
-	*ret = b;
+	*ret_b = b;
 	return 0;
 }
 
@@ -197,21 +197,10 @@ static int add_rules(struct service_config *s, enum policy_kind kind, const char
 	return rc;
 }
 
-static int rule_kind(const char *key, enum service_role role, enum policy_kind *ret)
+static int bad_value(const char *key, const char *v, char *err, size_t errlen)
 {
-	static const char *const server_keys[] = { "allow-uri", "allow-dns", "allow-cn",
-						   "allow-ou" };
-	static const char *const client_keys[] = { "verify-uri", "verify-dns", "verify-cn",
-						   "verify-ou" };
-	const char *const *keys = role == ROLE_SERVER ? server_keys : client_keys;
-
-	for (int k = 0; k < (int)(sizeof(server_keys) / sizeof(server_keys[0])); k++) {
-		if (!strcmp(key, keys[k])) {
-			*ret = (enum policy_kind)k;
-			return 0;
-		}
-	}
-	return -ENOENT;
+	seterr(err, errlen, "%s: invalid value '%s'", key, v);
+	return -EINVAL;
 }
 
 static int global_set(struct run_config *r, const char *key, const char *v, char *err,
@@ -242,121 +231,230 @@ static int global_set(struct run_config *r, const char *key, const char *v, char
 	}
 	return -ENOENT;
 bad:
-	seterr(err, errlen, "%s: invalid value '%s'", key, v);
-	return -EINVAL;
+	return bad_value(key, v, err, errlen);
 }
 
+/*
+ * A service's keys: which role has each one and what it sets. svc_set looks a key up here,
+ * and so does everything else that asks what a key is (ini's repeat rule, the other-role
+ * hint), so there is one list of keys.
+ */
+enum key_role { ANY_ROLE, SERVER_ONLY, CLIENT_ONLY };
+
+struct svc_key;
+typedef int svc_setter(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		       size_t errlen);
+
+struct svc_key {
+	const char *name;
+	enum key_role role;
+	svc_setter *set;
+	size_t off;	       /* set_file, set_uint: the field */
+	unsigned min, max;     /* set_uint: the range */
+	enum policy_kind kind; /* set_rules */
+};
+
+static int set_listen(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		      size_t errlen)
+{
+	return set_addr(&s->listen, &s->listen_addr, false, k->name, v, err, errlen);
+}
+
+static int set_target(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		      size_t errlen)
+{
+	return set_addr(&s->target, &s->target_addr, true, k->name, v, err, errlen);
+}
+
+static int set_path(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		    size_t errlen)
+{
+	return set_file((char **)((char *)s + k->off), k->name, v, err, errlen);
+}
+
+static int set_uint(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		    size_t errlen)
+{
+	if (parse_uint(v, k->min, k->max, (unsigned *)((char *)s + k->off)))
+		return bad_value(k->name, v, err, errlen);
+	return 0;
+}
+
+static int set_rules(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		     size_t errlen)
+{
+	return add_rules(s, k->kind, k->name, v, err, errlen);
+}
+
+static int set_allow_all(struct service_config *s, const struct svc_key *k, const char *v,
+			 char *err, size_t errlen)
+{
+	bool b;
+
+	if (parse_bool(v, &b))
+		return bad_value(k->name, v, err, errlen);
+	if (b)
+		policy_set_allow_all(s->policy);
+	return 0;
+}
+
+static int set_proxy_protocol(struct service_config *s, const struct svc_key *k, const char *v,
+			      char *err, size_t errlen)
+{
+	if (parse_bool(v, &s->proxy_protocol))
+		return bad_value(k->name, v, err, errlen);
+	return 0;
+}
+
+/* server: yes = tickets (stateless, rotated keys), or cache (stateful) */
+static int set_resumption(struct service_config *s, const struct svc_key *k, const char *v,
+			  char *err, size_t errlen)
+{
+	bool cache = s->role == ROLE_SERVER && !strcmp(v, "cache");
+	bool b;
+
+	if (cache || (s->role == ROLE_SERVER && !strcmp(v, "tickets")))
+		b = true;
+	else if (parse_bool(v, &b))
+		return bad_value(k->name, v, err, errlen);
+	s->resumption = b;
+	s->resumption_cache = cache;
+	s->resumption_set = true;
+	return 0;
+}
+
+/* client: tickets kept per worker; server (resumption = cache): sessions held */
+static int set_session_cache(struct service_config *s, const struct svc_key *k, const char *v,
+			     char *err, size_t errlen)
+{
+	if (s->role == ROLE_CLIENT ? parse_uint(v, 0, MAX_SESS_CACHE, &s->session_cache)
+				   : parse_uint(v, 1, MAX_SRV_CACHE, &s->session_cache))
+		return bad_value(k->name, v, err, errlen);
+	s->session_cache_set = true;
+	return 0;
+}
+
+static int set_server_name(struct service_config *s, const struct svc_key *k, const char *v,
+			   char *err, size_t errlen)
+{
+	free(s->server_name);
+	s->server_name = strdup(v);
+	return s->server_name ? 0 : -ENOMEM;
+}
+
+static int set_ktls(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		    size_t errlen)
+{
+	int val;
+
+	if (parse_word(v, ktls_words, &val))
+		return bad_value(k->name, v, err, errlen);
+	s->ktls = (enum ktls_mode)val;
+	s->ktls_set = true;
+	return 0;
+}
+
+static int set_max_conns(struct service_config *s, const struct svc_key *k, const char *v,
+			 char *err, size_t errlen)
+{
+	if (parse_uint(v, 1, MAX_COUNT, &s->max_conns))
+		return bad_value(k->name, v, err, errlen);
+	s->max_conns_set = true;
+	return 0;
+}
+
+static int set_min_tls(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		       size_t errlen)
+{
+	if (parse_word(v, min_tls_words, &s->min_tls))
+		return bad_value(k->name, v, err, errlen);
+	return 0;
+}
+
+#define FIELD(f) offsetof(struct service_config, f)
+
+/* Unnamed fields are 0: ANY_ROLE, and no field or range. */
+static const struct svc_key svc_keys[] = {
+	{ .name = "listen", .set = set_listen },
+	{ .name = "target", .set = set_target },
+	{ .name = "cert", .set = set_path, .off = FIELD(cert) },
+	{ .name = "key", .set = set_path, .off = FIELD(key) },
+	{ .name = "cacert", .set = set_path, .off = FIELD(cacert) },
+	{ .name = "key-password-file", .set = set_path, .off = FIELD(key_password_file) },
+	{ .name = "allow-uri", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_URI },
+	{ .name = "allow-dns", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_DNS },
+	{ .name = "allow-cn", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_CN },
+	{ .name = "allow-ou", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_OU },
+	{ .name = "verify-uri", .role = CLIENT_ONLY, .set = set_rules, .kind = POLICY_URI },
+	{ .name = "verify-dns", .role = CLIENT_ONLY, .set = set_rules, .kind = POLICY_DNS },
+	{ .name = "verify-cn", .role = CLIENT_ONLY, .set = set_rules, .kind = POLICY_CN },
+	{ .name = "verify-ou", .role = CLIENT_ONLY, .set = set_rules, .kind = POLICY_OU },
+	{ .name = "allow-all", .role = SERVER_ONLY, .set = set_allow_all },
+	{ .name = "verify-any", .role = CLIENT_ONLY, .set = set_allow_all },
+	{ .name = "proxy-protocol", .role = SERVER_ONLY, .set = set_proxy_protocol },
+	{ .name = "resumption", .set = set_resumption },
+	{ .name = "ticket-lifetime",
+	  .role = SERVER_ONLY,
+	  .set = set_uint,
+	  .off = FIELD(ticket_lifetime_s),
+	  .min = 1,
+	  .max = MAX_TICKET_S },
+	{ .name = "session-cache", .set = set_session_cache },
+	{ .name = "server-name", .role = CLIENT_ONLY, .set = set_server_name },
+	{ .name = "ktls", .set = set_ktls },
+	{ .name = "handshake-timeout",
+	  .set = set_uint,
+	  .off = FIELD(handshake_timeout_ms),
+	  .min = 1,
+	  .max = 3600 * 1000 },
+	{ .name = "connect-timeout",
+	  .role = CLIENT_ONLY,
+	  .set = set_uint,
+	  .off = FIELD(connect_timeout_ms),
+	  .min = 1,
+	  .max = 3600 * 1000 },
+	{ .name = "max-conns", .set = set_max_conns },
+	{ .name = "max-handshakes",
+	  .set = set_uint,
+	  .off = FIELD(max_handshakes),
+	  .min = 1,
+	  .max = MAX_COUNT },
+	{ .name = "max-handshakes-per-source",
+	  .role = SERVER_ONLY,
+	  .set = set_uint,
+	  .off = FIELD(max_handshakes_per_source),
+	  .min = 0,
+	  .max = MAX_COUNT },
+	{ .name = "idle-timeout",
+	  .set = set_uint,
+	  .off = FIELD(idle_timeout_s),
+	  .min = 0,
+	  .max = MAX_IDLE_S },
+	{ .name = "min-tls", .set = set_min_tls },
+};
+
+#undef FIELD
+
+/* The key called name in role's services, or NULL. */
+static const struct svc_key *svc_key_find(enum service_role role, const char *name)
+{
+	enum key_role other = role == ROLE_SERVER ? CLIENT_ONLY : SERVER_ONLY;
+
+	for (size_t i = 0; i < sizeof(svc_keys) / sizeof(svc_keys[0]); i++)
+		if (svc_keys[i].role != other && !strcmp(svc_keys[i].name, name))
+			return &svc_keys[i];
+	return NULL;
+}
+
+/* Returns 0, -ENOENT (no such key in s's role: err untouched) or -EINVAL/-ENOMEM. */
 static int svc_set(struct service_config *s, const char *key, const char *v, char *err,
 		   size_t errlen)
 {
-	enum policy_kind kind;
-	bool b;
-	int val;
+	const struct svc_key *k = svc_key_find(s->role, key);
 
-	if (!strcmp(key, "listen"))
-		return set_addr(&s->listen, &s->listen_addr, false, key, v, err, errlen);
-	if (!strcmp(key, "target"))
-		return set_addr(&s->target, &s->target_addr, true, key, v, err, errlen);
-	if (!strcmp(key, "cert"))
-		return set_file(&s->cert, key, v, err, errlen);
-	if (!strcmp(key, "key"))
-		return set_file(&s->key, key, v, err, errlen);
-	if (!strcmp(key, "cacert"))
-		return set_file(&s->cacert, key, v, err, errlen);
-	if (!strcmp(key, "key-password-file"))
-		return set_file(&s->key_password_file, key, v, err, errlen);
-	if (!rule_kind(key, s->role, &kind))
-		return add_rules(s, kind, key, v, err, errlen);
-	if (!strcmp(key, s->role == ROLE_SERVER ? "allow-all" : "verify-any")) {
-		if (parse_bool(v, &b))
-			goto bad;
-		if (b)
-			policy_set_allow_all(s->policy);
-		return 0;
-	}
-	if (s->role == ROLE_SERVER && !strcmp(key, "proxy-protocol")) {
-		if (parse_bool(v, &b))
-			goto bad;
-		s->proxy_protocol = b;
-		return 0;
-	}
-	if (!strcmp(key, "resumption")) {
-		/* server: yes = tickets (stateless, rotated keys), or cache (stateful) */
-		bool cache = s->role == ROLE_SERVER && !strcmp(v, "cache");
-
-		if (cache || (s->role == ROLE_SERVER && !strcmp(v, "tickets")))
-			b = true;
-		else if (parse_bool(v, &b))
-			goto bad;
-		s->resumption = b;
-		s->resumption_cache = cache;
-		s->resumption_set = true;
-		return 0;
-	}
-	if (s->role == ROLE_SERVER && !strcmp(key, "ticket-lifetime")) {
-		if (parse_uint(v, 1, MAX_TICKET_S, &s->ticket_lifetime_s))
-			goto bad;
-		return 0;
-	}
-	if (!strcmp(key, "session-cache")) {
-		if (s->role == ROLE_CLIENT ? parse_uint(v, 0, MAX_SESS_CACHE, &s->session_cache)
-					   : parse_uint(v, 1, MAX_SRV_CACHE, &s->session_cache))
-			goto bad;
-		s->session_cache_set = true;
-		return 0;
-	}
-	if (s->role == ROLE_CLIENT && !strcmp(key, "server-name")) {
-		free(s->server_name);
-		s->server_name = strdup(v);
-		return s->server_name ? 0 : -ENOMEM;
-	}
-	if (!strcmp(key, "ktls")) {
-		if (parse_word(v, ktls_words, &val))
-			goto bad;
-		s->ktls = (enum ktls_mode)val;
-		s->ktls_set = true;
-		return 0;
-	}
-	if (!strcmp(key, "handshake-timeout")) {
-		if (parse_uint(v, 1, 3600 * 1000, &s->handshake_timeout_ms))
-			goto bad;
-		return 0;
-	}
-	if (s->role == ROLE_CLIENT && !strcmp(key, "connect-timeout")) {
-		if (parse_uint(v, 1, 3600 * 1000, &s->connect_timeout_ms))
-			goto bad;
-		return 0;
-	}
-	if (!strcmp(key, "max-conns")) {
-		if (parse_uint(v, 1, MAX_COUNT, &s->max_conns))
-			goto bad;
-		s->max_conns_set = true;
-		return 0;
-	}
-	if (!strcmp(key, "max-handshakes")) {
-		if (parse_uint(v, 1, MAX_COUNT, &s->max_handshakes))
-			goto bad;
-		return 0;
-	}
-	if (s->role == ROLE_SERVER && !strcmp(key, "max-handshakes-per-source")) {
-		if (parse_uint(v, 0, MAX_COUNT, &s->max_handshakes_per_source))
-			goto bad;
-		return 0;
-	}
-	if (!strcmp(key, "idle-timeout")) {
-		if (parse_uint(v, 0, MAX_IDLE_S, &s->idle_timeout_s))
-			goto bad;
-		return 0;
-	}
-	if (!strcmp(key, "min-tls")) {
-		if (parse_word(v, min_tls_words, &s->min_tls))
-			goto bad;
-		return 0;
-	}
-	return -ENOENT;
-bad:
-	seterr(err, errlen, "%s: invalid value '%s'", key, v);
-	return -EINVAL;
+	if (!k)
+		return -ENOENT;
+	return k->set(s, k, v, err, errlen);
 }
 
 /*
@@ -456,17 +554,21 @@ static int svc_validate(struct service_config *s, bool cli, char *err, size_t er
 	return 0;
 }
 
-static struct service_config *svc_append(struct run_config *r, enum service_role role)
+/* A new service of role at the end of r->svc, with its defaults. Returns 0 or -ENOMEM. */
+static int svc_append(struct run_config *r, enum service_role role, struct service_config **ret_svc)
 {
 	struct service_config *grown = realloc(r->svc, (r->n_svc + 1) * sizeof(*grown));
+	int rc;
 
 	if (!grown)
-		return NULL;
+		return -ENOMEM;
 	r->svc = grown;
 	svc_defaults(&r->svc[r->n_svc], role);
-	if (policy_new(&r->svc[r->n_svc].policy))
-		return NULL;
-	return &r->svc[r->n_svc++];
+	rc = policy_new(&r->svc[r->n_svc].policy);
+	if (rc)
+		return rc;
+	*ret_svc = &r->svc[r->n_svc++];
+	return 0;
 }
 
 static void run_defaults(struct run_config *r)
@@ -528,131 +630,171 @@ static void print_help(enum service_role role)
 		      stdout);
 }
 
-int config_from_argv(enum service_role role, int argc, char **argv, struct run_config *ret_cfg,
-		     char *err, size_t errlen)
+/*
+ * The command line's options, one per file key (flags are the file's "key = yes"). Order
+ * matters: getopt_long takes an abbreviation that several options share for the first of
+ * them when they all take an argument the same way.
+ */
+static const struct option server_opts[] = {
+	{ "listen", required_argument, NULL, 0 },
+	{ "target", required_argument, NULL, 0 },
+	{ "cert", required_argument, NULL, 0 },
+	{ "key", required_argument, NULL, 0 },
+	{ "cacert", required_argument, NULL, 0 },
+	{ "allow-uri", required_argument, NULL, 0 },
+	{ "allow-dns", required_argument, NULL, 0 },
+	{ "allow-cn", required_argument, NULL, 0 },
+	{ "allow-ou", required_argument, NULL, 0 },
+	{ "allow-all", no_argument, NULL, 0 },
+	{ "proxy-protocol", no_argument, NULL, 0 },
+	{ "resumption", optional_argument, NULL, 0 },
+	{ "no-resumption", no_argument, NULL, 0 },
+	{ "ticket-lifetime", required_argument, NULL, 0 },
+	{ "session-cache", required_argument, NULL, 0 },
+	{ "max-handshakes-per-source", required_argument, NULL, 0 },
+	{ "ktls", required_argument, NULL, 0 },
+	{ "threads", required_argument, NULL, 0 },
+	{ "handshake-timeout", required_argument, NULL, 0 },
+	{ "max-conns", required_argument, NULL, 0 },
+	{ "max-handshakes", required_argument, NULL, 0 },
+	{ "idle-timeout", required_argument, NULL, 0 },
+	{ "key-password-file", required_argument, NULL, 0 },
+	{ "allow-core-dumps", no_argument, NULL, 0 },
+	{ "log-format", required_argument, NULL, 0 },
+	{ "min-tls", required_argument, NULL, 0 },
+	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+static const struct option client_opts[] = {
+	{ "listen", required_argument, NULL, 0 },
+	{ "target", required_argument, NULL, 0 },
+	{ "cert", required_argument, NULL, 0 },
+	{ "key", required_argument, NULL, 0 },
+	{ "cacert", required_argument, NULL, 0 },
+	{ "verify-uri", required_argument, NULL, 0 },
+	{ "verify-dns", required_argument, NULL, 0 },
+	{ "verify-cn", required_argument, NULL, 0 },
+	{ "verify-ou", required_argument, NULL, 0 },
+	{ "verify-any", no_argument, NULL, 0 },
+	{ "server-name", required_argument, NULL, 0 },
+	{ "connect-timeout", required_argument, NULL, 0 },
+	{ "resumption", no_argument, NULL, 0 },
+	{ "no-resumption", no_argument, NULL, 0 },
+	{ "session-cache", required_argument, NULL, 0 },
+	{ "ktls", required_argument, NULL, 0 },
+	{ "threads", required_argument, NULL, 0 },
+	{ "handshake-timeout", required_argument, NULL, 0 },
+	{ "max-conns", required_argument, NULL, 0 },
+	{ "max-handshakes", required_argument, NULL, 0 },
+	{ "idle-timeout", required_argument, NULL, 0 },
+	{ "key-password-file", required_argument, NULL, 0 },
+	{ "allow-core-dumps", no_argument, NULL, 0 },
+	{ "log-format", required_argument, NULL, 0 },
+	{ "min-tls", required_argument, NULL, 0 },
+	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+/* What getopt_long could not take: an unknown option, or one missing its value. */
+static int cli_unknown(char **argv, char *err, size_t errlen)
 {
-	static const struct option server_opts[] = {
-		{ "listen", required_argument, NULL, 0 },
-		{ "target", required_argument, NULL, 0 },
-		{ "cert", required_argument, NULL, 0 },
-		{ "key", required_argument, NULL, 0 },
-		{ "cacert", required_argument, NULL, 0 },
-		{ "allow-uri", required_argument, NULL, 0 },
-		{ "allow-dns", required_argument, NULL, 0 },
-		{ "allow-cn", required_argument, NULL, 0 },
-		{ "allow-ou", required_argument, NULL, 0 },
-		{ "allow-all", no_argument, NULL, 0 },
-		{ "proxy-protocol", no_argument, NULL, 0 },
-		{ "resumption", optional_argument, NULL, 0 },
-		{ "no-resumption", no_argument, NULL, 0 },
-		{ "ticket-lifetime", required_argument, NULL, 0 },
-		{ "session-cache", required_argument, NULL, 0 },
-		{ "max-handshakes-per-source", required_argument, NULL, 0 },
-		{ "ktls", required_argument, NULL, 0 },
-		{ "threads", required_argument, NULL, 0 },
-		{ "handshake-timeout", required_argument, NULL, 0 },
-		{ "max-conns", required_argument, NULL, 0 },
-		{ "max-handshakes", required_argument, NULL, 0 },
-		{ "idle-timeout", required_argument, NULL, 0 },
-		{ "key-password-file", required_argument, NULL, 0 },
-		{ "allow-core-dumps", no_argument, NULL, 0 },
-		{ "log-format", required_argument, NULL, 0 },
-		{ "min-tls", required_argument, NULL, 0 },
-		{ "drain-timeout", required_argument, NULL, 0 },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	static const struct option client_opts[] = {
-		{ "listen", required_argument, NULL, 0 },
-		{ "target", required_argument, NULL, 0 },
-		{ "cert", required_argument, NULL, 0 },
-		{ "key", required_argument, NULL, 0 },
-		{ "cacert", required_argument, NULL, 0 },
-		{ "verify-uri", required_argument, NULL, 0 },
-		{ "verify-dns", required_argument, NULL, 0 },
-		{ "verify-cn", required_argument, NULL, 0 },
-		{ "verify-ou", required_argument, NULL, 0 },
-		{ "verify-any", no_argument, NULL, 0 },
-		{ "server-name", required_argument, NULL, 0 },
-		{ "connect-timeout", required_argument, NULL, 0 },
-		{ "resumption", no_argument, NULL, 0 },
-		{ "no-resumption", no_argument, NULL, 0 },
-		{ "session-cache", required_argument, NULL, 0 },
-		{ "ktls", required_argument, NULL, 0 },
-		{ "threads", required_argument, NULL, 0 },
-		{ "handshake-timeout", required_argument, NULL, 0 },
-		{ "max-conns", required_argument, NULL, 0 },
-		{ "max-handshakes", required_argument, NULL, 0 },
-		{ "idle-timeout", required_argument, NULL, 0 },
-		{ "key-password-file", required_argument, NULL, 0 },
-		{ "allow-core-dumps", no_argument, NULL, 0 },
-		{ "log-format", required_argument, NULL, 0 },
-		{ "min-tls", required_argument, NULL, 0 },
-		{ "drain-timeout", required_argument, NULL, 0 },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
+	if (optopt)
+		seterr(err, errlen, "unknown option '-%c'", optopt);
+	else
+		seterr(err, errlen, "unknown option or missing value: '%s'", argv[optind - 1]);
+	return -EINVAL;
+}
+
+/* One option, applied as the file's key = value would be. */
+static int cli_apply(struct run_config *r, struct service_config *s, const char *key,
+		     const char *arg, char *err, size_t errlen)
+{
+	/* A flag is the file's "key = yes"; an empty value in a file is no yes. */
+	const char *val = arg ? arg : "yes";
+	char msg[CONFIG_ERR_MAX];
+	int rc;
+
+	/* The negative flag has no key of its own: the file says resumption = no. */
+	if (!strcmp(key, "no-resumption")) {
+		key = "resumption";
+		val = "no";
+	}
+	rc = global_set(r, key, val, err, errlen);
+	if (rc == -ENOENT)
+		rc = svc_set(s, key, val, err, errlen);
+	if (rc == -ENOMEM) {
+		seterr(err, errlen, "out of memory");
+		return rc;
+	}
+	if (rc) {
+		/* Setter messages name the key; on the CLI it is spelled --key. */
+		snprintf(msg, sizeof(msg), "--%s", err);
+		snprintf(err, errlen, "%s", msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The getopt_long loop over argv into r and its one service s; stops at --help. */
+static int cli_parse(enum service_role role, int argc, char **argv, struct run_config *r,
+		     struct service_config *s, bool *ret_help, char *err, size_t errlen)
+{
 	const struct option *opts = role == ROLE_SERVER ? server_opts : client_opts;
-	struct run_config r;
-	struct service_config *s;
 	int c, idx, rc;
 
-	run_defaults(&r);
-	s = svc_append(&r, role);
-	if (!s) {
-		seterr(err, errlen, "out of memory");
-		rc = -ENOMEM;
-		goto out_free;
-	}
+	*ret_help = false;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+h", opts, &idx)) != -1) {
-		const char *key, *val;
-
 		if (c == 'h') {
-			print_help(role);
-			config_free(&r);
-			return 1;
+			*ret_help = true;
+			return 0;
 		}
-		if (c == '?') {
-			if (optopt)
-				seterr(err, errlen, "unknown option '-%c'", optopt);
-			else
-				seterr(err, errlen, "unknown option or missing value: '%s'",
-				       argv[optind - 1]);
-			rc = -EINVAL;
-			goto out_free;
-		}
-		key = opts[idx].name;
-		/* A flag is the file's "key = yes"; an empty value in a file is no yes. */
-		val = optarg ? optarg : "yes";
-		/* The negative flag has no key of its own: the file says resumption = no. */
-		if (!strcmp(key, "no-resumption")) {
-			key = "resumption";
-			val = "no";
-		}
-		rc = global_set(&r, key, val, err, errlen);
-		if (rc == -ENOENT)
-			rc = svc_set(s, key, val, err, errlen);
-		if (rc) {
-			/* Setter messages name the key; on the CLI it is spelled --key. */
-			char msg[CONFIG_ERR_MAX];
-
-			snprintf(msg, sizeof(msg), "--%s", err);
-			snprintf(err, errlen, "%s", msg);
-			rc = -EINVAL;
-			goto out_free;
-		}
+		if (c == '?')
+			return cli_unknown(argv, err, errlen);
+		rc = cli_apply(r, s, opts[idx].name, optarg, err, errlen);
+		if (rc)
+			return rc;
 	}
 	if (optind < argc) {
 		seterr(err, errlen, "unexpected argument '%s'", argv[optind]);
-		rc = -EINVAL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int config_from_argv(enum service_role role, int argc, char **argv, struct run_config *ret_cfg,
+		     bool *ret_help, char *err, size_t errlen)
+{
+	struct run_config r;
+	struct service_config *s;
+	bool help;
+	int rc;
+
+	run_defaults(&r);
+	rc = svc_append(&r, role, &s);
+	if (rc) {
+		seterr(err, errlen, "out of memory");
 		goto out_free;
+	}
+	rc = cli_parse(role, argc, argv, &r, s, &help, err, errlen);
+	if (rc)
+		goto out_free;
+	if (help) {
+		print_help(role);
+		config_free(&r);
+		memset(ret_cfg, 0, sizeof(*ret_cfg));
+		*ret_help = true;
+		return 0;
 	}
 	rc = svc_validate(s, true, err, errlen);
 	if (rc)
 		goto out_free;
 	*ret_cfg = r;
+	*ret_help = false;
 	return 0;
 
 out_free:
@@ -736,10 +878,11 @@ static char *inline_comment(char *p)
 }
 
 /*
- * One line without its newline into buf (INI_LINE_MAX + 1 bytes). Returns 1 with
- * *ret_len, 0 at the end of the file, -E2BIG for a line over INI_LINE_MAX, -EIO.
+ * One line without its newline into buf (INI_LINE_MAX + 1 bytes). Returns 0, with *ret_eof
+ * set at the end of the file and *ret_len otherwise, -E2BIG for a line over INI_LINE_MAX,
+ * or -EIO.
  */
-static int ini_read_line(FILE *f, char *buf, size_t *ret_len)
+static int ini_read_line(FILE *f, char *buf, size_t *ret_len, bool *ret_eof)
 {
 	size_t n = 0;
 	int c;
@@ -751,11 +894,12 @@ static int ini_read_line(FILE *f, char *buf, size_t *ret_len)
 	}
 	if (c == EOF && ferror(f))
 		return -EIO;
-	if (c == EOF && !n)
+	*ret_eof = c == EOF && !n;
+	if (*ret_eof)
 		return 0;
 	buf[n] = '\0';
 	*ret_len = n;
-	return 1;
+	return 0;
 }
 
 static void ini_kv_clear(struct ini_state *st)
@@ -777,9 +921,11 @@ static const struct ini_kv *ini_find(const struct ini_state *st, size_t before, 
  * whichever of the two was meant, so neither silently wins. */
 static bool key_repeats(const char *name)
 {
-	enum policy_kind kind;
+	const struct svc_key *k = svc_key_find(ROLE_SERVER, name);
 
-	return !rule_kind(name, ROLE_SERVER, &kind) || !rule_kind(name, ROLE_CLIENT, &kind);
+	if (!k)
+		k = svc_key_find(ROLE_CLIENT, name);
+	return k && k->set == set_rules;
 }
 
 static int ini_check_repeat(struct ini_state *st, size_t i)
@@ -827,20 +973,10 @@ static enum service_role other_role(enum service_role role)
 	return role == ROLE_SERVER ? ROLE_CLIENT : ROLE_SERVER;
 }
 
-/* Would a service of the other role take this key? Asked of the setter itself, on a
- * scratch service, so no second list of keys can drift from svc_set. */
-static bool other_role_key(enum service_role role, const char *name, const char *value)
+/* Would a service of the other role take this key? */
+static bool other_role_key(enum service_role role, const char *name)
 {
-	struct service_config tmp;
-	char msg[CONFIG_ERR_MAX];
-	bool known;
-
-	svc_defaults(&tmp, other_role(role));
-	if (policy_new(&tmp.policy))
-		return false;
-	known = svc_set(&tmp, name, value, msg, sizeof(msg)) != -ENOENT;
-	svc_free(&tmp);
-	return known;
+	return svc_key_find(other_role(role), name) != NULL;
 }
 
 static int ini_apply_mode(struct ini_state *st)
@@ -881,7 +1017,7 @@ static int ini_apply_service(struct ini_state *st)
 		if (rc)
 			return rc;
 		rc = svc_set(s, kv->name, kv->value, msg, sizeof(msg));
-		if (rc == -ENOENT && other_role_key(s->role, kv->name, kv->value))
+		if (rc == -ENOENT && other_role_key(s->role, kv->name))
 			return ini_fail(st, kv->line,
 					"key '%s' is for mode = %s, but [service %s] has mode = %s",
 					kv->name, role_name(other_role(s->role)), s->name,
@@ -932,8 +1068,7 @@ static int ini_section_begin(struct ini_state *st, const char *section)
 			return ini_fail(st, st->line,
 					"service '%s' defined twice (first on line %d)", name,
 					st->r->svc[i].line);
-	st->cur = svc_append(st->r, ROLE_SERVER);
-	if (!st->cur)
+	if (svc_append(st->r, ROLE_SERVER, &st->cur))
 		return ini_fail(st, st->line, "out of memory");
 	snprintf(st->cur->name, sizeof(st->cur->name), "%s", name);
 	st->cur->line = st->line;
@@ -1020,11 +1155,12 @@ static int ini_parse(struct ini_state *st)
 {
 	char *buf = malloc(INI_LINE_MAX + 1);
 	size_t len = 0;
+	bool eof = false;
 	int rc;
 
 	if (!buf)
 		return ini_fail(st, 0, "out of memory");
-	while ((rc = ini_read_line(st->f, buf, &len)) > 0) {
+	while (!(rc = ini_read_line(st->f, buf, &len, &eof)) && !eof) {
 		st->line++;
 		rc = ini_line(st, buf, len);
 		if (rc)

@@ -59,12 +59,24 @@ struct run_config {
 
 #define CONFIG_ERR_MAX 512
 
-/* ktlsd server|client ARGS (argv[0] is the subcommand). Returns 0, -EINVAL (err set), or
- * 1 when --help was printed. */
-int config_from_argv(enum service_role role, int argc, char **argv, struct run_config *ret_cfg,
-		     char *err, size_t errlen);
+/*
+ * The operator-facing message of a failure goes into err (errlen bytes, CONFIG_ERR_MAX is
+ * enough); it trails the out-parameters, as in every daemon call that words its errors.
+ */
 
-/* INI file; errors read "FILE:LINE: problem". */
+/*
+ * ktlsd server|client ARGS (argv[0] is the subcommand). Returns 0 or -EINVAL (a bad
+ * argument) or -ENOMEM, err set; *ret_cfg and *ret_help are untouched on failure. With
+ * --help the usage goes to stdout, *ret_help is true and *ret_cfg is empty (config_free
+ * accepts it); otherwise *ret_help is false and *ret_cfg the configuration.
+ */
+int config_from_argv(enum service_role role, int argc, char **argv, struct run_config *ret_cfg,
+		     bool *ret_help, char *err, size_t errlen);
+
+/*
+ * INI file. Returns 0 or -EINVAL, whatever went wrong (out of memory included): err says
+ * what, as "FILE:LINE: problem" or "FILE: problem". *ret_cfg is untouched on failure.
+ */
 int config_from_file(const char *path, struct run_config *ret_cfg, char *err, size_t errlen);
 
 void config_free(struct run_config *cfg);

@@ -30,17 +30,21 @@ uint32_t proxy_v2_crc32c(const uint8_t *p, size_t len)
 	return ~crc;
 }
 
-/* Bytes a string TLV adds, or -ENAMETOOLONG; 0 when s is NULL (TLV omitted). */
-static long str_tlv_len(const char *s)
+/* Bytes a string TLV adds into *ret_len, 0 when s is NULL (TLV omitted). Returns 0 or
+ * -ENAMETOOLONG. */
+static int str_tlv_len(const char *s, size_t *ret_len)
 {
 	size_t n;
 
-	if (!s)
+	if (!s) {
+		*ret_len = 0;
 		return 0;
+	}
 	n = strnlen(s, PROXY_V2_MAX_STR + 1);
 	if (n > PROXY_V2_MAX_STR)
 		return -ENAMETOOLONG;
-	return (long)(TLV_HDR + n);
+	*ret_len = TLV_HDR + n;
+	return 0;
 }
 
 static uint8_t *put_tlv_hdr(uint8_t *p, uint8_t type, size_t len)
@@ -144,65 +148,89 @@ static uint8_t *put_addrs(uint8_t *p, const struct proxy_v2_info *in, uint8_t fa
 	}
 }
 
-int proxy_v2_encode(const struct proxy_v2_info *in, uint8_t *buf, size_t cap, size_t *ret_len)
+/* The size of each part of the header for in, worked out before a byte is written. */
+struct layout {
+	uint8_t fam;
+	size_t addr_len, ssl_len, total;
+};
+
+/* Returns 0, or -EINVAL, -ENAMETOOLONG, -EMSGSIZE or -ENOBUFS (see proxy_v2_encode). */
+static int layout_of(const struct proxy_v2_info *in, size_t cap, struct layout *ret_lay)
 {
 	const char *strs[4] = { in->version, in->cn, in->cipher, in->uri };
-	long slen[4];
-	size_t addr_len, ssl_len = 0, total, i;
-	uint8_t fam, *p, *crc_at = NULL;
-	int r;
+	size_t slen[4];
+	struct layout l = { .ssl_len = 0 };
+	int rc;
 
-	r = addr_kind(in, &fam, &addr_len);
-	if (r < 0)
-		return r;
-	for (i = 0; i < 4; i++) {
-		slen[i] = str_tlv_len(strs[i]);
-		if (slen[i] < 0)
-			return (int)slen[i];
+	rc = addr_kind(in, &l.fam, &l.addr_len);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < 4; i++) {
+		rc = str_tlv_len(strs[i], &slen[i]);
+		if (rc)
+			return rc;
 	}
 	if (in->ssl)
-		ssl_len = TLV_HDR + SSL_HDR + (size_t)(slen[0] + slen[1] + slen[2]);
-	total = PROXY_V2_FIXED_LEN + addr_len + ssl_len + (size_t)slen[3] +
-		(in->crc32c ? TLV_HDR + 4 : 0);
-	if (total > PROXY_V2_MAX_LEN)
+		l.ssl_len = TLV_HDR + SSL_HDR + slen[0] + slen[1] + slen[2];
+	l.total = PROXY_V2_FIXED_LEN + l.addr_len + l.ssl_len + slen[3] +
+		  (in->crc32c ? TLV_HDR + 4 : 0);
+	if (l.total > PROXY_V2_MAX_LEN)
 		return -EMSGSIZE;
-	if (total > cap)
+	if (l.total > cap)
 		return -ENOBUFS;
+	*ret_lay = l;
+	return 0;
+}
 
-	p = buf;
+/* PP2_TYPE_SSL and its sub-TLVs, ssl_len bytes in all. */
+static uint8_t *put_ssl_tlv(uint8_t *p, const struct proxy_v2_info *in, size_t ssl_len)
+{
+	p = put_tlv_hdr(p, PP2_TYPE_SSL, ssl_len - TLV_HDR);
+	*p++ = PP2_CLIENT_SSL | (in->cert ? PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS : 0);
+	/* verify: 0 means the certificate was verified; ktlsd relays no other peer. */
+	memset(p, 0, 4);
+	p += 4;
+	p = put_str_tlv(p, PP2_SUBTYPE_SSL_VERSION, in->version);
+	p = put_str_tlv(p, PP2_SUBTYPE_SSL_CN, in->cn);
+	return put_str_tlv(p, PP2_SUBTYPE_SSL_CIPHER, in->cipher);
+}
+
+/* The last TLV at p: the CRC-32C of the whole header from buf, taken with its own field 0. */
+static uint8_t *put_crc32c_tlv(uint8_t *buf, uint8_t *p)
+{
+	uint8_t *at = put_tlv_hdr(p, PP2_TYPE_CRC32C, 4);
+	uint32_t crc;
+
+	memset(at, 0, 4);
+	crc = proxy_v2_crc32c(buf, (size_t)(at + 4 - buf));
+	at[0] = (uint8_t)(crc >> 24);
+	at[1] = (uint8_t)(crc >> 16);
+	at[2] = (uint8_t)(crc >> 8);
+	at[3] = (uint8_t)crc;
+	return at + 4;
+}
+
+int proxy_v2_encode(const struct proxy_v2_info *in, uint8_t *buf, size_t cap, size_t *ret_len)
+{
+	struct layout l;
+	uint8_t *p = buf;
+	int rc;
+
+	rc = layout_of(in, cap, &l);
+	if (rc)
+		return rc;
 	memcpy(p, PROXY_V2_SIG, PROXY_V2_SIG_LEN);
 	p += PROXY_V2_SIG_LEN;
 	*p++ = in->local ? PROXY_V2_CMD_LOCAL : PROXY_V2_CMD_PROXY;
-	*p++ = fam;
-	*p++ = (uint8_t)((total - PROXY_V2_FIXED_LEN) >> 8);
-	*p++ = (uint8_t)(total - PROXY_V2_FIXED_LEN);
-	p = put_addrs(p, in, fam);
-	if (in->ssl) {
-		p = put_tlv_hdr(p, PP2_TYPE_SSL, ssl_len - TLV_HDR);
-		*p++ = PP2_CLIENT_SSL |
-		       (in->cert ? PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS : 0);
-		/* verify: 0 means the certificate was verified; ktlsd relays no other peer. */
-		memset(p, 0, 4);
-		p += 4;
-		p = put_str_tlv(p, PP2_SUBTYPE_SSL_VERSION, in->version);
-		p = put_str_tlv(p, PP2_SUBTYPE_SSL_CN, in->cn);
-		p = put_str_tlv(p, PP2_SUBTYPE_SSL_CIPHER, in->cipher);
-	}
+	*p++ = l.fam;
+	*p++ = (uint8_t)((l.total - PROXY_V2_FIXED_LEN) >> 8);
+	*p++ = (uint8_t)(l.total - PROXY_V2_FIXED_LEN);
+	p = put_addrs(p, in, l.fam);
+	if (in->ssl)
+		p = put_ssl_tlv(p, in, l.ssl_len);
 	p = put_str_tlv(p, PROXY_V2_TYPE_SPIFFE, in->uri);
-	if (in->crc32c) {
-		p = put_tlv_hdr(p, PP2_TYPE_CRC32C, 4);
-		crc_at = p;
-		memset(p, 0, 4);
-		p += 4;
-	}
-	if (crc_at) {
-		uint32_t crc = proxy_v2_crc32c(buf, total);
-
-		crc_at[0] = (uint8_t)(crc >> 24);
-		crc_at[1] = (uint8_t)(crc >> 16);
-		crc_at[2] = (uint8_t)(crc >> 8);
-		crc_at[3] = (uint8_t)crc;
-	}
+	if (in->crc32c)
+		p = put_crc32c_tlv(buf, p);
 	*ret_len = (size_t)(p - buf);
 	return 0;
 }

@@ -9,7 +9,8 @@
 #include <string.h>
 #include <openssl/err.h>
 
-#include "tlsctx.h"
+#include "hs_want.h"
+#include "tlsctx.h" /* struct tls_peer */
 
 enum tls_want tls_want_from_error(int ssl_error)
 {

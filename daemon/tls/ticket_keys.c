@@ -71,7 +71,7 @@ static bool key_decrypts(const struct ticket_keys *tk, const struct tk_key *k, t
 	return k->used && now - k->created < 2 * tk->lifetime;
 }
 
-int ticket_keys_new(unsigned lifetime_s, struct ticket_keys **ret)
+int ticket_keys_new(unsigned lifetime_s, struct ticket_keys **ret_tk)
 {
 	struct ticket_keys *tk;
 	int rc;
@@ -96,7 +96,7 @@ int ticket_keys_new(unsigned lifetime_s, struct ticket_keys **ret)
 	rc = -pthread_mutex_init(&tk->lock, NULL);
 	if (rc)
 		goto out_cleanse;
-	*ret = tk;
+	*ret_tk = tk;
 	return 0;
 
 out_cleanse:
@@ -159,29 +159,32 @@ out_unlock:
 }
 
 /*
- * Copies the still-valid key called name into *ret_k. Returns 1 (current key), 2 (older
- * key: the ticket is good but should be replaced by one under the current key) or 0 (no
- * such key, or expired).
+ * Copies the still-valid key called name into *ret_k; *ret_old says it is the older key
+ * (the ticket is good but should be replaced by one under the current key). Returns 0 or
+ * -ENOENT (no such key, or expired).
  */
 static int key_for_decrypt(struct ticket_keys *tk, const unsigned char name[TK_NAME_LEN],
-			   struct tk_key *ret_k)
+			   struct tk_key *ret_k, bool *ret_old)
 {
 	time_t now;
-	int found = 0;
+	int rc = 0;
 
 	pthread_mutex_lock(&tk->lock);
 	now = tk->now();
 	if (key_decrypts(tk, &tk->cur, now) && !memcmp(tk->cur.name, name, TK_NAME_LEN)) {
 		*ret_k = tk->cur;
-		found = 1;
+		*ret_old = false;
 	} else if (key_decrypts(tk, &tk->prev, now) && !memcmp(tk->prev.name, name, TK_NAME_LEN)) {
 		*ret_k = tk->prev;
-		found = 2;
+		*ret_old = true;
+	} else {
+		rc = -ENOENT;
 	}
 	pthread_mutex_unlock(&tk->lock);
-	return found;
+	return rc;
 }
 
+/* Returns 0 or -EINVAL (the MAC context refused the key or the digest). */
 static int set_hmac_key(EVP_MAC_CTX *hctx, unsigned char *key)
 {
 	static char digest[] = "SHA256"; /* OSSL_PARAM wants a non-const pointer */
@@ -191,7 +194,7 @@ static int set_hmac_key(EVP_MAC_CTX *hctx, unsigned char *key)
 		OSSL_PARAM_construct_end(),
 	};
 
-	return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
+	return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -EINVAL;
 }
 
 /*
@@ -220,14 +223,14 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[TK_NAME_LEN],
 			goto out_cleanse;
 		ret = 1;
 	} else {
-		int found = key_for_decrypt(tk, key_name, &k);
+		bool old;
 
-		if (!found)
+		if (key_for_decrypt(tk, key_name, &k, &old))
 			return 0;
 		if (set_hmac_key(hctx, k.hmac) ||
 		    EVP_DecryptInit_ex2(cctx, tk->cipher, k.aes, iv, NULL) != 1)
 			goto out_cleanse;
-		ret = found;
+		ret = old ? 2 : 1;
 	}
 out_cleanse:
 	OPENSSL_cleanse(&k, sizeof(k));

@@ -34,7 +34,7 @@ struct ticket_keys;
  * -EINVAL (lifetime out of range), -ENOMEM, -ENOTSUP (no AES-256-CBC in the default
  * provider) or -EIO (the random generator failed).
  */
-int ticket_keys_new(unsigned lifetime_s, struct ticket_keys **ret);
+int ticket_keys_new(unsigned lifetime_s, struct ticket_keys **ret_tk);
 void ticket_keys_free(struct ticket_keys *tk); /* NULL ok */
 
 /*

@@ -188,11 +188,12 @@ static void peer_admit(struct tls_peer *peer, const struct policy_match *m)
 }
 
 /*
- * The policy's decision on certificate x. With peer: on admission peer->id is the matched
- * name, otherwise the certificate's names are kept as claims (verified says whether the
- * chain was good: only then is the policy asked).
+ * The policy's verdict on certificate x; an unverified chain is never asked about and
+ * reads POLICY_DENY_NO_MATCH. With peer, the decision is recorded there: on admission
+ * peer->id is the matched name, otherwise the certificate's names are kept as claims.
  */
-static bool peer_decide(X509 *x, const struct policy *pol, bool verified, struct tls_peer *peer)
+static enum policy_verdict peer_decide(X509 *x, const struct policy *pol, bool verified,
+				       struct tls_peer *peer)
 {
 	struct peer_identity id;
 	struct policy_match m;
@@ -209,14 +210,14 @@ static bool peer_decide(X509 *x, const struct policy *pol, bool verified, struct
 		peer->verdict = v;
 	}
 	GENERAL_NAMES_free(sans);
-	return v == POLICY_ALLOW;
+	return v;
 }
 
 bool tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer)
 {
 	X509 *x = SSL_get0_peer_certificate(ssl);
 
-	return x && peer_decide(x, pol, true, peer);
+	return x && peer_decide(x, pol, true, peer) == POLICY_ALLOW;
 }
 
 /*
@@ -236,7 +237,7 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xctx)
 	if (!x)
 		return preverify_ok;
 	/* Called again at depth 0 for each further error: the last word decides. */
-	if (!peer_decide(x, pol, preverify_ok, peer) && preverify_ok) {
+	if (peer_decide(x, pol, preverify_ok, peer) != POLICY_ALLOW && preverify_ok) {
 		if (peer)
 			peer->denied = true;
 		X509_STORE_CTX_set_error(xctx, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -290,7 +291,7 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned
 	}
 	x = SSL_SESSION_get0_peer(ss);
 	if (!x || X509_cmp_current_time(X509_get0_notAfter(x)) <= 0 ||
-	    !peer_decide(x, pol, true, NULL))
+	    peer_decide(x, pol, true, NULL) != POLICY_ALLOW)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	/*
 	 * Tickets are single use (RFC 8446 C.4) and the client dropped this one: a fresh one
@@ -427,7 +428,7 @@ static int key_pass_cb(char *buf, int size, int rwflag, void *u)
 }
 
 /* The whole file is the password, less one trailing newline (CRLF too). */
-static int key_pass_read(const char *path, struct key_pass *kp, char *err, size_t errlen)
+static int key_pass_read(const char *path, struct key_pass *ret_kp, char *err, size_t errlen)
 {
 	char buf[KEY_PASS_MAX + 2]; /* room to see that a file is too long, newline apart */
 	FILE *f = fopen(path, "re");
@@ -457,8 +458,8 @@ static int key_pass_read(const char *path, struct key_pass *kp, char *err, size_
 		snprintf(err, errlen, "key-password-file %s: empty", path);
 		bad = true;
 	} else {
-		memcpy(kp->buf, buf, n);
-		kp->len = (int)n;
+		memcpy(ret_kp->buf, buf, n);
+		ret_kp->len = (int)n;
 	}
 out_cleanse:
 	OPENSSL_cleanse(buf, sizeof(buf));
@@ -523,55 +524,51 @@ out_cleanse:
 	return rc;
 }
 
-int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
-		  size_t errlen)
+/* Certificate and key, and that the two belong together. */
+static int identity_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
 {
-	bool server = s->role == ROLE_SERVER;
-	SSL_CTX *ctx;
-	X509_STORE *store;
-	int rc;
+	int rc = creds_load(ctx, s, err, errlen);
 
-	ERR_clear_error();
-	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (!ctx) {
-		snprintf(err, errlen, "cannot create TLS context");
-		return -ENOMEM;
-	}
-	rc = creds_load(ctx, s, err, errlen);
 	if (rc)
-		goto out_free_ctx;
+		return rc;
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
 		snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
-		rc = -EINVAL;
-		goto out_free_ctx;
+		return -EINVAL;
 	}
-	/* One parsed trust store for all handshakes of this service. */
-	store = SSL_CTX_get_cert_store(ctx);
-	if (X509_STORE_load_file(store, s->cacert) != 1) {
-		rc = fail(err, errlen, "cacert", s->cacert);
-		goto out_free_ctx;
-	}
+	return 0;
+}
+
+/* One parsed trust store for all handshakes of this service. */
+static int trust_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+
+	if (X509_STORE_load_file(store, s->cacert) != 1)
+		return fail(err, errlen, "cacert", s->cacert);
 	if (sk_X509_OBJECT_num(X509_STORE_get0_objects(store)) == 0) {
 		snprintf(err, errlen, "cacert %s: no CA certificate in file", s->cacert);
-		rc = -EINVAL;
-		goto out_free_ctx;
+		return -EINVAL;
 	}
-	if (server) {
+	if (s->role == ROLE_SERVER) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->cacert);
 
 		if (names)
 			SSL_CTX_set_client_CA_list(ctx, names);
 		ERR_clear_error();
 	}
+	return 0;
+}
+
+/* Versions, suites and groups, and the options every connection runs with. */
+static int protocol_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
+{
 	if (SSL_CTX_set_min_proto_version(ctx, s->min_tls) != 1 ||
 	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
 	    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
 	    SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
-	    SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1) {
-		rc = fail(err, errlen, "TLS parameters for", s->name);
-		goto out_free_ctx;
-	}
+	    SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1)
+		return fail(err, errlen, "TLS parameters for", s->name);
 	/*
 	 * CLEANSE_PLAINTEXT: OpenSSL decrypts records in place and, with RELEASE_BUFFERS,
 	 * frees that buffer unwiped: a core or a later heap bug would find plaintext there.
@@ -582,24 +579,62 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 	/* Idle connections must stay small: OpenSSL frees its record buffers between uses. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return 0;
+}
+
+/* Resumption as configured, or no session state kept or sent at all. */
+static int session_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
+{
 	/* Tickets are bound to this service: another service's do not resume here. */
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)s->name,
 				       (unsigned)strnlen(s->name, SSL_MAX_SID_CTX_LENGTH));
-	if (s->resumption) {
-		rc = resumption_setup(s, ctx, err, errlen);
-		if (rc)
-			goto out_free_ctx;
-	} else {
-		/* No session state kept or sent: no cache bookkeeping per handshake. */
-		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-		if (server)
-			SSL_CTX_set_num_tickets(ctx, 0);
-	}
+	if (s->resumption)
+		return resumption_setup(s, ctx, err, errlen);
+	/* No cache bookkeeping per handshake. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (s->role == ROLE_SERVER)
+		SSL_CTX_set_num_tickets(ctx, 0);
+	return 0;
+}
+
+/* The peer must present a chain that verifies and that s->policy admits (verify_cb). */
+static void verify_setup(SSL_CTX *ctx, const struct service_config *s)
+{
+	bool server = s->role == ROLE_SERVER;
+
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
 			   verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);
 	SSL_CTX_set_app_data(ctx, s->policy);
+}
+
+int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
+		  size_t errlen)
+{
+	bool server = s->role == ROLE_SERVER;
+	SSL_CTX *ctx;
+	int rc;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create TLS context");
+		return -ENOMEM;
+	}
+	rc = identity_setup(ctx, s, err, errlen);
+	if (rc)
+		goto out_free_ctx;
+	rc = trust_setup(ctx, s, err, errlen);
+	if (rc)
+		goto out_free_ctx;
+	rc = protocol_setup(ctx, s, err, errlen);
+	if (rc)
+		goto out_free_ctx;
+	rc = session_setup(ctx, s, err, errlen);
+	if (rc)
+		goto out_free_ctx;
+	verify_setup(ctx, s);
 	if (for_ktls) {
 		rc = ktls_ctx_prepare(ctx, server);
 		if (rc) {

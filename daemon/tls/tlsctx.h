@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * TLS side of a service: one SSL_CTX built once per service (trust store parsed once,
- * policy attached), the verify callback that applies the identity policy, and the one
- * mapping from SSL_get_error() to what the event loop must wait for.
+ * policy attached), the verify callback that applies the identity policy, and what it
+ * learns about the peer. What the loop waits for after an SSL call is in hs_want.h.
  */
 #ifndef KTLSD_DAEMON_TLSCTX_H
 #define KTLSD_DAEMON_TLSCTX_H
@@ -14,26 +14,8 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "hs_want.h"
 #include "policy.h"
-
-enum tls_want {
-	TLS_WANT_DONE,	 /* the call completed */
-	TLS_WANT_READ,	 /* poll for POLLIN and call again */
-	TLS_WANT_WRITE,	 /* poll for POLLOUT and call again */
-	TLS_WANT_CLOSED, /* peer sent close_notify */
-	TLS_WANT_FAILED, /* fatal: protocol error, verify failure, I/O error or EOF */
-};
-
-/* Pure: SSL_ERROR_* -> tls_want. */
-enum tls_want tls_want_from_error(int ssl_error);
-/* For the return value ret of an SSL_* I/O call on ssl. */
-enum tls_want tls_want(SSL *ssl, int ret);
-/*
- * After a failed SSL_read (ret): was it a plain TCP FIN without close_notify? Many HTTP
- * peers end that way; callers treat it as end of stream and note it. Needs errno zeroed
- * before the call.
- */
-bool tls_fin_without_close_notify(SSL *ssl, int ret);
 
 /*
  * What the handshake learnt about the peer; the SSL's app data points at one. The names
@@ -78,7 +60,10 @@ void tls_set_session_cache(SSL *ssl, struct sess_cache *cache);
  * and accepts one only while the certificate inside is unexpired and still allowed; a
  * client hands the tickets it gets to tls_set_session_cache()'s cache. Without it no
  * session state is kept or sent at all. for_ktls: prepare for key export (libktls).
- * Returns 0 or -EINVAL with an operator-facing message in err.
+ * Returns 0, or with an operator-facing message in err: -EINVAL (a file, or a TLS
+ * parameter of s, that OpenSSL refuses), -ENOMEM, -EIO or -ENOTSUP (session ticket keys,
+ * see ticket_keys_new), or ktls_ctx_prepare's error (for_ktls). *ret_ctx is untouched on
+ * failure.
  */
 int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
 		  size_t errlen);
@@ -90,10 +75,5 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
  * are still counted, for the one-URI rule of SPIFFE).
  */
 void tls_identity_from_x509(X509 *x, struct peer_identity *ret_id, GENERAL_NAMES **ret_sans);
-
-/* After a failed handshake: the exact reason, e.g. "certificate verify failed:
- * certificate has expired". Consumes the thread's OpenSSL error queue. */
-void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_peer *peer,
-		     char *buf, size_t len);
 
 #endif

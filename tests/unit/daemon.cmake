@@ -1,8 +1,26 @@
-# Unit tests of the daemon's pure modules (cmocka), one executable per module.
-foreach(m addr policy config tls_want log ticket_keys sess_cache secmem)
-	add_executable(test_daemon_${m} ${CMAKE_CURRENT_LIST_DIR}/daemon_${m}_test.c)
-	target_link_libraries(test_daemon_${m} PRIVATE ktlsd_core PkgConfig::CMOCKA)
-	add_test(NAME unit.daemon.${m} COMMAND test_daemon_${m})
-	set_tests_properties(unit.daemon.${m} PROPERTIES SKIP_RETURN_CODE ${KTLSD_SKIP_RC}
+# Unit tests of the daemon's rooms (cmocka), one executable per module:
+# tests/unit/<room>_<module>_test.c is ctest's unit.<room>.<module>.
+function(ktlsd_unit_test room module)
+	set(t ${room}_${module})
+	add_executable(test_${t} ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/${t}_test.c)
+	target_link_libraries(test_${t} PRIVATE ktlsd_core PkgConfig::CMOCKA)
+	add_test(NAME unit.${room}.${module} COMMAND test_${t})
+	set_tests_properties(unit.${room}.${module} PROPERTIES SKIP_RETURN_CODE ${KTLSD_SKIP_RC}
 		LABELS unit)
-endforeach()
+endfunction()
+
+ktlsd_unit_test(common log)
+ktlsd_unit_test(common secmem)
+ktlsd_unit_test(conf addr)
+ktlsd_unit_test(conf config)
+ktlsd_unit_test(conf policy)
+ktlsd_unit_test(tls hs_want)
+ktlsd_unit_test(tls ticket_keys)
+ktlsd_unit_test(tls sess_cache)
+# tls_ctx_build with a PKI that scripts/pki makes when the test starts.
+ktlsd_unit_test(tls tlsctx)
+target_compile_definitions(test_tls_tlsctx PRIVATE
+	KTLSD_PKI_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/pki")
+# PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
+# independent parser in tests/fuzz/pp2_decode.h.
+ktlsd_unit_test(relay proxy_v2)

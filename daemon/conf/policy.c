@@ -152,19 +152,27 @@ static bool valid_other_uri(const char *s, size_t len)
 	return true;
 }
 
-/* Fills r for a URI pattern; false if it is malformed. */
-static bool uri_rule(const char *pattern, size_t len, struct rule *r)
+/*
+ * Checks a URI pattern; *ret_prefix says it names a whole trust domain. Returns 0 or
+ * -EINVAL (malformed).
+ */
+static int uri_rule(const char *pattern, size_t len, bool *ret_prefix)
 {
-	if (!is_spiffe(pattern, len))
-		return !strchr(pattern, '*') && valid_other_uri(pattern, len);
-	if (len >= 2 && !strcmp(pattern + len - 2, "/*")) {
+	bool prefix = false, ok;
+
+	if (!is_spiffe(pattern, len)) {
+		ok = !strchr(pattern, '*') && valid_other_uri(pattern, len);
+	} else if (len >= 2 && !strcmp(pattern + len - 2, "/*")) {
 		/* The only wildcard: a whole trust domain, spiffe://td/ followed by "*". */
-		if (!valid_trust_domain(pattern + SPIFFE_SCHEME_LEN, len - SPIFFE_SCHEME_LEN - 2))
-			return false;
-		r->prefix = true;
-		return true;
+		ok = valid_trust_domain(pattern + SPIFFE_SCHEME_LEN, len - SPIFFE_SCHEME_LEN - 2);
+		prefix = true;
+	} else {
+		ok = policy_spiffe_id_valid(pattern, len);
 	}
-	return policy_spiffe_id_valid(pattern, len);
+	if (!ok)
+		return -EINVAL;
+	*ret_prefix = prefix;
+	return 0;
 }
 
 static bool dns_rule_valid(const char *pattern)
@@ -210,7 +218,7 @@ int policy_add(struct policy *p, enum policy_kind kind, const char *pattern)
 
 	if (!len || kind >= POLICY_KIND_MAX)
 		return -EINVAL;
-	if (kind == POLICY_URI && !uri_rule(pattern, len, &r))
+	if (kind == POLICY_URI && uri_rule(pattern, len, &r.prefix))
 		return -EINVAL;
 	if (kind == POLICY_DNS && !dns_rule_valid(pattern))
 		return -EINVAL;

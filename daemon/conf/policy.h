@@ -2,6 +2,9 @@
 /*
  * Peer identity policy: which verified certificates a service accepts. Pure logic, no
  * OpenSSL: the handshake code extracts a peer_identity from the certificate and asks here.
+ * It lives in conf/, below tls/: the rules are what the operator typed (allow-uri = ...),
+ * config.c builds them while it parses and struct service_config holds them; tls/ and the
+ * loop only ask.
  */
 #ifndef KTLSD_DAEMON_POLICY_H
 #define KTLSD_DAEMON_POLICY_H

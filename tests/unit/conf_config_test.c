@@ -87,7 +87,8 @@ static int parse_cli(enum service_role role, const char *target, const char *con
 				 F,
 				 "--cacert",
 				 F };
-	int argc = 11;
+	int argc = 11, rc;
+	bool help;
 
 	for (; extra && *extra; extra++) {
 		assert_true(argc < 63);
@@ -95,7 +96,9 @@ static int parse_cli(enum service_role role, const char *target, const char *con
 	}
 	argv[argc] = NULL;
 	err[0] = '\0';
-	return config_from_argv(role, argc, (char **)argv, ret_cfg, err, CONFIG_ERR_MAX);
+	rc = config_from_argv(role, argc, (char **)argv, ret_cfg, &help, err, CONFIG_ERR_MAX);
+	assert_false(rc == 0 && help);
+	return rc;
 }
 
 static void expect_cli_error(enum service_role role, const char *target, const char *const *extra,
@@ -234,8 +237,10 @@ static void test_argv(void **state)
 			 NULL };
 	struct run_config cfg;
 	char err[CONFIG_ERR_MAX] = "";
+	bool help = true;
 
-	assert_int_equal(config_from_argv(ROLE_SERVER, 21, argv, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(config_from_argv(ROLE_SERVER, 21, argv, &cfg, &help, err, sizeof(err)), 0);
+	assert_false(help);
 	assert_int_equal(cfg.n_svc, 1);
 	assert_int_equal(cfg.threads, 4);
 	assert_int_equal(cfg.svc[0].ktls, KTLS_MODE_REQUIRE);
@@ -243,19 +248,54 @@ static void test_argv(void **state)
 	config_free(&cfg);
 
 	/* Without any allow rule the server refuses to start. */
-	assert_int_equal(config_from_argv(ROLE_SERVER, 11, argv, &cfg, err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_from_argv(ROLE_SERVER, 11, argv, &cfg, &help, err, sizeof(err)),
+			 -EINVAL);
 	assert_non_null(strstr(err, "--allow-all"));
 
 	char *bad[] = { "server", "--listen", "127.0.0.1:1", "--threads", "x", NULL };
 
-	assert_int_equal(config_from_argv(ROLE_SERVER, 5, bad, &cfg, err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_from_argv(ROLE_SERVER, 5, bad, &cfg, &help, err, sizeof(err)),
+			 -EINVAL);
 	assert_string_equal(err, "--threads: invalid value 'x'");
 
 	char *client_only[] = { "server", "--verify-uri", "spiffe://a/b", NULL };
 
-	assert_int_equal(config_from_argv(ROLE_SERVER, 3, client_only, &cfg, err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+		config_from_argv(ROLE_SERVER, 3, client_only, &cfg, &help, err, sizeof(err)),
+		-EINVAL);
 	assert_non_null(strstr(err, "unknown option"));
+}
+
+/* --help is a success with nothing to run: an out-parameter, not a return value of its own. */
+static void test_help(void **state)
+{
+	char *argv[] = { "server", "--listen", "127.0.0.1:1", "--help", "--threads", "x", NULL };
+	char *client[] = { "client", "-h", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	bool help = false;
+
+	memset(&cfg, 0xa5, sizeof(cfg));
+	assert_int_equal(config_from_argv(ROLE_SERVER, 6, argv, &cfg, &help, err, sizeof(err)), 0);
+	assert_true(help);
+	/* Nothing to free, and freeing it is harmless. */
+	assert_int_equal(cfg.n_svc, 0);
+	assert_null(cfg.svc);
+	config_free(&cfg);
+
+	help = false;
+	assert_int_equal(config_from_argv(ROLE_CLIENT, 2, client, &cfg, &help, err, sizeof(err)),
+			 0);
+	assert_true(help);
+
+	/* A bad option before --help is still the error it was. */
+	char *bad_first[] = { "server", "--threads", "x", "--help", NULL };
+
+	help = true;
+	assert_int_equal(config_from_argv(ROLE_SERVER, 4, bad_first, &cfg, &help, err, sizeof(err)),
+			 -EINVAL);
+	assert_true(help); /* untouched on failure */
+	assert_string_equal(err, "--threads: invalid value 'x'");
 }
 
 static void test_client_identity(void **state)
@@ -855,6 +895,7 @@ int main(void)
 		cmocka_unit_test(test_two_services),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_argv),
+		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_client_identity),
 		cmocka_unit_test(test_client_identity_file),
 		cmocka_unit_test(test_resumption_cli),
