@@ -640,21 +640,33 @@ static void *worker_run(void *arg)
 		if (bounded && worker_all_done(w))
 			break;
 		if (cfg->mode == MODE_IDLE && !ready_written && w->opening == 0) {
-			/* Every slot either holds a connection or failed: signal readiness. */
+			/*
+			 * Every slot either holds a connection or failed: signal readiness.
+			 * Not before the last echo is back: "opening" ends with the handshake,
+			 * and a slot still in its echo would be missing from "established".
+			 */
 			bool all_tried = true;
 
-			for (unsigned int i = 0; i < w->nconns; i++)
-				if (!w->conns[i]->t_start)
+			for (unsigned int i = 0; i < w->nconns; i++) {
+				const struct conn *c = w->conns[i];
+
+				if (!c->t_start || (c->state != ST_HOLD && c->state != ST_DONE))
 					all_tried = false;
+			}
 			if (all_tried) {
 				ready_written = true;
 				if (cfg->ready_file) {
-					FILE *f = fopen(cfg->ready_file, "w");
+					/* Renamed into place: a reader never sees it half written. */
+					char tmp[4096];
+					FILE *f;
 
+					snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->ready_file);
+					f = fopen(tmp, "w");
 					if (f) {
 						fprintf(f, "established=%llu\n",
 							(unsigned long long)w->res.established);
-						fclose(f);
+						if (fclose(f) == 0)
+							rename(tmp, cfg->ready_file);
 					}
 				}
 			}
