@@ -11,7 +11,10 @@
  *
  * Modes:
  *   handshake  new TCP connection + full mTLS handshake + 1-byte echo + close, repeated
- *              (--resume: offer the previous connection's session ticket)
+ *              (--resume: offer the previous connection's session ticket); closed loop on
+ *              --conns slots, or open loop with --rate: new connections start at a fixed
+ *              rate (a token bucket per worker, timed by its epoll_wait timeout) whatever
+ *              the server's speed, at most --parallel in flight
  *   up         --conns streams client -> backend (sink)   for --duration or --bytes each
  *   down       --conns streams backend -> client (source) for --duration or --bytes each
  *   latency    --conns connections doing --size request/response ping-pong, one at a time
@@ -50,6 +53,13 @@
 #define PATTERN_P	       251
 #define MAX_EVENTS	       256
 #define MAX_SAMPLES_PER_THREAD (4u << 20)
+/*
+ * --rate: starts that fall due while every slot is busy (or while the worker was not
+ * scheduled) wait in the bucket up to this long, then are dropped and counted as missed:
+ * short stalls are caught up, a server or client that cannot keep the rate shows as a
+ * lower handshakes_per_s and a nonzero starts_missed, not as a silent burst later.
+ */
+#define RATE_BURST_NS (1000 * 1000000ull)
 
 enum mode { MODE_HANDSHAKE, MODE_UP, MODE_DOWN, MODE_LATENCY, MODE_IDLE };
 static const char *const mode_names[] = { "handshake", "up", "down", "latency", "idle" };
@@ -72,6 +82,7 @@ struct config {
 	const char *cert, *key, *cacert, *servername, *ready_file;
 	unsigned int threads, conns, parallel;
 	double duration, grace;
+	double rate;	/* handshake: new connections per second in total; 0 = closed loop */
 	uint64_t bytes; /* per connection, up/down; 0 = for --duration */
 	size_t size;	/* latency message size */
 	bool resume, verify;
@@ -96,6 +107,7 @@ struct conn {
 
 struct result {
 	uint64_t handshakes, resumed, failures, bytes, conns_done, mismatches, established;
+	uint64_t starts_missed; /* --rate: starts dropped from a full bucket */
 	uint64_t *samples;
 	size_t nsamples;
 	char first_error[256];
@@ -109,7 +121,8 @@ struct worker {
 	unsigned int nconns, opening;
 	struct conn **conns;
 	uint64_t t0, deadline, hard_deadline;
-	atomic_bool *stop; /* set by whichever worker reads the signal */
+	uint64_t next_start, start_interval; /* --rate: this worker's share, in ns */
+	atomic_bool *stop;		     /* set by whichever worker reads the signal */
 	bool stopping;
 	struct result res;
 };
@@ -128,10 +141,13 @@ static void usage(FILE *f)
 		"usage: mtls-load MODE --connect HOST:PORT --cert FILE --key FILE --cacert FILE\n"
 		"                 [--threads N] [--conns N] [--duration S] [--bytes N] [--size N]\n"
 		"                 [--resume] [--verify] [--parallel N] [--ready-file F]\n"
-		"                 [--servername NAME] [--grace S]\n"
+		"                 [--servername NAME] [--grace S] [--rate N]\n"
 		"  MODE: handshake | up | down | latency | idle\n"
 		"  handshake  full mTLS handshake + 1-byte echo + close, repeated for --duration\n"
 		"             on --conns concurrent slots (--resume: reuse session tickets)\n"
+		"             --rate N: start N new connections per second in total instead\n"
+		"             (paced per thread, at most --parallel (64) in flight; starts due\n"
+		"             while all are busy for over 1 s count as starts_missed)\n"
 		"  up|down    --conns streams to a sink / from a source backend, --bytes each\n"
 		"             (0 = stream for --duration); byte counts are checked end to end\n"
 		"  latency    --size (1024) byte ping-pong on --conns (1) connections,\n"
@@ -535,10 +551,40 @@ static void conn_finish(struct conn *c)
 	c->state = ST_DONE;
 }
 
+/*
+ * --rate: may a new connection start at time t?  A virtual schedule (next_start) advanced
+ * one interval per start is a token bucket; it lags t by at most RATE_BURST_NS, the rest
+ * is dropped and counted.
+ */
+static bool rate_take(struct worker *w, uint64_t t)
+{
+	uint64_t oldest = t > RATE_BURST_NS ? t - RATE_BURST_NS : 0;
+
+	if (w->next_start < oldest) {
+		uint64_t n = (oldest - w->next_start) / w->start_interval;
+
+		w->res.starts_missed += n;
+		w->next_start += n * w->start_interval;
+	}
+	if (w->next_start > t)
+		return false;
+	w->next_start += w->start_interval;
+	return true;
+}
+
+static bool worker_slot_free(const struct worker *w)
+{
+	for (unsigned int i = 0; i < w->nconns; i++)
+		if (w->conns[i]->state == ST_DONE)
+			return true;
+	return false;
+}
+
 /* Open connections up to the mode's target; handshake mode replaces finished ones. */
 static void worker_fill(struct worker *w)
 {
 	const struct config *cfg = w->cfg;
+	uint64_t t = cfg->rate > 0 ? now_ns() : 0;
 
 	if (w->stopping)
 		return;
@@ -550,6 +596,8 @@ static void worker_fill(struct worker *w)
 		if (cfg->mode != MODE_HANDSHAKE && c->t_start)
 			continue; /* other modes use each slot once */
 		if (cfg->mode == MODE_IDLE && w->opening >= cfg->parallel)
+			return;
+		if (cfg->rate > 0 && !rate_take(w, t))
 			return;
 		if (conn_open(c) != 0) {
 			c->t_start = now_ns(); /* don't retry a slot that fails to open */
@@ -592,21 +640,33 @@ static void *worker_run(void *arg)
 		if (bounded && worker_all_done(w))
 			break;
 		if (cfg->mode == MODE_IDLE && !ready_written && w->opening == 0) {
-			/* Every slot either holds a connection or failed: signal readiness. */
+			/*
+			 * Every slot either holds a connection or failed: signal readiness.
+			 * Not before the last echo is back: "opening" ends with the handshake,
+			 * and a slot still in its echo would be missing from "established".
+			 */
 			bool all_tried = true;
 
-			for (unsigned int i = 0; i < w->nconns; i++)
-				if (!w->conns[i]->t_start)
+			for (unsigned int i = 0; i < w->nconns; i++) {
+				const struct conn *c = w->conns[i];
+
+				if (!c->t_start || (c->state != ST_HOLD && c->state != ST_DONE))
 					all_tried = false;
+			}
 			if (all_tried) {
 				ready_written = true;
 				if (cfg->ready_file) {
-					FILE *f = fopen(cfg->ready_file, "w");
+					/* Renamed into place: a reader never sees it half written. */
+					char tmp[4096];
+					FILE *f;
 
+					snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->ready_file);
+					f = fopen(tmp, "w");
 					if (f) {
 						fprintf(f, "established=%llu\n",
 							(unsigned long long)w->res.established);
-						fclose(f);
+						if (fclose(f) == 0)
+							rename(tmp, cfg->ready_file);
 					}
 				}
 			}
@@ -617,6 +677,15 @@ static void *worker_run(void *arg)
 		/* Wake now and then: another worker may have taken the signal. */
 		if (timeout_ms > 100)
 			timeout_ms = 100;
+		/* --rate: wake when the next start is due, if a slot can take it (a finishing
+		 * connection wakes us otherwise).  Rounded up: never a busy wait. */
+		if (cfg->rate > 0 && !w->stopping && worker_slot_free(w)) {
+			uint64_t due = w->next_start > t ? w->next_start - t : 0;
+			int due_ms = (int)((due + 999999) / 1000000);
+
+			if (due_ms < timeout_ms)
+				timeout_ms = due_ms;
+		}
 		n = epoll_wait(w->ep, ev, MAX_EVENTS, timeout_ms);
 		if (n < 0 && errno != EINTR)
 			break;
@@ -747,6 +816,7 @@ int main(int argc, char **argv)
 		{ "ready-file", required_argument, NULL, 'R' },
 		{ "servername", required_argument, NULL, 'S' },
 		{ "grace", required_argument, NULL, 'g' },
+		{ "rate", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -829,6 +899,19 @@ int main(int argc, char **argv)
 			} else
 				cfg.size = (size_t)v;
 			break;
+		case 'N': {
+			char *end;
+			double d = strtod(optarg, &end);
+
+			if (*end || !(d > 0) || d > 1e6) {
+				fprintf(stderr,
+					"mtls-load: bad --rate '%s' (per second, up to 1e6)\n",
+					optarg);
+				return 2;
+			}
+			cfg.rate = d;
+			break;
+		}
 		case 'd':
 		case 'g': {
 			char *end;
@@ -862,7 +945,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mtls-load: bad --connect '%s' (want HOST:PORT)\n", cfg.target);
 		return 2;
 	}
-	if (!conns_set)
+	if (cfg.rate > 0 && cfg.mode != MODE_HANDSHAKE) {
+		fprintf(stderr, "mtls-load: --rate is for handshake mode\n");
+		return 2;
+	}
+	if (cfg.rate > 0 && conns_set) {
+		/* Open loop: the slots are the in-flight bound, --parallel; two names for one
+		 * number would only leave the reader guessing which one won. */
+		fprintf(stderr, "mtls-load: with --rate, --parallel bounds the connections in "
+				"flight (--conns is for the closed loop)\n");
+		return 2;
+	}
+	if (cfg.rate > 0)
+		cfg.conns = cfg.parallel;
+	else if (!conns_set)
 		cfg.conns = cfg.mode == MODE_HANDSHAKE ? 8 : cfg.mode == MODE_IDLE ? 100 : 1;
 	if (cfg.mode == MODE_IDLE && !duration_set)
 		cfg.duration = 3600; /* hold until signalled; --grace still bounds setup */
@@ -935,6 +1031,14 @@ int main(int argc, char **argv)
 		w->t0 = t0;
 		w->deadline = t0 + (uint64_t)(cfg.duration * 1e9);
 		w->hard_deadline = w->deadline + (uint64_t)(cfg.grace * 1e9);
+		if (cfg.rate > 0) {
+			/* Each worker takes rate/threads; their first starts are staggered across
+			 * one interval so the threads do not start in step. */
+			w->start_interval = (uint64_t)(1e9 * cfg.threads / cfg.rate);
+			if (!w->start_interval)
+				w->start_interval = 1;
+			w->next_start = t0 + w->start_interval * t / cfg.threads;
+		}
 		if (cfg.bytes && (cfg.mode == MODE_UP || cfg.mode == MODE_DOWN))
 			w->hard_deadline = t0 + (uint64_t)((cfg.duration + cfg.grace) * 1e9);
 		if (pthread_create(&tids[t], NULL, worker_run, w) != 0) {
@@ -957,6 +1061,7 @@ int main(int argc, char **argv)
 		tot.conns_done += r->conns_done;
 		tot.mismatches += r->mismatches;
 		tot.nsamples += r->nsamples;
+		tot.starts_missed += r->starts_missed;
 		if (!tot.first_error[0] && r->first_error[0])
 			memcpy(tot.first_error, r->first_error, sizeof(tot.first_error));
 	}
@@ -973,6 +1078,9 @@ int main(int argc, char **argv)
 	switch (cfg.mode) {
 	case MODE_HANDSHAKE:
 		printf(",\"handshakes_per_s\":%.1f", (double)tot.handshakes / secs);
+		if (cfg.rate > 0)
+			printf(",\"rate\":%g,\"parallel\":%u,\"starts_missed\":%llu", cfg.rate,
+			       cfg.parallel, (unsigned long long)tot.starts_missed);
 		break;
 	case MODE_UP:
 	case MODE_DOWN:
