@@ -92,6 +92,18 @@ static bool accept_admit(struct worker *w, size_t si, const uint8_t *src, int *r
 	return true;
 }
 
+/* One deadline covers everything before the relay: handshake and connect. */
+static void deadline_arm(struct worker *w, struct conn *c)
+{
+	const struct service_config *sc = c->svc->cfg;
+	unsigned ms = sc->handshake_timeout_ms + (conn_is_server(c) ? 0 : sc->connect_timeout_ms);
+
+	c->deadline.tv_sec = ms / 1000;
+	c->deadline.tv_nsec = (long long)(ms % 1000) * 1000000;
+	io_uring_prep_timeout(conn_sqe(w, c, OP_HS_TIMEOUT), &c->deadline, 0, 0);
+	c->timeout_armed = true;
+}
+
 static void accept_one(struct worker *w, size_t si, int fd)
 {
 	struct service *s = w->rt->svc[si];
@@ -103,7 +115,6 @@ static void accept_one(struct worker *w, size_t si, int fd)
 	const char *why;
 	struct conn *c;
 	int one = 1, kind;
-	unsigned ms;
 	bool per_src = s->cfg->role == ROLE_SERVER && s->cfg->max_handshakes_per_source;
 
 	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
@@ -140,12 +151,7 @@ static void accept_one(struct worker *w, size_t si, int fd)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	conn_keepalive(fd);
-	/* One deadline covers everything before the relay: handshake and connect. */
-	ms = s->cfg->handshake_timeout_ms + (conn_is_server(c) ? 0 : s->cfg->connect_timeout_ms);
-	c->deadline.tv_sec = ms / 1000;
-	c->deadline.tv_nsec = (long long)(ms % 1000) * 1000000;
-	io_uring_prep_timeout(conn_sqe(w, c, OP_HS_TIMEOUT), &c->deadline, 0, 0);
-	c->timeout_armed = true;
+	deadline_arm(w, c);
 	if (conn_is_server(c))
 		c->tfd = fd;
 	else

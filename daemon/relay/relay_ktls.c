@@ -362,6 +362,20 @@ static void tls_read_zero(struct worker *w, struct conn *c)
 	c->t2p.eof = true;
 }
 
+/*
+ * The sockets stay non-blocking (OpenSSL needed that for the handshake), so a splice that
+ * would block comes back -EAGAIN instead of parking an io-wq thread per connection: wait
+ * for readiness, then splice again.
+ */
+static void splice_wait(struct worker *w, struct conn *c, struct dir *d, bool t2p, bool in)
+{
+	int fd = in ? (t2p ? c->tfd : c->pfd) : (t2p ? c->pfd : c->tfd);
+
+	d->busy = true;
+	io_uring_prep_poll_add(conn_sqe(w, c, t2p ? OP_KPOLL_T2P : OP_KPOLL_P2T), fd,
+			       in ? POLLIN : POLLOUT);
+}
+
 static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 {
 	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT || op == OP_KPOLL_T2P ||
@@ -381,17 +395,8 @@ static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 		split_read(w, c);
 		return;
 	}
-	/*
-	 * The sockets stay non-blocking (OpenSSL needed that for the handshake), so a splice
-	 * that would block comes back -EAGAIN instead of parking an io-wq thread per
-	 * connection: wait for readiness, then splice again.
-	 */
 	if (res == -EAGAIN && op != OP_KPOLL_T2P && op != OP_KPOLL_P2T) {
-		int fd = in ? (t2p ? c->tfd : c->pfd) : (t2p ? c->pfd : c->tfd);
-
-		d->busy = true;
-		io_uring_prep_poll_add(conn_sqe(w, c, t2p ? OP_KPOLL_T2P : OP_KPOLL_P2T), fd,
-				       in ? POLLIN : POLLOUT);
+		splice_wait(w, c, d, t2p, in);
 		return;
 	}
 	switch (op) {
