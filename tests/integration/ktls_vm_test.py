@@ -44,7 +44,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from harness import (Fail, Skip, bulk, check, gnutls_cli, ktlsd_client, log_fields,  # noqa: E402
-                     main, plain_bulk, pss_kb, s_client, tls_connect, tls_ctx, tls_stat)
+                     main, plain_bulk, pss_kb, s_client, tls_close, tls_connect, tls_ctx,
+                     tls_stat)
 
 
 # --- vm_ktls: good clients, bulk, idle memory, a sidecar pair, resumption -----------------
@@ -73,7 +74,7 @@ def t_vm_ktls(env):
     check(during["TlsCurrTxSw"] > before["TlsCurrTxSw"] - 0 and during["TlsCurrTxSw"] > 0,
           f"TlsCurrTxSw not > 0 while connected: {during}")
     check(during["TlsCurrRxSw"] > 0, f"TlsCurrRxSw not > 0 while connected: {during}")
-    s.close()
+    tls_close(s)
     line = k.conn_end(r"reason=closed")
     check("ktls=tx+rx" in line, f"connection not on kTLS: {line}")
 
@@ -120,7 +121,7 @@ def t_vm_ktls(env):
     print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each")
     check(per < 8192, f"{per:.0f} bytes of userspace memory per idle kTLS connection")
     for h in held:
-        h.close()
+        tls_close(h)
     for _ in range(n + 10):
         k.conn_end(r"reason=closed")
 
