@@ -4,6 +4,8 @@
 
     config_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST
 
+two_services     two services in one process from an INI file; check-config errors with
+                 line numbers, and the daemon refusing the same files the same way
 long_line        a 200+ byte allow-uri line cannot smuggle allow-all; over 64 KiB is refused
 mode_order       mode applies to its whole section: a server key above mode = client is an
                  error, client keys above it are client keys
@@ -13,20 +15,23 @@ bind_in_use      a port held by another program (plain, or SO_REUSEPORT): exit 2
 
 Exit 0 pass, 1 fail, 77 skip.
 """
-import argparse
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the import below
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ktlsd_test import (SKIP, Env, Fail, Ktlsd, Skip, check, echo_roundtrip,  # noqa: E402
-                        free_port, plain_roundtrip, write)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import (Fail, Ktlsd, check, echo_roundtrip, free_port, main,  # noqa: E402
+                     plain_roundtrip, s_client)
+
+
+def write(env, name, text):
+    path = os.path.join(env.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def svc(env, name, listen, target, extra=""):
@@ -63,6 +68,64 @@ def start_config(env, path, service):
     k = Ktlsd(pr, None, log)
     k.wait_line(rf"event=listening service={service}", timeout=60)
     return k
+
+
+def t_two_services(env):
+    """Two services in one process from an INI file; check-config errors with line numbers."""
+    e1, e2 = env.echo_backend(), env.echo_backend()
+    p1, p2 = free_port(), free_port()
+    cfg = write(env, "two.ini", "; two services, one process\n[global]\nthreads = 2\n"
+                "log-format = logfmt\n\n"
+                + svc(env, "spiffe", f"127.0.0.1:{p1}", f"127.0.0.1:{e1}",
+                      "allow-uri = spiffe://example.org/other spiffe://example.org/client\n\n")
+                + svc(env, "dns", f"127.0.0.1:{p2}", f"127.0.0.1:{e2}",
+                      "allow-dns = evil.example.net\n"))
+    r = subprocess.run([env.args.ktlsd, "check-config", cfg], capture_output=True, timeout=20)
+    check(r.returncode == 0, f"check-config of a good file: {r.stderr.decode()}")
+    log = os.path.join(env.dir, "config.log")
+    pr = env.spawn([env.args.ktlsd, "--config", cfg], stderr=open(log, "w"))
+    k = Ktlsd(pr, p1, log)
+    k.wait_line(r"event=listening service=dns")
+    check(echo_roundtrip(env, p1) == b"ping over ktlsd\n", "service spiffe: good client")
+    k.conn_end(r"service=spiffe .*reason=closed")
+    check(echo_roundtrip(env, p2, who="evil-client") == b"ping over ktlsd\n",
+          "service dns: evil-client is allowed there by DNS SAN")
+    k.conn_end(r"service=dns .*reason=closed .*dns=evil.example.net")
+    rc, out, err = s_client(env, p2, ["-cert", env.p("client.pem"), "-key",
+                                      env.p("client.key")], b"x\n")
+    k.conn_end(r'service=dns .*reason="identity not allowed"')
+    pr.send_signal(signal.SIGTERM)
+    check(pr.wait(timeout=10) == 0, "config run did not exit 0 on SIGTERM")
+
+    a = svc(env, "a", f"127.0.0.1:{p1}", f"127.0.0.1:{e1}")
+    cases = [
+        ("malformed line", a + "allow-all = yes\nthis line has no equals sign\n", 8,
+         r"malformed line"),
+        ("unknown key", a + "allow-all = yes\nallow-everything = yes\n", 8,
+         r"unknown key 'allow-everything'"),
+        ("bad address", a.replace(f"listen = 127.0.0.1:{p1}", "listen = 127.0.0.1:http")
+         + "allow-all = yes\n", 2, r"listen '127.0.0.1:http': port must be"),
+        ("missing cert", a.replace(env.p("server.pem"), "/nonexistent/server.pem")
+         + "allow-all = yes\n", 4, r"cert /nonexistent/server.pem: No such file"),
+        ("no allow rule", "[global]\nthreads = 1\n\n" + a, 4, r"no allow-uri.*allow-all"),
+        ("unknown section", "[services a]\nlisten = 127.0.0.1:1\n", 1, r"unknown section"),
+        ("key not matching cert", a.replace(env.p("server.key"), env.p("client.key"))
+         + "allow-all = yes\n", 1, r"does not match cert"),
+    ]
+    for name, text, line, rx in cases:
+        path = write(env, "bad.ini", text)
+        r = subprocess.run([env.args.ktlsd, "check-config", path], capture_output=True,
+                           timeout=20)
+        err = r.stderr.decode().strip()
+        check(r.returncode == 2, f"{name}: exit {r.returncode} {err!r}")
+        check(len(err.splitlines()) == 1, f"{name}: not one line: {err!r}")
+        check(f"bad.ini:{line}:" in err, f"{name}: expected line {line} in {err!r}")
+        check(re.search(rx, err), f"{name}: {err!r} does not match {rx!r}")
+        print(f"check-config {name}: exit 2: {err}")
+        # The daemon refuses the same file the same way.
+        r = subprocess.run([env.args.ktlsd, "--config", path], capture_output=True, timeout=20)
+        check(r.returncode == 2 and r.stderr.decode().strip() == err,
+              f"--config {name}: {r.returncode} {r.stderr!r}")
 
 
 def t_long_line(env):
@@ -237,6 +300,7 @@ def t_bind_in_use(env):
 
 
 TESTS = {
+    "two_services": t_two_services,
     "long_line": t_long_line,
     "mode_order": t_mode_order,
     "dup_listen": t_dup_listen,
@@ -244,35 +308,5 @@ TESTS = {
     "bind_in_use": t_bind_in_use,
 }
 
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ktlsd", required=True)
-    ap.add_argument("--pki-script", required=True)
-    ap.add_argument("test", choices=sorted(TESTS))
-    args = ap.parse_args()
-    if not shutil.which("openssl"):
-        print("skip: openssl not installed", file=sys.stderr)
-        return SKIP
-    env = Env(args)
-    try:
-        TESTS[args.test](env)
-    except Skip as e:
-        print(f"skip: {e}", file=sys.stderr)
-        return SKIP
-    except Fail as e:
-        print(f"FAIL {args.test}: {e}", file=sys.stderr)
-        time.sleep(1)
-        for name in sorted(os.listdir(env.dir)):
-            if name.endswith(".log"):
-                with open(os.path.join(env.dir, name)) as f:
-                    print(f"--- {name} (tail)\n{f.read()[-2000:]}", file=sys.stderr)
-        return 1
-    finally:
-        env.close()
-    print(f"PASS {args.test}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS))

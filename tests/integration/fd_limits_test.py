@@ -6,16 +6,15 @@ load pauses accepting with a few log lines instead of a flood, then service resu
 
     fd_limits_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki nofile|accept_pause
 """
-import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ktlsd_test as kt  # noqa: E402
-from ktlsd_test import check, echo_roundtrip, free_port, log_fields  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import Fail, check, echo_roundtrip, free_port, log_fields, main  # noqa: E402
 
 
 def prlimit(soft, hard):
@@ -29,7 +28,7 @@ def nofile_of(pid):
             if line.startswith("Max open files"):
                 soft, hard = line.split()[3:5]
                 return int(soft), int(hard)
-    raise kt.Fail(f"no 'Max open files' in /proc/{pid}/limits")
+    raise Fail(f"no 'Max open files' in /proc/{pid}/limits")
 
 
 def t_nofile(env):
@@ -63,11 +62,11 @@ def t_nofile(env):
     try:
         r = subprocess.run(argv, capture_output=True, timeout=15)
     except subprocess.TimeoutExpired:
-        raise kt.Fail("--max-conns 1000 under nofile 256 was not refused (still running)")
+        raise Fail("--max-conns 1000 under nofile 256 was not refused (still running)")
     lines = r.stderr.decode().strip().splitlines()
     check(r.returncode == 2, f"exit {r.returncode}, stderr {lines}")
     check(len(lines) == 1, f"expected one line, got {lines}")
-    check(kt.re.search(r"^ktlsd: --max-conns 1000 needs \d+ file descriptors \(2 per "
+    check(re.search(r"^ktlsd: --max-conns 1000 needs \d+ file descriptors \(2 per "
                        r"connection, \d+ for the daemon\) but RLIMIT_NOFILE is 256", lines[0]),
           f"refusal line: {lines[0]}")
     print(f"exit 2: {lines[0]}")
@@ -108,5 +107,4 @@ def t_accept_pause(env):
 TESTS = {"nofile": t_nofile, "accept_pause": t_accept_pause}
 
 if __name__ == "__main__":
-    kt.TESTS = TESTS  # ktlsd_test's runner: argument parsing, skips, logs on failure
-    sys.exit(kt.main())
+    sys.exit(main(TESTS))

@@ -7,15 +7,14 @@ counted, and logged at most once per 10 s.
 
     handshake_limits_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki per_source|max_handshakes
 """
-import os
 import signal
 import socket
 import ssl
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ktlsd_test as kt  # noqa: E402
-from ktlsd_test import check, echo_roundtrip, log_fields, tls_close, tls_ctx  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import (check, echo_roundtrip, log_fields, main, tls_close,  # noqa: E402
+                     tls_connect, tls_ctx)
 
 
 def stall(port, n, src="127.0.0.1"):
@@ -90,7 +89,7 @@ def t_max_handshakes(env):
 
     # An established connection holds no handshake place: with it open and 2 stalls, the
     # third place is still free.
-    held = kt.tls_connect(env, k.port)
+    held = tls_connect(env, k.port)
     held.sendall(b"h")
     check(held.recv(1) == b"h", "held echo")
     stalled = stall(k.port, 2)
@@ -108,5 +107,4 @@ def t_max_handshakes(env):
 TESTS = {"per_source": t_per_source, "max_handshakes": t_max_handshakes}
 
 if __name__ == "__main__":
-    kt.TESTS = TESTS  # ktlsd_test's runner: argument parsing, skips, logs on failure
-    sys.exit(kt.main())
+    sys.exit(main(TESTS))

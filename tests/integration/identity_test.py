@@ -18,15 +18,13 @@ import os
 import pty
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ktlsd_test import (HERE, SKIP, Env, Fail, Skip, check, free_port,  # noqa: E402
-                        ktlsd_client, plain_roundtrip, s_client)
-import ktlsd_test  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import (check, echo_roundtrip, free_port, ktlsd_client, main,  # noqa: E402
+                     plain_roundtrip, s_client)
 
 
 def field(line, key):
@@ -86,11 +84,7 @@ def t_proxy_identity(env):
     """Admitted by CN: the header has the CN but no SPIFFE TLV, although the certificate
     carries a URI SAN; admitted by URI: the SPIFFE TLV and no CN TLV, although it has a CN."""
     out = os.path.join(env.dir, "pp2.jsonl")
-    be = env.spawn([sys.executable, os.path.join(HERE, "pp2_backend.py"), "0", out],
-                   stdout=subprocess.PIPE, text=True)
-    first = be.stdout.readline().split()
-    check(first[:1] == ["listening"], f"pp2 backend did not start: {first}")
-    bport = int(first[1])
+    bport = env.pp2_backend(out)
     by_cn = env.ktlsd(["--proxy-protocol"], target_port=bport, allow=["--allow-cn", "client"])
     by_uri = env.ktlsd(["--proxy-protocol"], target_port=bport,
                        allow=["--allow-uri", "spiffe://example.org/*"])
@@ -244,7 +238,7 @@ def t_key_password(env):
     shutil.copy(env.p("server.pem"), env.p("encsrv.pem"))
     shutil.copy(enc, env.p("encsrv.key"))
     k = env.ktlsd(["--key-password-file", good], target_port=eport, cert="encsrv")
-    got = ktlsd_test.echo_roundtrip(env, k.port)
+    got = echo_roundtrip(env, k.port)
     check(got == b"ping over ktlsd\n", f"server with the unlocked key: {got!r}")
     k.conn_end(r"reason=closed")
 
@@ -253,36 +247,5 @@ TESTS = {"svid": t_svid, "proxy_identity": t_proxy_identity, "server_names": t_s
          "key_password": t_key_password, "cn_string_type": t_cn_string_type,
          "encrypted_cert": t_encrypted_cert}
 
-
-def main():
-    import argparse
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ktlsd", required=True)
-    ap.add_argument("--pki-script", required=True)
-    ap.add_argument("test", choices=sorted(TESTS))
-    args = ap.parse_args()
-    if not shutil.which("openssl"):
-        print("skip: openssl not installed", file=sys.stderr)
-        return SKIP
-    env = Env(args)
-    try:
-        TESTS[args.test](env)
-    except Skip as e:
-        print(f"skip: {e}", file=sys.stderr)
-        return SKIP
-    except Fail as e:
-        print(f"FAIL {args.test}: {e}", file=sys.stderr)
-        time.sleep(1)
-        for name in sorted(os.listdir(env.dir)):
-            if name.endswith(".log"):
-                with open(os.path.join(env.dir, name)) as f:
-                    print(f"--- {name} (tail)\n{f.read()[-2000:]}", file=sys.stderr)
-        return 1
-    finally:
-        env.close()
-    print(f"PASS {args.test}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS))

@@ -10,15 +10,16 @@ KTLSD_KTLS=require runs idle_timeout on the kTLS relay (inside a VM with kTLS).
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ktlsd_test as kt  # noqa: E402
-from ktlsd_test import check, log_fields, tls_close, tls_connect  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import (Skip, check, ktlsd_client, log_fields, main, tls_close,  # noqa: E402
+                     tls_connect)
 
 
 def t_idle_timeout(env):
@@ -75,11 +76,11 @@ def keepalive_timer(filt):
 
 def t_keepalive(env):
     """SO_KEEPALIVE with a 60 s idle time on the accepted and the target socket, both roles."""
-    if not kt.shutil.which("ss"):
-        raise kt.Skip("ss (iproute2) not installed")
+    if not shutil.which("ss"):
+        raise Skip("ss (iproute2) not installed")
     eport = env.echo_backend()
     srv = env.ktlsd([], target_port=eport)
-    cli = kt.ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server"])
+    cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server"])
     app = socket.create_connection(("127.0.0.1", cli.port), timeout=10)
     app.sendall(b"k")
     check(app.recv(1) == b"k", "echo through the pair")
@@ -100,5 +101,4 @@ def t_keepalive(env):
 TESTS = {"idle_timeout": t_idle_timeout, "keepalive": t_keepalive}
 
 if __name__ == "__main__":
-    kt.TESTS = TESTS  # ktlsd_test's runner: argument parsing, skips, logs on failure
-    sys.exit(kt.main())
+    sys.exit(main(TESTS))

@@ -10,16 +10,13 @@ whole fake log line (and one invalid UTF-8 byte). Refused (policy) and accepted
 may start with the forged text, and the names must still be in the conn_end line,
 escaped. Exit 0 pass, 1 fail, 77 skip.
 """
-import argparse
 import json
-import os
-import shutil
 import ssl
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ktlsd_test import SKIP, Env, Fail, check, echo_roundtrip, tls_ctx  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import Fail, check, echo_roundtrip, main  # noqa: E402
 
 FORGED = "ts=2024-01-01T00:00:00.000Z level=info event=forged"
 CN = f"a\r\n{FORGED}_cn"
@@ -120,7 +117,7 @@ def json_case(env, eport, who, allow, accepted):
         check(end.get("claimed_dns") == "a\ufffdb\rforged", f"dns lost: {end}")
 
 
-def run(env):
+def t_log_forge(env):
     who = forged_cert(env)
     eport = env.echo_backend()
     logfmt_case(env, eport, who, None, accepted=False)
@@ -129,29 +126,7 @@ def run(env):
     json_case(env, eport, who, ["--allow-all"], accepted=True)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ktlsd", required=True)
-    ap.add_argument("--pki-script", required=True)
-    args = ap.parse_args()
-    if not shutil.which("openssl"):
-        print("skip: openssl not installed", file=sys.stderr)
-        return SKIP
-    env = Env(args)
-    try:
-        run(env)
-    except Fail as e:
-        print(f"FAIL log_forge: {e}", file=sys.stderr)
-        for name in sorted(os.listdir(env.dir)):
-            if name.endswith(".log"):
-                with open(os.path.join(env.dir, name), "rb") as f:
-                    print(f"--- {name} (tail)\n{f.read()[-2000:]!r}", file=sys.stderr)
-        return 1
-    finally:
-        env.close()
-    print("PASS log_forge")
-    return 0
-
+TESTS = {"log_forge": t_log_forge}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS))

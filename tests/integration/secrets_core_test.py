@@ -13,19 +13,15 @@ client got (it lives in the ticket-key ring beside the keys), nor the plaintext 
 through the relay, while it does hold ordinary heap data (the positive control). Exit 0
 pass, 1 fail, 77 skip.
 """
-import argparse
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ktlsd_test import (SKIP, Env, Fail, Skip, check, sess_client,  # noqa: E402
-                        tls_connect, tls_close)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import (Skip, check, main, recv_upto, sess_client, tls_close,  # noqa: E402
+                     tls_connect)
 
 
 def gdb_eval(pid, expr):
@@ -69,38 +65,19 @@ def ticket_key_name(env, sess):
 
 def sink_backend(env, got):
     """A backend that reads and never answers; got[0] counts the bytes it received."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(16)
-    ls.settimeout(0.2)
 
     def serve(c):
         with c:
             for b in iter(lambda: c.recv(65536), b""):
                 got[0] += len(b)
 
-    def loop():
-        while not env.threads_stop.is_set():
-            try:
-                c, _ = ls.accept()
-            except socket.timeout:
-                continue
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-        ls.close()
-
-    threading.Thread(target=loop, daemon=True).start()
-    return ls.getsockname()[1]
+    return env.backend(serve)
 
 
 def relay(env, port, payload, keep_open):
     s = tls_connect(env, port)
     s.sendall(payload)
-    got = b""
-    while len(got) < len(payload):
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
+    got = recv_upto(s, len(payload))
     check(got == payload, f"echo returned {got!r}")
     if keep_open:
         return s
@@ -174,36 +151,5 @@ def t_core(env):
 
 TESTS = {"dumpable": t_dumpable, "core": t_core}
 
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ktlsd", required=True)
-    ap.add_argument("--pki-script", required=True)
-    ap.add_argument("test", choices=sorted(TESTS))
-    args = ap.parse_args()
-    for tool in ("openssl", "gdb", "gcore"):
-        if not shutil.which(tool):
-            print(f"skip: {tool} not installed (scripts/install-deps installs gdb)",
-                  file=sys.stderr)
-            return SKIP
-    env = Env(args)
-    try:
-        TESTS[args.test](env)
-    except Skip as e:
-        print(f"skip: {e}", file=sys.stderr)
-        return SKIP
-    except Fail as e:
-        print(f"FAIL {args.test}: {e}", file=sys.stderr)
-        for name in sorted(os.listdir(env.dir)):
-            if name.endswith(".log"):
-                with open(os.path.join(env.dir, name)) as f:
-                    print(f"--- {name} (tail)\n{f.read()[-2000:]}", file=sys.stderr)
-        return 1
-    finally:
-        env.close()
-    print(f"PASS {args.test}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS, needs=("gdb", "gcore")))

@@ -12,15 +12,14 @@ that is not OK/INFO is printed. testssl 3.0 has no --mtls: everything it checks 
 before the client certificate is asked for; newer ones get --mtls with the test client.
 Exit 0 pass, 1 fail, 77 skip (no testssl).
 """
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ktlsd_test import SKIP, Env, Fail, check  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import Skip, check, main  # noqa: E402
 
 BAD = ("HIGH", "CRITICAL")
 
@@ -43,7 +42,10 @@ def server_cert_with_crl(env):
     return name
 
 
-def run(env, tool):
+def t_testssl(env):
+    tool = shutil.which("testssl") or shutil.which("testssl.sh")
+    if not tool:
+        raise Skip("testssl.sh not installed (scripts/install-deps installs it)")
     eport = env.echo_backend()
     k = env.ktlsd(["--resumption"], target_port=eport, cert=server_cert_with_crl(env))
     out = os.path.join(env.dir, "testssl.json")
@@ -74,27 +76,7 @@ def run(env, tool):
     check(k.alive(), "ktlsd died under testssl")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ktlsd", required=True)
-    ap.add_argument("--pki-script", required=True)
-    args = ap.parse_args()
-    tool = shutil.which("testssl") or shutil.which("testssl.sh")
-    if not tool:
-        print("skip: testssl.sh not installed (scripts/install-deps installs it)",
-              file=sys.stderr)
-        return SKIP
-    env = Env(args)
-    try:
-        run(env, tool)
-    except Fail as e:
-        print(f"FAIL testssl: {e}", file=sys.stderr)
-        return 1
-    finally:
-        env.close()
-    print("PASS testssl")
-    return 0
-
+TESTS = {"testssl": t_testssl}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS))

@@ -6,15 +6,13 @@ with level=warn reason="truncated: no close_notify" and is counted (userspace re
 
     truncation_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki truncation
 """
-import os
 import signal
 import socket
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ktlsd_test as kt  # noqa: E402
-from ktlsd_test import check, echo_roundtrip, log_fields, tls_connect  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import check, echo_roundtrip, log_fields, main, tls_connect  # noqa: E402
 
 
 def sink_backend():
@@ -77,5 +75,4 @@ def t_truncation(env):
 TESTS = {"truncation": t_truncation}
 
 if __name__ == "__main__":
-    kt.TESTS = TESTS  # ktlsd_test's runner: argument parsing, skips, logs on failure
-    sys.exit(kt.main())
+    sys.exit(main(TESTS))

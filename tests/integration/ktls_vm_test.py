@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The kTLS relay's edge cases, inside a kernel that has kTLS (tests/vm/server.cmake runs it in
-the same guest boot as ktlsd_test.py's vm_ktls: boots are the cost).
+"""ktlsd on kernel TLS, inside a kernel that has it (tests/vm/server.cmake runs vm_ktls and
+vm_relay in one guest boot per kernel: boots are the cost). Outside such a kernel: skip.
 
-    ktlsd_relay_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST [TEST...]
+    ktls_vm_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST [TEST...]
 
-TEST: vm_relay (below), or any of ktlsd_test.py's tests, run one after the other in this
-process. vm_relay covers:
+The TESTs run one after the other in this process.
+
+vm_ktls   --ktls require with curl (TLS 1.3 and 1.2), openssl s_client, gnutls-cli and a
+          KTLSD_BULK_MIB (8) MiB byte-exact echo, each conn_end saying ktls=tx+rx and
+          /proc/net/tls_stat agreeing (TlsCurrTxSw/TlsCurrRxSw > 0 while connected,
+          TlsDecryptError unchanged); userspace memory per idle kTLS connection; a sidecar
+          pair and resumption with kTLS on both ends
+vm_bulk   (a debug helper, not registered) just the kTLS bulk echo
+vm_relay  the relay's edge cases:
   half_close    a client sends its request, close_notify and FIN back to back right after the
                 handshake: the FIN is in before ktlsd installs kTLS, which the kernel then
                 refuses (TCP_ULP wants ESTABLISHED); the answer must come back, 5 of 5, with
@@ -22,7 +29,6 @@ process. vm_relay covers:
   key_update    openssl s_client's KeyUpdate(update_requested) mid-stream
 Exit 0 pass, 1 fail, 77 skip.
 """
-import argparse
 import ctypes
 import ctypes.util
 import fcntl
@@ -36,10 +42,148 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ktlsd_test as kt  # noqa: E402
-from ktlsd_test import Env, Fail, Skip, check, ktlsd_client, log_fields, plain_bulk  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import (Fail, Skip, bulk, check, gnutls_cli, ktlsd_client, log_fields,  # noqa: E402
+                     main, plain_bulk, pss_kb, s_client, tls_close, tls_connect, tls_ctx,
+                     tls_stat)
 
+
+# --- vm_ktls: good clients, bulk, idle memory, a sidecar pair, resumption -----------------
+def need_ktls():
+    """The kernel's TLS counters, loading the tls module first if need be; skips without."""
+    if tls_stat() is None:
+        subprocess.run(["modprobe", "tls"], capture_output=True)
+    if tls_stat() is None:
+        raise Skip("no /proc/net/tls_stat: this kernel has no kTLS (run under tests/vm)")
+    return tls_stat()
+
+
+def t_vm_ktls(env):
+    """Inside a kTLS kernel: --ktls require, good clients, bulk; kernel counters agree."""
+    need_ktls()
+    size = int(os.environ.get("KTLSD_BULK_MIB", "8")) << 20
+    eport = env.echo_backend()
+    k = env.ktlsd(["--ktls", "require"], target_port=eport)
+    before = tls_stat()
+
+    # Hold one connection open and read the kernel's view while it is established.
+    s = tls_connect(env, k.port)
+    s.sendall(b"hold")
+    check(s.recv(4) == b"hold", "echo over kTLS")
+    during = tls_stat()
+    check(during["TlsCurrTxSw"] > before["TlsCurrTxSw"] - 0 and during["TlsCurrTxSw"] > 0,
+          f"TlsCurrTxSw not > 0 while connected: {during}")
+    check(during["TlsCurrRxSw"] > 0, f"TlsCurrRxSw not > 0 while connected: {during}")
+    tls_close(s)
+    line = k.conn_end(r"reason=closed")
+    check("ktls=tx+rx" in line, f"connection not on kTLS: {line}")
+
+    hport = env.http_backend()
+    kh = env.ktlsd(["--ktls", "require"], target_port=hport)
+    for tls in ("1.3", "1.2"):
+        flags = ["--tlsv1.2", "--tls-max", "1.2"] if tls == "1.2" else []
+        r = subprocess.run(["curl", "-sS", "--fail", "--cert", env.p("client.pem"), "--key",
+                            env.p("client.key"), "--cacert", env.p("ca.pem")] + flags
+                           + [f"https://localhost:{kh.port}/"], capture_output=True, timeout=60)
+        check(r.returncode == 0 and b"<html" in r.stdout.lower(),
+              f"curl TLS {tls} over kTLS: {r.stderr.decode()}")
+        line = kh.conn_end(r"reason=closed")
+        check("ktls=tx+rx" in line and f"tls=TLSv{tls}" in line, f"curl: {line}")
+
+    rc, out, err = s_client(env, k.port, ["-cert", env.p("client.pem"), "-key",
+                                          env.p("client.key")], b"hello s_client\n", timeout=60,
+                           expect=b"hello s_client")
+    check(b"hello s_client" in out, f"s_client over kTLS: {err[-400:]}")
+    check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "s_client not on kTLS")
+    rc, out, err = gnutls_cli(env, k.port, b"hello gnutls\n", b"hello gnutls", timeout=60)
+    check(b"hello gnutls" in out, f"gnutls-cli over kTLS: {err[-400:]}")
+    check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "gnutls-cli not on kTLS")
+
+    dt = bulk(env, k.port, size)
+    line = k.conn_end(r"reason=closed")
+    check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"bulk: {line}")
+    # Memory per idle established kTLS connection: no SSL object is kept.
+    n = int(os.environ.get("KTLSD_IDLE_CONNS", "100"))
+    held = [tls_connect(env, k.port, timeout=60) for _ in range(10)]
+    for h in held:
+        h.sendall(b"w")
+        h.recv(1)
+    time.sleep(0.5)
+    p0 = pss_kb(k.proc.pid)
+    for _ in range(n):
+        h = tls_connect(env, k.port, timeout=60)
+        h.sendall(b"i")
+        h.recv(1)
+        held.append(h)
+    time.sleep(0.5)
+    p1 = pss_kb(k.proc.pid)
+    per = (p1 - p0) * 1024 / n
+    print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each")
+    check(per < 8192, f"{per:.0f} bytes of userspace memory per idle kTLS connection")
+    for h in held:
+        tls_close(h)
+    for _ in range(n + 10):
+        k.conn_end(r"reason=closed")
+
+    # Client mode mirrors it: a sidecar pair, both ends on kTLS.
+    cli = ktlsd_client(env, k.port, ["--verify-uri", "spiffe://example.org/server", "--ktls",
+                                     "require"])
+    dt2 = plain_bulk(cli.port, size)
+    line = cli.conn_end(r"reason=closed")
+    check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"client mode: {line}")
+    check("ktls=tx+rx" in k.conn_end(r"reason=closed"), "pair: server end not on kTLS")
+    print(f"kTLS sidecar pair {size >> 20} MiB each way in {dt2:.2f}s")
+
+    # Resumption under kTLS: the server's tickets go out before its kernel TX takes over
+    # (counted into the record sequence), the client reads them through OpenSSL and hands
+    # RX over after. A sequence off by one would fail authentication in the kernel
+    # (EBADMSG, TlsDecryptError) instead of echoing byte-exact.
+    kr = env.ktlsd(["--ktls", "require", "--resumption"], target_port=eport)
+    clr = ktlsd_client(env, kr.port, ["--verify-uri", "spiffe://example.org/server", "--ktls",
+                                      "require", "--threads", "1"])
+    seen = []
+    for i in range(3):
+        dtr = plain_bulk(clr.port, size // 4)
+        c = log_fields(clr.conn_end(r"reason=closed"))
+        sv = log_fields(kr.conn_end(r"reason=closed"))
+        for end, f in (("client", c), ("server", sv)):
+            check(f.get("ktls") == "tx+rx" and f.get("bytes_in") == str(size // 4),
+                  f"resumption pair, {end} end: {f}")
+        check(sv.get("uri") == "spiffe://example.org/client", f"identity: {sv}")
+        seen.append(c.get("resumed"))
+    check(seen == ["no", "yes", "yes"], f"resumed under kTLS: {seen}")
+    # While one resumed pair connection is open, the kernel holds TLS state for both of
+    # its ends: TX and RX of the ktlsd client's socket and of the ktlsd server's.
+    base = tls_stat()
+    h = socket.create_connection(("127.0.0.1", clr.port), timeout=30)
+    h.sendall(b"hold")
+    check(h.recv(4) == b"hold", "echo through the resumed kTLS pair")
+    open_ = tls_stat()
+    for key in ("TlsCurrTxSw", "TlsCurrRxSw"):
+        check(open_[key] - base[key] >= 2, f"{key} {base[key]} -> {open_[key]} with a pair open")
+    h.close()
+    clr.conn_end(r"reason=closed .*resumed=yes")
+    kr.conn_end(r"reason=closed")
+    print(f"kTLS + resumption: {seen}, {size // 4 >> 20} MiB each way per connection")
+    after = tls_stat()
+    check(after["TlsDecryptError"] == before["TlsDecryptError"],
+          f"TlsDecryptError rose: {before} -> {after}")
+    check(after["TlsTxSw"] > before["TlsTxSw"] and after["TlsRxSw"] > before["TlsRxSw"],
+          f"kernel TLS counters did not move: {before} -> {after}")
+    print(f"kTLS bulk {size >> 20} MiB each way in {dt:.2f}s; tls_stat {after}")
+
+
+def t_vm_bulk(env):
+    """Debug helper (not registered): just the kTLS bulk echo."""
+    need_ktls()
+    eport = env.echo_backend()
+    k = env.ktlsd(["--ktls", "require"], target_port=eport)
+    size = int(os.environ.get("KTLSD_BULK_MIB", "8")) << 20
+    dt = bulk(env, k.port, size)
+    print(k.conn_end(r"reason=closed"), dt)
+
+
+# --- vm_relay: the relay's edge cases -----------------------------------------------------
 ROUNDS = 5
 
 
@@ -50,7 +194,7 @@ class RawClient:
     keylog=True records can be forged under the client's traffic key (an empty one)."""
 
     def __init__(self, env, port, keylog=False):
-        ctx = kt.tls_ctx(env)
+        ctx = tls_ctx(env)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         self.keylog = None
         if keylog:
@@ -385,7 +529,7 @@ def key_update(env, eport):
                 time.sleep(0.5)  # not an assertion: s_client reads stdin a line at a time
             elif not wait_for(line, 30):
                 break
-        rekey = "TlsRxRekeyOk" in kt.tls_stat()
+        rekey = "TlsRxRekeyOk" in tls_stat()
         if rekey:
             check(out.count(b"after the update") >= 1, f"no echo after KeyUpdate: {out[-600:]!r}")
         else:
@@ -413,29 +557,18 @@ F_GETPIPE_SZ = 1032
 def greeter_backend(env, data):
     """Sends data as soon as a connection comes, then waits for EOF: the server's first
     records are full 16 KiB ones, before the client said anything."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(16)
-    ls.settimeout(0.2)
 
-    def loop():
-        while not env.threads_stop.is_set():
-            try:
-                c, _ = ls.accept()
-            except socket.timeout:
-                continue
-            try:
-                c.sendall(data)
-                c.shutdown(socket.SHUT_WR)
-                while c.recv(65536):
-                    pass
-            except OSError:
+    def serve(c):
+        try:
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(65536):
                 pass
-            c.close()
-        ls.close()
+        except OSError:
+            pass
+        c.close()
 
-    kt.threading.Thread(target=loop, daemon=True).start()
-    return ls.getsockname()[1]
+    return env.backend(serve)
 
 
 def small_pipes(env, eport):
@@ -492,11 +625,7 @@ def small_pipes(env, eport):
 
 
 def t_vm_relay(env):
-    if kt.tls_stat() is None:
-        subprocess.run(["modprobe", "tls"], capture_output=True)
-    if kt.tls_stat() is None:
-        raise Skip("no /proc/net/tls_stat: this kernel has no kTLS (run under tests/vm)")
-    before = kt.tls_stat()
+    before = need_ktls()
     eport = env.echo_backend()
     # KTLSD_RELAY_ONLY=name[,name]: some of the cases (to show each failing on its own)
     only = set(filter(None, os.environ.get("KTLSD_RELAY_ONLY", "").split(",")))
@@ -510,48 +639,12 @@ def t_vm_relay(env):
     for name, run in cases:
         if not only or name in only:
             run()
-    after = kt.tls_stat()
+    after = tls_stat()
     check(after["TlsDecryptError"] == before["TlsDecryptError"],
           f"TlsDecryptError rose: {before} -> {after}")
 
 
-TESTS = {"vm_relay": t_vm_relay}
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ktlsd", required=True)
-    ap.add_argument("--pki-script", required=True)
-    ap.add_argument("tests", nargs="+", choices=sorted(set(TESTS) | set(kt.TESTS)))
-    args = ap.parse_args()
-    for tool in ("openssl", "curl", "gnutls-cli", "setpriv"):
-        if not kt.shutil.which(tool):
-            print(f"skip: {tool} not installed", file=sys.stderr)
-            return kt.SKIP
-    status = {}
-    for name in args.tests:
-        env = Env(args)
-        try:
-            TESTS.get(name, kt.TESTS.get(name))(env)
-            status[name] = 0
-            print(f"PASS {name}")
-        except Skip as e:
-            print(f"skip {name}: {e}", file=sys.stderr)
-            status[name] = kt.SKIP
-        except Fail as e:
-            print(f"FAIL {name}: {e}", file=sys.stderr)
-            time.sleep(1)  # let ktlsd finish the connection's log line
-            for fn in sorted(os.listdir(env.dir)):
-                if fn.endswith(".log"):
-                    with open(os.path.join(env.dir, fn)) as f:
-                        print(f"--- {fn} (tail)\n{f.read()[-2000:]}", file=sys.stderr)
-            status[name] = 1
-        finally:
-            env.close()
-    if any(v == 1 for v in status.values()):
-        return 1
-    return kt.SKIP if all(v == kt.SKIP for v in status.values()) else 0
-
+TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))
