@@ -74,7 +74,7 @@ static void hs_step(struct worker *w, struct conn *c)
 			/* No certificate this time: the peer is the one in the ticket. */
 			c->resumed = true;
 			conn_count(w, c, STAT_RESUMED);
-			if (!tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
+			if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
 				conn_count(w, c, STAT_DENIED);
 				conn_fail(w, c, "resumed session: %s",
 					  policy_verdict_str(c->id.verdict));

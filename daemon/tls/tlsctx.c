@@ -213,11 +213,13 @@ static enum policy_verdict peer_decide(X509 *x, const struct policy *pol, bool v
 	return v;
 }
 
-bool tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer)
+int tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer)
 {
 	X509 *x = SSL_get0_peer_certificate(ssl);
 
-	return x && peer_decide(x, pol, true, peer) == POLICY_ALLOW;
+	if (!x)
+		return -ENOENT;
+	return peer_decide(x, pol, true, peer) == POLICY_ALLOW ? 0 : -EACCES;
 }
 
 /*

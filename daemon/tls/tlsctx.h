@@ -43,10 +43,11 @@ void tls_peer_clear(struct tls_peer *peer);
 /*
  * After a resumed handshake the verify callback did not run: the peer is the one the
  * session was made with (its certificate travels in the session/ticket). Applies pol to
- * that certificate again, which yields the identity to report; false if the session has
- * no peer certificate (never for mTLS) or pol no longer admits it.
+ * that certificate again, which yields the identity to report. 0, or -ENOENT if the
+ * session has no peer certificate (never for mTLS), -EACCES if pol no longer admits it
+ * (peer->verdict says why).
  */
-bool tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer);
+int tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer);
 
 struct sess_cache;
 /* Client resumption: tickets the server sends on ssl go into cache (the worker's). */
