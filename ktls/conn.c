@@ -30,10 +30,6 @@
 #include "ktlsd/probe.h"
 #include "ktls_internal.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-
 static const struct ktls_suite suite_aes128_sha256 = {
 	TLS_CIPHER_AES_GCM_128, "SHA256", 16, 4, 8, 4, sizeof(struct tls12_crypto_info_aes_gcm_128),
 };

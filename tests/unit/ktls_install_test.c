@@ -31,10 +31,6 @@
 #include "../../ktls/ktls_internal.h" /* white box: the capture is wiped */
 #include "tls_test_util.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-
 /* --- fake seam ----------------------------------------------------------------------- */
 
 struct call {
