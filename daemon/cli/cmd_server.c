@@ -27,6 +27,7 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "sysprobe.h"
 #include "tlsctx.h"
 #include "worker.h"
 
@@ -407,7 +408,7 @@ static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_lim
 }
 
 /* io_uring may be disabled by a seccomp profile or sysctl: say so before anything else. */
-static int io_uring_check(const struct ktls_caps *caps)
+static int io_uring_check(const struct sys_caps *caps)
 {
 	if (!caps->uring) {
 		if (caps->uring_err == EPERM || caps->uring_err == ENOSYS)
@@ -528,6 +529,7 @@ static void workers_signal(struct worker *w, unsigned n, int cmd)
 static int run(struct run_config *cfg, const char *cfgpath)
 {
 	struct runtime rt = { .cfg = cfg };
+	struct sys_caps caps;
 	struct worker *w = NULL;
 	pthread_barrier_t ready;
 	unsigned n = cfg->threads, started = 0;
@@ -543,14 +545,15 @@ static int run(struct run_config *cfg, const char *cfgpath)
 		log_kv(cfg->log_format, "warn", "core_dumps_allowed", kv, 1);
 	}
 	/* Try, don't guess: what this kernel supports decides kTLS and io_uring use. */
-	if (ktls_probe(&rt.caps)) {
+	if (sysprobe(&caps)) {
 		fprintf(stderr, "ktlsd: cannot probe kernel capabilities\n");
 		return EXIT_RUNTIME;
 	}
+	rt.caps = caps.ktls;
 	rc = services_build(&rt, cfgpath, false);
 	if (rc)
 		goto out_free_services;
-	rc = io_uring_check(&rt.caps);
+	rc = io_uring_check(&caps);
 	if (rc)
 		goto out_free_services;
 	/* Before the workers start: an accept takes the fd limit in force when it is armed. */
