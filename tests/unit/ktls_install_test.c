@@ -167,6 +167,7 @@ static void test_no_ulp_leaves_socket(void **s)
 	F.fail_err = ENOENT;
 	assert_int_equal(ktls_install_with(&fake_ops, p.s, p.fds[0], &c), -KTLS_E_NO_ULP);
 	assert_int_equal(F.ncalls, 1); /* nothing after the failed ULP */
+	assert_true(ktls_err_fallback_safe(-KTLS_E_NO_ULP));
 	assert_ptr_equal(c, (struct ktls_conn *)0x1);
 	pair_free(&p);
 }
@@ -186,6 +187,7 @@ static void test_rx_fail_after_tx_is_error(void **s)
 	assert_int_equal(rc, -EINVAL);
 	assert_int_equal(F.ncalls, 3);
 	assert_null(c);
+	assert_false(ktls_err_fallback_safe(rc)); /* the socket changed: close, never relay */
 	/*
 	 * TX is the kernel's now: a record OpenSSL wrote (the close_notify of a caller that
 	 * closes as it would without kTLS) would be encrypted again as data. Nothing may come.
@@ -210,6 +212,7 @@ static void test_peer_fin_before_install_leaves_socket(void **s)
 	F.fail_err = ENOTCONN; /* TCP_ULP on a CLOSE_WAIT socket */
 	assert_int_equal(ktls_install_with(&fake_ops, p.s, p.fds[0], &c), -KTLS_E_NOT_ESTABLISHED);
 	assert_int_equal(F.ncalls, 1);
+	assert_true(ktls_err_fallback_safe(-KTLS_E_NOT_ESTABLISHED));
 	assert_null(c);
 	/* untouched: OpenSSL still writes to the socket, the userspace relay can take over */
 	assert_ptr_equal(SSL_get_wbio(p.s), SSL_get_rbio(p.s));
@@ -382,6 +385,32 @@ static void test_prepare_leaves_tickets_alone(void **s)
 	pair_free(&p);
 }
 
+/* Fallback is safe exactly for the errors returned before the kernel saw a key. */
+static void test_fallback_safe(void **s)
+{
+	static const int safe[] = {
+		-KTLS_E_NO_ULP,		-KTLS_E_UNSUPPORTED_CIPHER, -KTLS_E_UNSUPPORTED_VERSION,
+		-KTLS_E_PENDING,	-KTLS_E_NO_SECRETS,	    -KTLS_E_SEQUENCE,
+		-KTLS_E_NOT_ESTABLISHED
+	};
+	/* 0, errno values, the other library errors, a positive code: all mean close */
+	static const int unsafe[] = { 0,
+				      -EINVAL,
+				      -ENOMEM,
+				      -EBUSY,
+				      -EIO,
+				      -KTLS_E_PROTOCOL,
+				      -KTLS_E_REKEY_UNSUPPORTED,
+				      -KTLS_E_BASE,
+				      -KTLS_E_MAX,
+				      KTLS_E_NO_ULP };
+
+	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+		assert_true(ktls_err_fallback_safe(safe[i]));
+	for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++)
+		assert_false(ktls_err_fallback_safe(unsafe[i]));
+}
+
 static void test_strerror(void **s)
 {
 	assert_non_null(strstr(ktls_strerror(-KTLS_E_NO_ULP), "ULP"));
@@ -412,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_key_update_through_openssl_refused),
 		cmocka_unit_test(test_cbc_unsupported),
 		cmocka_unit_test(test_prepare_leaves_tickets_alone),
+		cmocka_unit_test(test_fallback_safe),
 		cmocka_unit_test(test_strerror),
 	};
 
