@@ -35,7 +35,7 @@ const char *ktls_strerror(int err)
 
 bool ktls_err_fallback_safe(int err)
 {
-	/* Each is returned before TCP_ULP succeeded (conn.c: ktls_install_prepare, or the
+	/* Each is returned before TCP_ULP succeeded (conn.c: install_prepare, or the
 	 * ULP itself refused), so the kernel never saw a key. */
 	switch (-err) {
 	case KTLS_E_NO_ULP:

@@ -201,6 +201,27 @@ static void test_rx_fail_after_tx_is_error(void **s)
 	pair_free(&p);
 }
 
+/* TLS_TX refused after the ULP went on: no TLS_RX tried, OpenSSL muted, no fallback. */
+static void test_tx_fail_after_ulp_is_error(void **s)
+{
+	struct ktls_conn *c = NULL;
+	struct pair p;
+	int rc;
+
+	pair_handshake(&p, &O13);
+	fake_reset();
+	F.fail_at = 1;
+	F.fail_err = ENOMEM;
+	rc = ktls_install_with(&fake_ops, p.s, p.fds[0], &c);
+	assert_int_equal(rc, -ENOMEM);
+	assert_int_equal(F.ncalls, 2);
+	assert_int_equal(F.calls[1].name, TLS_TX);
+	assert_null(c);
+	assert_false(ktls_err_fallback_safe(rc));
+	assert_ptr_not_equal(SSL_get_wbio(p.s), SSL_get_rbio(p.s));
+	pair_free(&p);
+}
+
 static void test_peer_fin_before_install_leaves_socket(void **s)
 {
 	struct ktls_conn *c = NULL;
@@ -432,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_keylog_chained),
 		cmocka_unit_test(test_no_ulp_leaves_socket),
 		cmocka_unit_test(test_rx_fail_after_tx_is_error),
+		cmocka_unit_test(test_tx_fail_after_ulp_is_error),
 		cmocka_unit_test(test_peer_fin_before_install_leaves_socket),
 		cmocka_unit_test(test_pending_refused),
 		cmocka_unit_test(test_not_prepared_no_secrets),
