@@ -188,37 +188,108 @@ out_wipe:
 
 /*
  * Kept secrets must not land in core dumps or swap-visible allocator metadata, but a page
- * per connection would cost 4 KiB for a connection that otherwise needs ~100 bytes. One
- * process-wide free list over DONTDUMP pages; pages are never returned (bounded by the
- * peak number of TLS 1.3 connections). Allocation happens once per install, not per record.
+ * per connection would cost 4 KiB for a connection that otherwise needs ~100 bytes. So
+ * slots are carved from DONTDUMP | WIPEONFORK pages, and pages are never returned
+ * (bounded by the peak number of TLS 1.3 connections, plus less than a page per thread).
+ *
+ * Each thread keeps its own free list, so the workers never contend on an install or a
+ * free; a slot freed on another thread than the one it came from simply joins that
+ * thread's list. When a thread ends, its free slots go to the orphan list, which a thread
+ * whose own list is empty takes whole before it maps a new page: no slot is stranded by
+ * thread churn. orphan_lock guards only those two cold paths.
  */
-static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *slab_free_list;
+static _Thread_local void *free_list;
+static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slab_key; /* non-NULL value: run slab_thread_exit at thread exit */
+static bool slab_key_ok;
+static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *orphan_list;
+
+static void *slot_next(void *slot)
+{
+	void *next;
+
+	memcpy(&next, slot, sizeof(next));
+	return next;
+}
+
+static void slot_set_next(void *slot, void *next)
+{
+	memcpy(slot, &next, sizeof(next));
+}
+
+/* A thread ends (its TLS is still there): its free slots become the orphans'. */
+static void slab_thread_exit(void *unused)
+{
+	void *tail = free_list;
+
+	if (!tail)
+		return;
+	while (slot_next(tail))
+		tail = slot_next(tail);
+	pthread_mutex_lock(&orphan_lock);
+	slot_set_next(tail, orphan_list);
+	orphan_list = free_list;
+	pthread_mutex_unlock(&orphan_lock);
+	free_list = NULL;
+}
+
+static void slab_init(void)
+{
+	slab_key_ok = pthread_key_create(&slab_key, slab_thread_exit) == 0;
+}
+
+/*
+ * list becomes this thread's free list. Whenever the list goes from empty to not, the
+ * key is set again so that slab_thread_exit runs (POSIX runs a destructor again when a
+ * value is set during destructors). If setspecific fails (ENOMEM), the thread's free slots
+ * are lost when it exits: bounded by one thread's list, never a slot in use.
+ */
+static void slab_set_list(void *list)
+{
+	if (!free_list && list && slab_key_ok)
+		pthread_setspecific(slab_key, &free_list);
+	free_list = list;
+}
+
+/* A list for this thread: every orphan, or else the slots of a new page. */
+static void *slab_refill(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *page;
+	void *list;
+
+	pthread_mutex_lock(&orphan_lock);
+	list = orphan_list;
+	orphan_list = NULL;
+	pthread_mutex_unlock(&orphan_lock);
+	if (list)
+		return list;
+	page = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return NULL;
+	madvise(page, (size_t)pg, MADV_DONTDUMP);
+	madvise(page, (size_t)pg, MADV_WIPEONFORK);
+	for (size_t off = 0; off + sizeof(struct ktls_secret_slot) <= (size_t)pg;
+	     off += sizeof(struct ktls_secret_slot)) {
+		slot_set_next(page + off, list);
+		list = page + off;
+	}
+	return list;
+}
 
 struct ktls_secret_slot *ktls_slot_alloc(void)
 {
-	struct ktls_secret_slot *s = NULL;
-	long pg = sysconf(_SC_PAGESIZE);
+	struct ktls_secret_slot *s;
 
-	pthread_mutex_lock(&slab_lock);
-	if (!slab_free_list) {
-		uint8_t *page = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (page == MAP_FAILED)
-			goto out_unlock;
-		madvise(page, (size_t)pg, MADV_DONTDUMP);
-		madvise(page, (size_t)pg, MADV_WIPEONFORK);
-		for (size_t off = 0; off + sizeof(*s) <= (size_t)pg; off += sizeof(*s)) {
-			memcpy(page + off, &slab_free_list, sizeof(void *));
-			slab_free_list = page + off;
-		}
-	}
-	s = slab_free_list;
-	memcpy(&slab_free_list, s, sizeof(void *));
+	pthread_once(&slab_once, slab_init);
+	if (!free_list)
+		slab_set_list(slab_refill());
+	s = free_list;
+	if (!s)
+		return NULL;
+	free_list = slot_next(s);
 	memset(s, 0, sizeof(*s));
-out_unlock:
-	pthread_mutex_unlock(&slab_lock);
 	return s;
 }
 
@@ -227,10 +298,8 @@ void ktls_slot_free(struct ktls_secret_slot *s)
 	if (!s)
 		return;
 	OPENSSL_cleanse(s, sizeof(*s));
-	pthread_mutex_lock(&slab_lock);
-	memcpy(s, &slab_free_list, sizeof(void *));
-	slab_free_list = s;
-	pthread_mutex_unlock(&slab_lock);
+	slot_set_next(s, free_list);
+	slab_set_list(s);
 }
 
 /* --- default seam ------------------------------------------------------------------ */

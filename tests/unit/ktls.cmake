@@ -1,6 +1,7 @@
 # libktls unit tests (cmocka): key schedule vectors; install and control records through
-# a faked socket seam with real OpenSSL handshakes over socketpairs (ktls_fixture.c).
-foreach(m keys install control)
+# a faked socket seam with real OpenSSL handshakes over socketpairs (ktls_fixture.c); the
+# per-thread slab of kept secrets.
+foreach(m keys install control slab)
 	add_executable(test_ktls_${m} ${CMAKE_CURRENT_LIST_DIR}/ktls_${m}_test.c)
 	target_link_libraries(test_ktls_${m} PRIVATE ktls PkgConfig::CMOCKA Threads::Threads)
 	add_test(NAME unit.ktls.${m} COMMAND test_ktls_${m})
