@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * Key install: derive both directions' crypto_info from the finished OpenSSL session and
- * hand them to the kernel (TCP_ULP "tls", TLS_TX, TLS_RX). Everything fallible happens
- * before the first setsockopt that changes the socket, and nothing fallible after TLS_RX,
- * so a caller never falls back to userspace on a socket the kernel already encrypts.
+ * hand them to the kernel (TCP_ULP "tls", TLS_TX, TLS_RX). Two halves, as s2n's
+ * validate / enable: install_prepare does everything fallible and leaves the socket
+ * untouched; install_commit changes the socket, and nothing fallible follows TLS_TX /
+ * TLS_RX, so a caller never falls back to userspace on a socket the kernel already
+ * encrypts (ktls_err_fallback_safe says which errors allow it).
  *
  * Record sequence numbers (no getter in OpenSSL, so they must be known exactly): the
  * capture counts the records OpenSSL wrote and read after each direction's Finished.
@@ -29,10 +31,6 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "ktls_internal.h"
-
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
 
 static const struct ktls_suite suite_aes128_sha256 = {
 	TLS_CIPHER_AES_GCM_128, "SHA256", 16, 4, 8, 4, sizeof(struct tls12_crypto_info_aes_gcm_128),
@@ -190,37 +188,108 @@ out_wipe:
 
 /*
  * Kept secrets must not land in core dumps or swap-visible allocator metadata, but a page
- * per connection would cost 4 KiB for a connection that otherwise needs ~100 bytes. One
- * process-wide free list over DONTDUMP pages; pages are never returned (bounded by the
- * peak number of TLS 1.3 connections). Allocation happens once per install, not per record.
+ * per connection would cost 4 KiB for a connection that otherwise needs ~100 bytes. So
+ * slots are carved from DONTDUMP | WIPEONFORK pages, and pages are never returned
+ * (bounded by the peak number of TLS 1.3 connections, plus less than a page per thread).
+ *
+ * Each thread keeps its own free list, so the workers never contend on an install or a
+ * free; a slot freed on another thread than the one it came from simply joins that
+ * thread's list. When a thread ends, its free slots go to the orphan list, which a thread
+ * whose own list is empty takes whole before it maps a new page: no slot is stranded by
+ * thread churn. orphan_lock guards only those two cold paths.
  */
-static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *slab_free_list;
+static _Thread_local void *free_list;
+static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slab_key; /* non-NULL value: run slab_thread_exit at thread exit */
+static bool slab_key_ok;
+static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *orphan_list;
+
+static void *slot_next(void *slot)
+{
+	void *next;
+
+	memcpy(&next, slot, sizeof(next));
+	return next;
+}
+
+static void slot_set_next(void *slot, void *next)
+{
+	memcpy(slot, &next, sizeof(next));
+}
+
+/* A thread ends (its TLS is still there): its free slots become the orphans'. */
+static void slab_thread_exit(void *unused)
+{
+	void *tail = free_list;
+
+	if (!tail)
+		return;
+	while (slot_next(tail))
+		tail = slot_next(tail);
+	pthread_mutex_lock(&orphan_lock);
+	slot_set_next(tail, orphan_list);
+	orphan_list = free_list;
+	pthread_mutex_unlock(&orphan_lock);
+	free_list = NULL;
+}
+
+static void slab_init(void)
+{
+	slab_key_ok = pthread_key_create(&slab_key, slab_thread_exit) == 0;
+}
+
+/*
+ * list becomes this thread's free list. Whenever the list goes from empty to not, the
+ * key is set again so that slab_thread_exit runs (POSIX runs a destructor again when a
+ * value is set during destructors). If setspecific fails (ENOMEM), the thread's free slots
+ * are lost when it exits: bounded by one thread's list, never a slot in use.
+ */
+static void slab_set_list(void *list)
+{
+	if (!free_list && list && slab_key_ok)
+		pthread_setspecific(slab_key, &free_list);
+	free_list = list;
+}
+
+/* A list for this thread: every orphan, or else the slots of a new page. */
+static void *slab_refill(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *page;
+	void *list;
+
+	pthread_mutex_lock(&orphan_lock);
+	list = orphan_list;
+	orphan_list = NULL;
+	pthread_mutex_unlock(&orphan_lock);
+	if (list)
+		return list;
+	page = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return NULL;
+	madvise(page, (size_t)pg, MADV_DONTDUMP);
+	madvise(page, (size_t)pg, MADV_WIPEONFORK);
+	for (size_t off = 0; off + sizeof(struct ktls_secret_slot) <= (size_t)pg;
+	     off += sizeof(struct ktls_secret_slot)) {
+		slot_set_next(page + off, list);
+		list = page + off;
+	}
+	return list;
+}
 
 struct ktls_secret_slot *ktls_slot_alloc(void)
 {
-	struct ktls_secret_slot *s = NULL;
-	long pg = sysconf(_SC_PAGESIZE);
+	struct ktls_secret_slot *s;
 
-	pthread_mutex_lock(&slab_lock);
-	if (!slab_free_list) {
-		uint8_t *page = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (page == MAP_FAILED)
-			goto out_unlock;
-		madvise(page, (size_t)pg, MADV_DONTDUMP);
-		madvise(page, (size_t)pg, MADV_WIPEONFORK);
-		for (size_t off = 0; off + sizeof(*s) <= (size_t)pg; off += sizeof(*s)) {
-			memcpy(page + off, &slab_free_list, sizeof(void *));
-			slab_free_list = page + off;
-		}
-	}
-	s = slab_free_list;
-	memcpy(&slab_free_list, s, sizeof(void *));
+	pthread_once(&slab_once, slab_init);
+	if (!free_list)
+		slab_set_list(slab_refill());
+	s = free_list;
+	if (!s)
+		return NULL;
+	free_list = slot_next(s);
 	memset(s, 0, sizeof(*s));
-out_unlock:
-	pthread_mutex_unlock(&slab_lock);
 	return s;
 }
 
@@ -229,10 +298,8 @@ void ktls_slot_free(struct ktls_secret_slot *s)
 	if (!s)
 		return;
 	OPENSSL_cleanse(s, sizeof(*s));
-	pthread_mutex_lock(&slab_lock);
-	memcpy(s, &slab_free_list, sizeof(void *));
-	slab_free_list = s;
-	pthread_mutex_unlock(&slab_lock);
+	slot_set_next(s, free_list);
+	slab_set_list(s);
 }
 
 /* --- default seam ------------------------------------------------------------------ */
@@ -360,21 +427,14 @@ static int crypto_infos(struct ktls_conn *c, SSL *ssl, struct ktls_captured *cap
 	return rc;
 }
 
-int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigned dirs,
-			   struct ktls_conn **ret_conn)
+/* The negotiated session can go to the kernel at all: the suite and the counted capture. */
+static int install_check(SSL *ssl, unsigned dirs, const struct ktls_suite **ret_suite,
+			 struct ktls_captured **ret_cap)
 {
-	union ktls_crypto_info tx, rx;
 	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
 	int version = SSL_version(ssl);
-	bool with_rx = dirs & KTLS_DIR_RX;
 	const struct ktls_suite *suite;
-	struct ktls_captured *cap = NULL;
-	struct ktls_conn *c = NULL;
-	BIO *null_wbio = NULL;
-	int rc;
 
-	memset(&tx, 0, sizeof(tx));
-	memset(&rx, 0, sizeof(rx));
 	if (!(dirs & KTLS_DIR_TX))
 		return -EINVAL;
 	if (version != TLS1_2_VERSION && version != TLS1_3_VERSION)
@@ -385,72 +445,120 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 	if (!suite)
 		return -KTLS_E_UNSUPPORTED_CIPHER;
 	/* Bytes OpenSSL already read would be lost to the kernel's record stream. */
-	if (with_rx && SSL_has_pending(ssl))
+	if ((dirs & KTLS_DIR_RX) && SSL_has_pending(ssl))
 		return -KTLS_E_PENDING;
-	rc = counted(ssl, (uint16_t)version, &cap);
+	*ret_suite = suite;
+	return counted(ssl, (uint16_t)version, ret_cap);
+}
+
+/* Everything an install needs, made by install_prepare before the socket changes. */
+struct install {
+	struct ktls_conn *c;
+	BIO *null_wbio; /* OpenSSL's write BIO once the kernel owns TX */
+	union ktls_crypto_info tx, rx;
+	bool with_rx;
+};
+
+/* Frees what the install did not hand over; wipes the crypto_info. */
+static void install_release(struct install *in)
+{
+	if (in->c)
+		ktls_slot_free(in->c->secrets);
+	free(in->c);
+	in->c = NULL;
+	BIO_free(in->null_wbio);
+	in->null_wbio = NULL;
+	OPENSSL_cleanse(&in->tx, sizeof(in->tx));
+	OPENSSL_cleanse(&in->rx, sizeof(in->rx));
+}
+
+/*
+ * The fallible half (s2n's validate): checks, keys, crypto_info, the connection and the
+ * discarding write BIO, leaving the socket untouched whatever happens. Once TLS_TX is set,
+ * whatever OpenSSL writes (a record of its own: close_notify, an alert) the kernel would
+ * encrypt again as application data: TX only, OpenSSL goes on reading but must never
+ * write; and a failure after the socket changed leaves OpenSSL the same discarding BIO.
+ */
+static int install_prepare(const struct ktls_ops *ops, SSL *ssl, int fd, unsigned dirs,
+			   struct install *in)
+{
+	const struct ktls_suite *suite = NULL;
+	struct ktls_captured *cap = NULL;
+	struct ktls_conn *c;
+	int rc;
+
+	memset(in, 0, sizeof(*in));
+	in->with_rx = dirs & KTLS_DIR_RX;
+	rc = install_check(ssl, dirs, &suite, &cap);
 	if (rc < 0)
 		return rc;
-	/*
-	 * Once TLS_TX is set, whatever OpenSSL writes (a record of its own: close_notify, an
-	 * alert) the kernel would encrypt again as application data: TX only, OpenSSL goes on
-	 * reading but must never write; and a failure after the socket changed leaves OpenSSL
-	 * the same discarding write BIO. Allocated now: nothing may fail after TLS_RX.
-	 */
-	null_wbio = BIO_new(BIO_s_null());
-	if (!null_wbio)
-		return -ENOMEM;
-
-	c = calloc(1, sizeof(*c));
-	if (!c) {
+	in->null_wbio = BIO_new(BIO_s_null());
+	c = in->c = calloc(1, sizeof(*c));
+	if (!in->null_wbio || !c) {
 		rc = -ENOMEM;
-		goto out_free_bio;
+		goto out_release;
 	}
 	c->ops = ops;
 	c->suite = suite;
 	c->fd = fd;
-	c->version = (uint16_t)version;
+	c->version = (uint16_t)SSL_version(ssl);
 	c->server = SSL_is_server(ssl);
-	c->cipher_name = SSL_CIPHER_get_name(cipher);
-	rc = crypto_infos(c, ssl, cap, &tx, with_rx ? &rx : NULL);
+	c->cipher_name = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl));
+	rc = crypto_infos(c, ssl, cap, &in->tx, in->with_rx ? &in->rx : NULL);
 	if (rc < 0)
-		goto out_free_conn;
+		goto out_release;
+	return 0;
+out_release:
+	install_release(in);
+	return rc;
+}
 
-	rc = ops->setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 3);
+/*
+ * The socket-changing half (s2n's enable): TCP_ULP, TLS_TX, TLS_RX. A refused ULP leaves
+ * the socket as it was; after that every error means close, and after TLS_TX / TLS_RX
+ * nothing fallible follows.
+ */
+static int install_commit(struct install *in, SSL *ssl)
+{
+	struct ktls_conn *c = in->c;
+	int rc;
+
+	rc = c->ops->setsockopt(c->fd, SOL_TCP, TCP_ULP, "tls", 3);
 	if (rc == -ENOENT)
 		rc = -KTLS_E_NO_ULP;
 	/* tls_init() wants TCP_ESTABLISHED: the peer's FIN is in (CLOSE_WAIT), nothing changed */
 	if (rc == -ENOTCONN)
 		rc = -KTLS_E_NOT_ESTABLISHED;
 	if (rc < 0)
-		goto out_free_conn;
-	/* From here the socket is changed: errors mean close, never fall back. */
-	rc = ops->setsockopt(fd, SOL_TLS, TLS_TX, &tx, suite->info_len);
-	if (rc < 0)
-		goto out_mute_ssl;
-	if (with_rx) {
-		rc = ops->setsockopt(fd, SOL_TLS, TLS_RX, &rx, suite->info_len);
-		if (rc < 0)
-			goto out_mute_ssl;
-		c->rx_installed = true;
-	} else {
-		SSL_set0_wbio(ssl, null_wbio);
-		null_wbio = NULL;
+		return rc;
+	rc = c->ops->setsockopt(c->fd, SOL_TLS, TLS_TX, &in->tx, c->suite->info_len);
+	if (rc == 0 && in->with_rx) {
+		rc = c->ops->setsockopt(c->fd, SOL_TLS, TLS_RX, &in->rx, c->suite->info_len);
+		c->rx_installed = rc == 0;
 	}
+	/* TX only, or the socket changed and failed: OpenSSL must never write again. */
+	if (rc < 0 || !in->with_rx) {
+		SSL_set0_wbio(ssl, in->null_wbio);
+		in->null_wbio = NULL;
+	}
+	return rc;
+}
 
-	*ret_conn = c;
-	rc = 0;
-	goto out_free_bio;
+int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigned dirs,
+			   struct ktls_conn **ret_conn)
+{
+	struct install in;
+	int rc;
 
-out_mute_ssl:
-	SSL_set0_wbio(ssl, null_wbio);
-	null_wbio = NULL;
-out_free_conn:
-	ktls_slot_free(c->secrets);
-	free(c);
-out_free_bio:
-	BIO_free(null_wbio);
-	OPENSSL_cleanse(&tx, sizeof(tx));
-	OPENSSL_cleanse(&rx, sizeof(rx));
+	rc = install_prepare(ops, ssl, fd, dirs, &in);
+	if (rc < 0)
+		return rc;
+	rc = install_commit(&in, ssl);
+	if (rc == 0) {
+		*ret_conn = in.c;
+		in.c = NULL;
+	}
+	install_release(&in);
 	return rc;
 }
 

@@ -19,10 +19,6 @@
 #include "ktlsd/ktls.h"
 #include "ktls_internal.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-
 enum {
 	REC_CCS = 20,
 	REC_ALERT = 21,

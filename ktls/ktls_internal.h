@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 
 #include "ktlsd/ktls.h"
+#include "ktls_compat.h"
 
 #define KTLS_SECRET_MAX 48 /* SHA-384 */
 

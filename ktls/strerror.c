@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+/* libktls's errors: their words for the operator, and which of them allow a fallback. */
 #include <string.h>
 
 #include "ktlsd/ktls.h"
@@ -30,4 +31,21 @@ const char *ktls_strerror(int err)
 		       "an established socket)";
 	}
 	return strerror(err < 0 ? -err : err);
+}
+
+bool ktls_err_fallback_safe(int err)
+{
+	/* Each is returned before TCP_ULP succeeded (conn.c: install_prepare, or the
+	 * ULP itself refused), so the kernel never saw a key. */
+	switch (-err) {
+	case KTLS_E_NO_ULP:
+	case KTLS_E_UNSUPPORTED_CIPHER:
+	case KTLS_E_UNSUPPORTED_VERSION:
+	case KTLS_E_PENDING:
+	case KTLS_E_NO_SECRETS:
+	case KTLS_E_SEQUENCE:
+	case KTLS_E_NOT_ESTABLISHED:
+		return true;
+	}
+	return false;
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * ktlsd probe [--json]: what this kernel offers ktlsd, found by trying (ktls/probe.c).
+ * ktlsd probe [--json]: what this kernel offers ktlsd, found by trying (libktls's kTLS
+ * probe, sysprobe.c for io_uring and BPF).
  * Exit 0 whenever the probe ran, whatever it found (absence is information); 1 if the
  * probe itself could not run; 2 on bad usage.
  *
@@ -33,19 +34,20 @@
 
 #include "commands.h"
 #include "ktlsd/probe.h"
+#include "sysprobe.h"
 
 static json_t *json_err(bool ok, int err)
 {
 	return ok || !err ? json_null() : json_string(strerror(err));
 }
 
-static json_t *caps_to_json(const struct ktls_caps *caps, const char *kernel)
+static json_t *caps_to_json(const struct sys_caps *caps, const char *kernel)
 {
 	json_t *root, *ktls;
 	int v, c;
 
-	ktls = json_pack("{s:b, s:o}", "ulp", caps->ulp, "ulp_error",
-			 json_err(caps->ulp, caps->ulp_err));
+	ktls = json_pack("{s:b, s:o}", "ulp", caps->ktls.ulp, "ulp_error",
+			 json_err(caps->ktls.ulp, caps->ktls.ulp_err));
 	if (!ktls)
 		return NULL;
 	for (v = 0; v < KTLS_PROBE_NVERSIONS; v++) {
@@ -53,13 +55,13 @@ static json_t *caps_to_json(const struct ktls_caps *caps, const char *kernel)
 
 		for (c = 0; c < KTLS_PROBE_NCIPHERS; c++)
 			json_object_set_new(ver, ktls_probe_cipher_name(c),
-					    json_pack("{s:b, s:b}", "tx", caps->tx[v][c], "rx",
-						      caps->rx[v][c]));
+					    json_pack("{s:b, s:b}", "tx", caps->ktls.tx[v][c], "rx",
+						      caps->ktls.rx[v][c]));
 		json_object_set_new(ktls, ktls_probe_version_name(v), ver);
 	}
-	json_object_set_new(ktls, "rekey", json_boolean(caps->rekey));
-	json_object_set_new(ktls, "rekey_error", json_err(caps->rekey, caps->rekey_err));
-	json_object_set_new(ktls, "rx_expect_no_pad", json_boolean(caps->rx_expect_no_pad));
+	json_object_set_new(ktls, "rekey", json_boolean(caps->ktls.rekey));
+	json_object_set_new(ktls, "rekey_error", json_err(caps->ktls.rekey, caps->ktls.rekey_err));
+	json_object_set_new(ktls, "rx_expect_no_pad", json_boolean(caps->ktls.rx_expect_no_pad));
 
 	root = json_pack("{s:s, s:o, s:{s:b, s:o, s:b, s:b, s:b, s:b}, s:{s:b, s:o}}", "kernel",
 			 kernel, "ktls", ktls, "io_uring", "available", caps->uring, "error",
@@ -76,15 +78,15 @@ static const char *yes(bool b)
 	return b ? "yes" : "no";
 }
 
-static void print_table(const struct ktls_caps *caps, const char *kernel)
+static void print_table(const struct sys_caps *caps, const char *kernel)
 {
 	int v, c;
 
 	printf("kernel %s\n\n", kernel);
-	if (!caps->ulp) {
+	if (!caps->ktls.ulp) {
 		printf("kTLS: not available (TCP_ULP tls: %s) - ktlsd will use its userspace "
 		       "relay; CONFIG_TLS / modprobe tls\n",
-		       strerror(caps->ulp_err));
+		       strerror(caps->ktls.ulp_err));
 	} else {
 		printf("kTLS: available (TCP_ULP tls)\n");
 		printf("  %-20s %-10s %-10s\n", "cipher", "TLS 1.2", "TLS 1.3");
@@ -93,17 +95,18 @@ static void print_table(const struct ktls_caps *caps, const char *kernel)
 
 			for (v = 0; v < KTLS_PROBE_NVERSIONS; v++)
 				snprintf(cell[v], sizeof(cell[v]), "tx:%s rx:%s",
-					 caps->tx[v][c] ? "y" : "n", caps->rx[v][c] ? "y" : "n");
+					 caps->ktls.tx[v][c] ? "y" : "n",
+					 caps->ktls.rx[v][c] ? "y" : "n");
 			printf("  %-20s %-10s %-10s\n", ktls_probe_cipher_name(c),
 			       cell[KTLS_PROBE_TLS12], cell[KTLS_PROBE_TLS13]);
 		}
-		if (caps->rekey)
+		if (caps->ktls.rekey)
 			printf("  TLS 1.3 rekey (KeyUpdate): yes\n");
 		else
 			printf("  TLS 1.3 rekey (KeyUpdate): no (%s) - connections whose peer "
 			       "sends KeyUpdate are closed; needs 6.14+\n",
-			       strerror(caps->rekey_err));
-		printf("  TLS_RX_EXPECT_NO_PAD: %s\n", yes(caps->rx_expect_no_pad));
+			       strerror(caps->ktls.rekey_err));
+		printf("  TLS_RX_EXPECT_NO_PAD: %s\n", yes(caps->ktls.rx_expect_no_pad));
 	}
 
 	if (!caps->uring) {
@@ -126,7 +129,7 @@ static void print_table(const struct ktls_caps *caps, const char *kernel)
 
 int cmd_probe(int argc, char **argv)
 {
-	struct ktls_caps caps;
+	struct sys_caps caps;
 	struct utsname uts;
 	bool as_json = false;
 	int i, err;
@@ -147,7 +150,7 @@ int cmd_probe(int argc, char **argv)
 
 	if (uname(&uts) < 0)
 		snprintf(uts.release, sizeof(uts.release), "unknown");
-	err = ktls_probe(&caps);
+	err = sysprobe(&caps);
 	if (err < 0) {
 		fprintf(stderr, "ktlsd probe: the probe could not run: %s\n", strerror(-err));
 		return EXIT_RUNTIME;

@@ -32,6 +32,7 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
 #include "worker.h"
@@ -175,7 +176,7 @@ static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_lim
 }
 
 /* io_uring may be disabled by a seccomp profile or sysctl: say so before anything else. */
-static int io_uring_check(const struct ktls_caps *caps)
+static int io_uring_check(const struct sys_caps *caps)
 {
 	if (!caps->uring) {
 		if (caps->uring_err == EPERM || caps->uring_err == ENOSYS)
@@ -297,6 +298,7 @@ static void workers_signal(struct worker *w, unsigned n, int cmd)
 /* Probe, build the services, check io_uring and the fd limit: all before any thread. */
 static int runtime_prepare(struct runtime *rt, const char *cfgpath, rlim_t *ret_nofile)
 {
+	struct sys_caps caps;
 	int rc;
 
 	if (rt->cfg->allow_core_dumps) {
@@ -307,13 +309,14 @@ static int runtime_prepare(struct runtime *rt, const char *cfgpath, rlim_t *ret_
 		log_kv(rt->cfg->log_format, "warn", "core_dumps_allowed", kv, 1);
 	}
 	/* Try, don't guess: what this kernel supports decides kTLS and io_uring use. */
-	if (ktls_probe(&rt->caps)) {
+	if (sysprobe(&caps)) {
 		fprintf(stderr, "ktlsd: cannot probe kernel capabilities\n");
 		return EXIT_RUNTIME;
 	}
+	rt->caps = caps.ktls;
 	rc = services_build(rt, cfgpath, false);
 	if (!rc)
-		rc = io_uring_check(&rt->caps);
+		rc = io_uring_check(&caps);
 	/* Before the workers start: an accept takes the fd limit in force when it is armed. */
 	if (!rc)
 		rc = nofile_setup(rt, cfgpath, ret_nofile);

@@ -38,10 +38,7 @@
 
 bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err)
 {
-	/* libktls guarantees the socket is untouched for these. */
-	if (err != -KTLS_E_NO_ULP && err != -KTLS_E_UNSUPPORTED_CIPHER &&
-	    err != -KTLS_E_UNSUPPORTED_VERSION && err != -KTLS_E_PENDING &&
-	    err != -KTLS_E_NO_SECRETS && err != -KTLS_E_SEQUENCE && err != -KTLS_E_NOT_ESTABLISHED)
+	if (!ktls_err_fallback_safe(err))
 		return false;
 	if (c->svc->cfg->ktls != KTLS_MODE_REQUIRE)
 		return true;

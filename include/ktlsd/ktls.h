@@ -42,6 +42,13 @@ enum {
 const char *ktls_strerror(int err);
 
 /*
+ * True if err (a negative return of ktls_install / ktls_install_tx / _with variants)
+ * means the socket is untouched and OpenSSL still owns the session: the caller may go on
+ * relaying in userspace. Any other error: the kernel may already encrypt, close.
+ */
+bool ktls_err_fallback_safe(int err);
+
+/*
  * Prepare an SSL_CTX for kTLS: installs the keylog callback that captures traffic
  * secrets into per-SSL storage (never logged or written; chains to a keylog callback
  * already set) and the message callback that counts the records OpenSSL wrote and read
@@ -59,7 +66,7 @@ struct ktls_conn;
  * After a completed handshake on connected TCP socket fd: checks SSL_has_pending,
  * derives keys, sets TCP_ULP + TLS_TX + TLS_RX. On success *ret_conn owns the crypto
  * state (TLS 1.3 traffic secrets kept in MADV_DONTDUMP memory for rekey); the caller may
- * then SSL_free(ssl). On failure the socket is untouched if the error is
+ * then SSL_free(ssl). On failure the socket is untouched if ktls_err_fallback_safe(err):
  * KTLS_E_NO_ULP / _UNSUPPORTED_* / _PENDING / _NO_SECRETS / _SEQUENCE / _NOT_ESTABLISHED
  * (caller may fall back to userspace), otherwise the connection must be closed: the kernel
  * may already encrypt what is written, so ssl has been given a write BIO that discards

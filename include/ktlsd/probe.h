@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Kernel capability probe: what this kernel can do for ktlsd, found by trying each
- * feature on throwaway loopback sockets and rings, never by guessing from the version.
+ * Kernel TLS capability probe: what this kernel's kTLS can do, found by trying each
+ * feature on throwaway loopback sockets, never by guessing from the version. io_uring and
+ * BPF are not kernel TLS: the daemon probes those itself.
  *
  *   struct ktls_caps caps;
  *   if (ktls_probe(&caps) == 0 && caps.rekey) ...
@@ -36,18 +37,6 @@ struct ktls_caps {
 	bool rekey;	       /* second TLS_TX on an installed TLS 1.3 socket works (6.14+) */
 	int rekey_err;	       /* errno of that second TLS_TX when !rekey (EBUSY before 6.14) */
 	bool rx_expect_no_pad; /* TLS_RX_EXPECT_NO_PAD accepted (6.0+) */
-
-	/* io_uring */
-	bool uring;			/* io_uring_queue_init works */
-	int uring_err;			/* EPERM / ENOSYS: seccomp or io_uring_disabled sysctl */
-	bool uring_accept_multishot;	/* 5.19 */
-	bool uring_splice;		/* 5.7 */
-	bool uring_recv_multishot;	/* 6.0 */
-	bool uring_setup_defer_taskrun; /* SINGLE_ISSUER | DEFER_TASKRUN, 6.1 */
-
-	/* BPF */
-	bool bpf_sockmap; /* BPF_MAP_CREATE of a SOCKMAP */
-	int bpf_err;	  /* EPERM without CAP_BPF / CAP_SYS_ADMIN */
 };
 
 /* Fill *ret_caps (untouched on failure). 0, or -errno if the probe could not run. */
@@ -72,16 +61,6 @@ struct ktls_probe_ops {
 	int (*tcp_pair)(int ret_fds[2]);
 	int (*setsockopt)(int fd, int level, int name, const void *val, socklen_t len);
 	void (*close)(int fd);
-	/* Set up and tear down a ring with these IORING_SETUP_* flags. */
-	int (*uring_setup)(unsigned int flags);
-	/* ret_supported[op] for op < n from IORING_REGISTER_PROBE. */
-	int (*uring_opcodes)(bool *ret_supported, size_t n);
-	/* Submit one multishot accept / recv and return its first CQE's res (<0: -errno). */
-	int (*uring_accept_multishot)(void);
-	int (*uring_recv_multishot)(void);
-	/* BPF_MAP_CREATE for a map type; returns an fd or -errno. */
-	int (*bpf_map_create)(int map_type, unsigned int key_size, unsigned int value_size,
-			      unsigned int max_entries);
 };
 
 extern const struct ktls_probe_ops ktls_probe_default_ops;

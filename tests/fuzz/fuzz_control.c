@@ -29,10 +29,6 @@
 			abort(); \
 	} while (0)
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-
 struct feed {
 	const uint8_t *p;
 	size_t n;

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * ktls_probe_with() against a fake kernel: each test scripts how the fake answers
- * (ULP missing, one cipher refused, rekey EBUSY, io_uring blocked by seccomp, ...) and
- * checks every capability bit the probe reports, the exact crypto_info it passed, and
- * that it closed every socket it opened.
+ * sysprobe_with() (the daemon's probe: libktls's ktls_probe_with() for kTLS, then io_uring
+ * and BPF) against a fake kernel: each test scripts how the fake answers (ULP missing, one
+ * cipher refused, rekey EBUSY, io_uring blocked by seccomp, ...) and checks every
+ * capability bit the probe reports, the exact crypto_info it passed, and that it closed
+ * every socket it opened.
  */
 #include <errno.h>
 #include <linux/bpf.h>
@@ -19,6 +20,7 @@
 #include <liburing.h>
 
 #include "ktlsd/probe.h"
+#include "sysprobe.h"
 
 #define NV	  KTLS_PROBE_NVERSIONS
 #define NC	  KTLS_PROBE_NCIPHERS
@@ -219,9 +221,13 @@ static int fake_bpf_map_create(int type, unsigned int key_size, unsigned int val
 	return next_fd++;
 }
 
-static const struct ktls_probe_ops fake_ops = {
+static const struct ktls_probe_ops fake_kops = {
 	.tcp_pair = fake_tcp_pair,
 	.setsockopt = fake_setsockopt,
+	.close = fake_close,
+};
+
+static const struct sysprobe_ops fake_ops = {
 	.close = fake_close,
 	.uring_setup = fake_uring_setup,
 	.uring_opcodes = fake_uring_opcodes,
@@ -247,36 +253,36 @@ static void assert_all_closed(void)
 			fail_msg("fd %d left open", fd);
 }
 
-static struct ktls_caps run_probe(void)
+static struct sys_caps run_probe(void)
 {
-	struct ktls_caps caps;
+	struct sys_caps caps;
 
 	memset(&caps, 0xa5, sizeof(caps));
-	assert_int_equal(ktls_probe_with(&fake_ops, &caps), 0);
+	assert_int_equal(sysprobe_with(&fake_kops, &fake_ops, &caps), 0);
 	assert_all_closed();
 	return caps;
 }
 
-static void assert_cells(const struct ktls_caps *c, bool tx, bool rx)
+static void assert_cells(const struct sys_caps *c, bool tx, bool rx)
 {
 	for (int v = 0; v < NV; v++) {
 		for (int i = 0; i < NC; i++) {
-			assert_int_equal(c->tx[v][i], tx);
-			assert_int_equal(c->rx[v][i], rx);
+			assert_int_equal(c->ktls.tx[v][i], tx);
+			assert_int_equal(c->ktls.rx[v][i], rx);
 		}
 	}
 }
 
 static void test_everything_supported(void **state)
 {
-	struct ktls_caps c = run_probe();
+	struct sys_caps c = run_probe();
 
-	assert_true(c.ulp);
-	assert_int_equal(c.ulp_err, 0);
+	assert_true(c.ktls.ulp);
+	assert_int_equal(c.ktls.ulp_err, 0);
 	assert_cells(&c, true, true);
-	assert_true(c.rekey);
-	assert_int_equal(c.rekey_err, 0);
-	assert_true(c.rx_expect_no_pad);
+	assert_true(c.ktls.rekey);
+	assert_int_equal(c.ktls.rekey_err, 0);
+	assert_true(c.ktls.rx_expect_no_pad);
 	assert_true(c.uring);
 	assert_int_equal(c.uring_err, 0);
 	assert_true(c.uring_accept_multishot);
@@ -322,16 +328,16 @@ static void test_exact_crypto_info(void **state)
 
 static void test_no_ulp(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.ulp_err = ENOENT;
 	c = run_probe();
-	assert_false(c.ulp);
-	assert_int_equal(c.ulp_err, ENOENT);
+	assert_false(c.ktls.ulp);
+	assert_int_equal(c.ktls.ulp_err, ENOENT);
 	assert_cells(&c, false, false);
-	assert_false(c.rekey);
-	assert_int_equal(c.rekey_err, ENOENT);
-	assert_false(c.rx_expect_no_pad);
+	assert_false(c.ktls.rekey);
+	assert_int_equal(c.ktls.rekey_err, ENOENT);
+	assert_false(c.ktls.rx_expect_no_pad);
 	/* No crypto_info is offered to a kernel without the ULP. */
 	assert_int_equal(ncalls, 0);
 	assert_int_equal(nulp_calls, 1);
@@ -343,25 +349,25 @@ static void test_no_ulp(void **state)
 
 static void test_one_cell_refused(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.tx_err[KTLS_PROBE_TLS13][KTLS_PROBE_CHACHA20_POLY1305] = EINVAL;
 	c = run_probe();
-	assert_true(c.ulp);
+	assert_true(c.ktls.ulp);
 	for (int v = 0; v < NV; v++) {
 		for (int i = 0; i < NC; i++) {
 			bool off = v == KTLS_PROBE_TLS13 && i == KTLS_PROBE_CHACHA20_POLY1305;
 
-			assert_int_equal(c.tx[v][i], !off);
-			assert_true(c.rx[v][i]);
+			assert_int_equal(c.ktls.tx[v][i], !off);
+			assert_true(c.ktls.rx[v][i]);
 		}
 	}
-	assert_true(c.rekey);
+	assert_true(c.ktls.rekey);
 }
 
 static void test_rx_refused_everywhere(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	for (int v = 0; v < NV; v++)
 		for (int i = 0; i < NC; i++)
@@ -369,50 +375,50 @@ static void test_rx_refused_everywhere(void **state)
 	c = run_probe();
 	assert_cells(&c, true, false);
 	/* Rekey and NO_PAD are only asked on a socket with both directions installed. */
-	assert_false(c.rekey);
-	assert_int_equal(c.rekey_err, EOPNOTSUPP);
-	assert_false(c.rx_expect_no_pad);
+	assert_false(c.ktls.rekey);
+	assert_int_equal(c.ktls.rekey_err, EOPNOTSUPP);
+	assert_false(c.ktls.rx_expect_no_pad);
 }
 
 static void test_rekey_ebusy(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.second_tx_err = EBUSY;
 	c = run_probe();
 	assert_cells(&c, true, true);
-	assert_false(c.rekey);
-	assert_int_equal(c.rekey_err, EBUSY);
-	assert_true(c.rx_expect_no_pad);
+	assert_false(c.ktls.rekey);
+	assert_int_equal(c.ktls.rekey_err, EBUSY);
+	assert_true(c.ktls.rx_expect_no_pad);
 }
 
 /* If TLS 1.3 AES-128 is missing the rekey question moves to the next TLS 1.3 cipher. */
 static void test_rekey_on_next_tls13_cipher(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.tx_err[KTLS_PROBE_TLS13][KTLS_PROBE_AES_GCM_128] = EINVAL;
 	c = run_probe();
-	assert_false(c.tx[KTLS_PROBE_TLS13][KTLS_PROBE_AES_GCM_128]);
-	assert_true(c.rekey);
+	assert_false(c.ktls.tx[KTLS_PROBE_TLS13][KTLS_PROBE_AES_GCM_128]);
+	assert_true(c.ktls.rekey);
 	assert_int_equal(calls[NC * 2 + 2 + 2].name, TLS_TX);
 	assert_int_equal(calls[NC * 2 + 2 + 2].cipher, TLS_CIPHER_AES_GCM_256);
 }
 
 static void test_no_pad_refused(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.no_pad_err = ENOPROTOOPT;
 	c = run_probe();
-	assert_false(c.rx_expect_no_pad);
-	assert_true(c.rekey);
+	assert_false(c.ktls.rx_expect_no_pad);
+	assert_true(c.ktls.rekey);
 	assert_cells(&c, true, true);
 }
 
 static void test_uring_blocked(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.uring_err = EPERM;
 	c = run_probe();
@@ -423,13 +429,13 @@ static void test_uring_blocked(void **state)
 	assert_false(c.uring_recv_multishot);
 	assert_false(c.uring_setup_defer_taskrun);
 	assert_int_equal(nopcode_calls, 0);
-	assert_true(c.ulp);
+	assert_true(c.ktls.ulp);
 	assert_true(c.bpf_sockmap);
 }
 
 static void test_uring_old_kernel(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.defer_err = EINVAL;
 	k.accept_ms_res = -EINVAL;
@@ -446,7 +452,7 @@ static void test_uring_old_kernel(void **state)
 
 static void test_uring_only_recv_multishot_missing(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.recv_ms_res = -EINVAL;
 	c = run_probe();
@@ -458,7 +464,7 @@ static void test_uring_only_recv_multishot_missing(void **state)
 
 static void test_bpf_denied(void **state)
 {
-	struct ktls_caps c;
+	struct sys_caps c;
 
 	k.bpf_err = EPERM;
 	c = run_probe();
@@ -471,13 +477,47 @@ static void test_bpf_denied(void **state)
 /* Only a probe that could not run fails; the out-parameter is then untouched. */
 static void test_no_loopback_fails(void **state)
 {
-	struct ktls_caps c, before;
+	struct sys_caps c, before;
 
 	k.pair_err = EMFILE;
 	memset(&c, 0x5a, sizeof(c));
 	before = c;
-	assert_int_equal(ktls_probe_with(&fake_ops, &c), -EMFILE);
+	assert_int_equal(sysprobe_with(&fake_kops, &fake_ops, &c), -EMFILE);
 	assert_memory_equal(&c, &before, sizeof(c));
+}
+
+/* libktls's probe on its own: the kTLS answers of the whole probe, no io_uring or BPF call. */
+static void test_ktls_probe_alone(void **state)
+{
+	struct ktls_caps alone, before;
+	struct sys_caps all;
+
+	k.tx_err[KTLS_PROBE_TLS12][KTLS_PROBE_AES_GCM_256] = EINVAL;
+	k.second_tx_err = EBUSY;
+	all = run_probe();
+	setup(state);
+	k.tx_err[KTLS_PROBE_TLS12][KTLS_PROBE_AES_GCM_256] = EINVAL;
+	k.second_tx_err = EBUSY;
+	k.uring_err = EPERM; /* would trip the fakes' asserts if io_uring were asked */
+	memset(&alone, 0xa5, sizeof(alone));
+	assert_int_equal(ktls_probe_with(&fake_kops, &alone), 0);
+	assert_all_closed();
+	assert_int_equal(alone.ulp, all.ktls.ulp);
+	assert_int_equal(alone.ulp_err, all.ktls.ulp_err);
+	assert_memory_equal(alone.tx, all.ktls.tx, sizeof(alone.tx));
+	assert_memory_equal(alone.rx, all.ktls.rx, sizeof(alone.rx));
+	assert_false(alone.tx[KTLS_PROBE_TLS12][KTLS_PROBE_AES_GCM_256]);
+	assert_int_equal(alone.rekey, all.ktls.rekey);
+	assert_int_equal(alone.rekey_err, EBUSY);
+	assert_int_equal(alone.rx_expect_no_pad, all.ktls.rx_expect_no_pad);
+	assert_int_equal(nopcode_calls, 0);
+	assert_int_equal(nbpf_calls, 0);
+
+	k.pair_err = EMFILE;
+	memset(&alone, 0x5a, sizeof(alone));
+	before = alone;
+	assert_int_equal(ktls_probe_with(&fake_kops, &alone), -EMFILE);
+	assert_memory_equal(&alone, &before, sizeof(alone));
 }
 
 static void test_names(void **state)
@@ -494,13 +534,17 @@ static void test_names(void **state)
 /* The real kernel: whatever it supports, the probe runs and its answers are consistent. */
 static void test_real_kernel_consistent(void **state)
 {
-	struct ktls_caps c;
+	struct ktls_caps alone;
+	struct sys_caps c;
 
-	assert_int_equal(ktls_probe(&c), 0);
-	if (!c.ulp) {
-		assert_true(c.ulp_err != 0);
+	assert_int_equal(sysprobe(&c), 0);
+	assert_int_equal(ktls_probe(&alone), 0);
+	assert_int_equal(alone.ulp, c.ktls.ulp);
+	assert_int_equal(alone.rekey, c.ktls.rekey);
+	if (!c.ktls.ulp) {
+		assert_true(c.ktls.ulp_err != 0);
 		assert_cells(&c, false, false);
-		assert_false(c.rekey);
+		assert_false(c.ktls.rekey);
 	}
 	if (!c.uring)
 		assert_true(c.uring_err != 0);
@@ -524,6 +568,7 @@ int main(void)
 		cmocka_unit_test_setup(test_uring_only_recv_multishot_missing, setup),
 		cmocka_unit_test_setup(test_bpf_denied, setup),
 		cmocka_unit_test_setup(test_no_loopback_fails, setup),
+		cmocka_unit_test_setup(test_ktls_probe_alone, setup),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_real_kernel_consistent),
 	};
