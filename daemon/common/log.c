@@ -70,6 +70,45 @@ static size_t utf8_len(const unsigned char *p, uint32_t *ret_cp)
 	return n;
 }
 
+/*
+ * Code points that reorder or break what a terminal shows (bidirectional overrides and
+ * isolates, line/paragraph separators, zero-width joiners and marks): a name holding one
+ * could make a line read as something else. They are written as bytes, \xNN.
+ */
+static bool invisible_format(uint32_t cp)
+{
+	return (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+	       (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+/*
+ * The longest value a line carries. Certificate names are peer-controlled and may be kilobytes:
+ * cut at a character boundary with the count of what was left out, so every line stays
+ * whole (and valid JSON) and the fields after a long name are still in it.
+ */
+#define LOG_VALUE_MAX 256
+
+static const char *value_capped(const char *v, char *tmp, size_t tmplen)
+{
+	const unsigned char *p = (const unsigned char *)v;
+	size_t len = strlen(v), cut = 0;
+
+	if (len <= LOG_VALUE_MAX)
+		return v;
+	while (cut < LOG_VALUE_MAX) {
+		uint32_t cp;
+		size_t n = p[cut] >= 0x80 ? utf8_len(p + cut, &cp) : 1;
+
+		if (!n)
+			n = 1;
+		if (cut + n > LOG_VALUE_MAX)
+			break;
+		cut += n;
+	}
+	snprintf(tmp, tmplen, "%.*s...(+%zu bytes)", (int)cut, v, len - cut);
+	return tmp;
+}
+
 /* Bytes that may stand unquoted in a logfmt value: printable ASCII that is not syntax. */
 static bool logfmt_bare(unsigned char c)
 {
@@ -106,7 +145,7 @@ static int put_logfmt_value(char *buf, int len, int off, const char *v)
 		} else if (*p >= 0x20 && *p < 0x7f) {
 			off = put(buf, len, off, (const char *)p, 1);
 			p++;
-		} else if (n && cp >= 0xa0) {
+		} else if (n && cp >= 0xa0 && !invisible_format(cp)) {
 			off = put(buf, len, off, (const char *)p, n);
 			p += n;
 		} else {
@@ -163,7 +202,7 @@ static json_t *json_string_lossy(const char *v)
 int log_format_line(enum log_format fmt, const char *level, const char *event,
 		    const struct log_kv *kv, int n, char *buf, int len)
 {
-	char ts[64];
+	char ts[64], tmp[LOG_VALUE_MAX + 32];
 	int off = 0;
 
 	timestamp(ts, sizeof(ts));
@@ -176,7 +215,9 @@ int log_format_line(enum log_format fmt, const char *level, const char *event,
 		json_object_set_new(o, "event", json_string(event));
 		for (int i = 0; i < n; i++)
 			if (kv[i].val && *kv[i].val)
-				json_object_set_new(o, kv[i].key, json_string_lossy(kv[i].val));
+				json_object_set_new(o, kv[i].key,
+						    json_string_lossy(value_capped(kv[i].val, tmp,
+										   sizeof(tmp))));
 		s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(o);
 		if (!s)
@@ -196,7 +237,8 @@ int log_format_line(enum log_format fmt, const char *level, const char *event,
 			off = put(buf, len, off, " ", 1);
 			off = put(buf, len, off, kv[i].key, strlen(kv[i].key));
 			off = put(buf, len, off, "=", 1);
-			off = put_logfmt_value(buf, len, off, kv[i].val);
+			off = put_logfmt_value(buf, len, off,
+					       value_capped(kv[i].val, tmp, sizeof(tmp)));
 		}
 	}
 	off = off < len - 1 ? off : len - 1;
@@ -207,7 +249,8 @@ int log_format_line(enum log_format fmt, const char *level, const char *event,
 void log_kv(enum log_format fmt, const char *level, const char *event, const struct log_kv *kv,
 	    int n)
 {
-	char buf[2048];
+	/* Room for every field at its cap, escaped: a line is never cut. */
+	char buf[8192];
 	int len = log_format_line(fmt, level, event, kv, n, buf, (int)sizeof(buf) - 1);
 	ssize_t w;
 

@@ -167,16 +167,36 @@ static int set_addr(char **slot, struct daemon_addr *addr, bool allow_unix, cons
 	return *slot ? 0 : -ENOMEM;
 }
 
-/* Rules may be given one per key or several separated by spaces. */
+/* A rule value with a control byte is a mistake (or a smuggling attempt), never a name. */
+static bool has_control(const char *v)
+{
+	for (; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return true;
+	return false;
+}
+
+/*
+ * URI and DNS rules may be given one per key or several separated by spaces or commas:
+ * neither can contain one. A CN or OU can ("Payments Service", "Smith, John"), so each
+ * such key is exactly one name: splitting it would admit "Service" and "Payments".
+ */
 static int add_rules(struct service_config *s, enum policy_kind kind, const char *key,
 		     const char *v, char *err, size_t errlen)
 {
+	bool split = kind == POLICY_URI || kind == POLICY_DNS;
 	char *copy = strdup(v), *save = NULL, *tok;
 	int rc = 0, n = 0;
 
 	if (!copy)
 		return -ENOMEM;
-	for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+	if (has_control(v)) {
+		seterr(err, errlen, "%s: control character in the value", key);
+		rc = -EINVAL;
+		goto out_free;
+	}
+	tok = split ? strtok_r(copy, " \t,", &save) : copy;
+	for (; tok && *tok; tok = split ? strtok_r(NULL, " \t,", &save) : NULL) {
 		rc = policy_add(s->policy, kind, tok);
 		if (rc) {
 			if (kind == POLICY_URI)
@@ -193,6 +213,7 @@ static int add_rules(struct service_config *s, enum policy_kind kind, const char
 		seterr(err, errlen, "%s: empty value", key);
 		rc = -EINVAL;
 	}
+out_free:
 	free(copy);
 	return rc;
 }
@@ -827,7 +848,7 @@ struct ini_state {
 	FILE *f;
 	int line; /* the line being parsed */
 	struct run_config *r;
-	bool in_global;
+	bool in_global, seen_global;
 	struct service_config *cur; /* the [service] being collected; NULL in [global] */
 	struct ini_kv *kv;	    /* its keys, in file order */
 	size_t n_kv, cap_kv;
@@ -1053,6 +1074,10 @@ static int ini_section_begin(struct ini_state *st, const char *section)
 	const char *name = section + 8;
 
 	if (!strcmp(section, "global")) {
+		/* Keys are unique per section; a second [global] would let a later one win. */
+		if (st->seen_global)
+			return ini_fail(st, st->line, "[global] given twice");
+		st->seen_global = true;
 		st->in_global = true;
 		return 0;
 	}

@@ -126,6 +126,49 @@ static void test_json_invalid_utf8(void **state)
 	json_decref(o);
 }
 
+/*
+ * A peer can present a name of kilobytes (an outside review: a 2.5 KB URI SAN cut the JSON
+ * line mid-string, so the record of its own refusal was invalid JSON). Each value is capped
+ * at a character boundary with what was left out, so the line stays whole and every
+ * field after the long one is still there.
+ */
+static void test_long_value_capped(void **state)
+{
+	char big[3000], buf[8192];
+	struct log_kv kv[] = { { "claimed_uri", big }, { "tls", "TLSv1.3" } };
+	json_error_t e;
+	json_t *o;
+	const char *v;
+
+	memset(big, 'u', sizeof(big) - 1);
+	memcpy(big + 254, "\xc3\xa9", 2); /* a 2-byte character across the cap */
+	big[sizeof(big) - 1] = '\0';
+	log_format_line(LOG_JSON, "warn", "conn_end", kv, 2, buf, sizeof(buf));
+	o = json_loads(buf, 0, &e);
+	assert_non_null(o);
+	v = json_string_value(json_object_get(o, "claimed_uri"));
+	assert_non_null(v);
+	assert_true(strlen(v) < 300);
+	assert_non_null(strstr(v, "\xc3\xa9...(+2743 bytes)"));
+	assert_string_equal(json_string_value(json_object_get(o, "tls")), "TLSv1.3");
+	json_decref(o);
+	log_format_line(LOG_LOGFMT, "warn", "conn_end", kv, 2, buf, sizeof(buf));
+	assert_true(strlen(buf) < 400);
+	assert_non_null(strstr(buf, "...(+2743 bytes)\" tls=TLSv1.3"));
+}
+
+/* Bidi overrides and line separators would make a terminal show another line. */
+static void test_logfmt_invisible(void **state)
+{
+	struct log_kv kv[] = { { "cn", "a\xe2\x80\xae"
+				       "b\xe2\x80\xa8"
+				       "c" } };
+	char buf[512];
+
+	log_format_line(LOG_LOGFMT, "info", "e", kv, 1, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "cn=\"a\\xe2\\x80\\xaeb\\xe2\\x80\\xa8c\""));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +179,8 @@ int main(void)
 		cmocka_unit_test(test_logfmt_utf8),
 		cmocka_unit_test(test_json_controls),
 		cmocka_unit_test(test_json_invalid_utf8),
+		cmocka_unit_test(test_long_value_capped),
+		cmocka_unit_test(test_logfmt_invisible),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -137,6 +137,22 @@ static bool allows_ip(const struct policy *p, const char *bytes, size_t len)
 	return policy_allows(p, &id);
 }
 
+static bool allows_cn(const struct policy *p, const char *cn)
+{
+	struct peer_identity id = { 0 };
+
+	id.cn = (struct peer_name){ cn, strlen(cn) };
+	return policy_allows(p, &id);
+}
+
+static bool allows_ou(const struct policy *p, const char *ou)
+{
+	struct peer_identity id = { .n_ou = 1 };
+
+	id.ou[0] = (struct peer_name){ ou, strlen(ou) };
+	return policy_allows(p, &id);
+}
+
 static void test_two_services(void **state)
 {
 	struct run_config cfg;
@@ -889,6 +905,42 @@ static void test_new_keys_file(void **state)
 		     "allow-core-dumps)");
 }
 
+/*
+ * A CN or OU may contain spaces and commas: each key is one name. Split, "allow-cn =
+ * Payments Service" admitted any certificate with CN=Service (an outside review's find).
+ */
+static void test_cn_ou_one_name(void **state)
+{
+	static const char *const cli[] = { "--allow-cn", "Payments Service", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	expect_ok(SVC "allow-cn = Payments Service\nallow-ou = Smith, John\n", &cfg);
+	assert_true(allows_cn(cfg.svc[0].policy, "Payments Service"));
+	assert_false(allows_cn(cfg.svc[0].policy, "Service"));
+	assert_false(allows_cn(cfg.svc[0].policy, "Payments"));
+	assert_true(allows_ou(cfg.svc[0].policy, "Smith, John"));
+	assert_false(allows_ou(cfg.svc[0].policy, "John"));
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", cli, &cfg, err), 0);
+	assert_false(allows_cn(cfg.svc[0].policy, "Service"));
+	assert_true(allows_cn(cfg.svc[0].policy, "Payments Service"));
+	config_free(&cfg);
+	/* URI and DNS rules still take several per key: they cannot contain a blank. */
+	expect_ok(SVC "allow-dns = a.example.org, b.example.org\n", &cfg);
+	assert_true(allows_dns(cfg.svc[0].policy, "b.example.org"));
+	config_free(&cfg);
+	/* A control byte in a rule is never a name. */
+	expect_exact(SVC "allow-cn = foo\rallow-all = yes\n", 7,
+		     "allow-cn: control character in the value");
+}
+
+static void test_global_once(void **state)
+{
+	expect_exact("[global]\nthreads = 2\n[global]\nthreads = 3\n" SVC "allow-all = yes\n", 3,
+		     "[global] given twice");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -906,6 +958,8 @@ int main(void)
 		cmocka_unit_test(test_listen_overlap),
 		cmocka_unit_test(test_new_keys_cli),
 		cmocka_unit_test(test_new_keys_file),
+		cmocka_unit_test(test_cn_ou_one_name),
+		cmocka_unit_test(test_global_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
