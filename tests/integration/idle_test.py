@@ -64,12 +64,19 @@ def t_idle_timeout(env):
 
 
 def keepalive_timer(filt):
-    """The keepalive timer ss shows on the one established socket matching filt, in s."""
-    out = subprocess.run(["ss", "-tnoe", "state", "established", filt], capture_output=True,
-                         text=True, timeout=10).stdout
-    rows = [ln for ln in out.splitlines()[1:] if ln.strip()]
-    check(len(rows) == 1, f"ss {filt}: expected one socket, got {out!r}")
-    m = re.search(r"timer:\(keepalive,(\d+)(ms|sec|min)", rows[0])
+    """The keepalive timer ss shows on the one established socket matching filt, in s. ss
+    shows one timer per socket: while a retransmit timer is pending ("on") it hides the
+    keepalive one, so look again for a few seconds; a socket without keepalive never has it."""
+    end = time.time() + 5
+    while True:
+        out = subprocess.run(["ss", "-tnoe", "state", "established", filt],
+                             capture_output=True, text=True, timeout=10).stdout
+        rows = [ln for ln in out.splitlines()[1:] if ln.strip()]
+        check(len(rows) == 1, f"ss {filt}: expected one socket, got {out!r}")
+        m = re.search(r"timer:\(keepalive,(\d+)(ms|sec|min)", rows[0])
+        if m or time.time() > end:
+            break
+        time.sleep(0.2)
     check(m, f"no keepalive timer on {filt}: {rows[0]}")
     return int(m.group(1)) * {"ms": 0.001, "sec": 1, "min": 60}[m.group(2)]
 
