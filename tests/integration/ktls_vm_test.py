@@ -539,8 +539,13 @@ def key_update(env, eport):
             pr.stdin.close()
         except BrokenPipeError:
             pass
-        pr.kill()
-        pr.wait()
+        # On EOF s_client sends close_notify and exits: killing it at once raced that
+        # (CI saw the end logged as truncated). Kill only one that does not go.
+        try:
+            pr.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pr.kill()
+            pr.wait()
     if rekey:
         f = log_fields(k.conn_end(r"reason=closed"))
         check(f.get("ktls") == "tx+rx", f"KeyUpdate: {f}")
