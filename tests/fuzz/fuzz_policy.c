@@ -109,30 +109,16 @@ static void check_match(const struct policy *p, unsigned kind, const char *patte
 	}
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/*
+ * The names after the pattern, from off: each a kind byte then bytes up to a NUL, every
+ * one in its own allocation (listed in owned, for freeing). Returns how many are owned.
+ */
+static size_t parse_names(const uint8_t *data, size_t size, size_t off,
+			  struct peer_identity *ret_id, char **owned)
 {
-	struct peer_identity id = { 0 };
-	char *owned[MAX_NAMES];
-	size_t n_owned = 0, off, len;
-	struct policy *p;
-	unsigned kind;
-	char *pattern;
+	struct peer_identity id = *ret_id;
 	const uint8_t *end;
-	int r;
-
-	if (size < 1)
-		return 0;
-	kind = data[0] % (POLICY_KIND_MAX + 1); /* one out of range on purpose */
-	data++;
-	size--;
-	end = memchr(data, '\0', size);
-	len = end ? (size_t)(end - data) : size;
-	pattern = malloc(len + 1);
-	if (!pattern)
-		return 0;
-	memcpy(pattern, data, len);
-	pattern[len] = '\0';
-	off = end ? len + 1 : size;
+	size_t n_owned = 0, len;
 
 	while (off < size && n_owned < MAX_NAMES) {
 		struct peer_name *n;
@@ -158,6 +144,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		off += len + 1;
 	}
+	*ret_id = id;
+	return n_owned;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct peer_identity id = { 0 };
+	char *owned[MAX_NAMES];
+	size_t n_owned = 0, off, len;
+	struct policy *p;
+	unsigned kind;
+	char *pattern;
+	const uint8_t *end;
+	int r;
+
+	if (size < 1)
+		return 0;
+	kind = data[0] % (POLICY_KIND_MAX + 1); /* one out of range on purpose */
+	data++;
+	size--;
+	end = memchr(data, '\0', size);
+	len = end ? (size_t)(end - data) : size;
+	pattern = malloc(len + 1);
+	if (!pattern)
+		return 0;
+	memcpy(pattern, data, len);
+	pattern[len] = '\0';
+	off = end ? len + 1 : size;
+
+	n_owned = parse_names(data, size, off, &id, owned);
 
 	if (policy_new(&p))
 		goto out;
