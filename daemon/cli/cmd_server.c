@@ -78,7 +78,7 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
 				strerror(ktls_err));
 			return EXIT_USAGE;
 		}
-		rc = service_new(sc, rt->kernel_ktls, rt->cfg->threads, &rt->svc[i], err,
+		rc = service_new(sc, rt->kernel_ktls, rt->cfg->threads, NULL, &rt->svc[i], err,
 				 sizeof(err));
 		if (rc == -ENOMEM)
 			return EXIT_RUNTIME;

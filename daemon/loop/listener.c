@@ -38,7 +38,7 @@ static void peer_format(const struct sockaddr_storage *ss, char *buf, size_t len
 static void accept_refuse(struct worker *w, size_t si, int fd, const char *peer, int kind,
 			  const char *why)
 {
-	const struct service *s = w->rt->svc[si];
+	const struct service *s = worker_service(w, si);
 	struct ratelim *rl = &w->svcs[si].rl[kind];
 	unsigned suppressed;
 	char sup[16];
@@ -65,7 +65,7 @@ static void accept_refuse(struct worker *w, size_t si, int fd, const char *peer,
 static bool accept_admit(struct worker *w, size_t si, const uint8_t *src, int *ret_kind,
 			 const char **ret_why)
 {
-	struct service *s = w->rt->svc[si];
+	struct service *s = worker_service(w, si);
 	struct src_table *t = &w->svcs[si].src;
 	unsigned per_src = s->cfg->role == ROLE_SERVER ? s->cfg->max_handshakes_per_source : 0;
 
@@ -106,7 +106,7 @@ static void deadline_arm(struct worker *w, struct conn *c)
 
 static void accept_one(struct worker *w, size_t si, int fd)
 {
-	struct service *s = w->rt->svc[si];
+	struct service *s = worker_service(w, si);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	uint8_t src[16];
@@ -182,7 +182,7 @@ static void accept_failed(struct worker *w, uint32_t si, int err, bool more)
 	struct io_uring_sqe *sqe;
 
 	if (!more) {
-		service_count(w->rt->svc[si], w->id, STAT_ACCEPT_PAUSES);
+		service_count(worker_service(w, si), w->id, STAT_ACCEPT_PAUSES);
 		sqe = ring_sqe(w);
 		io_uring_prep_timeout(sqe, &w->accept_backoff, 0, 0);
 		io_uring_sqe_set_data64(sqe, ring_ud_raw(OP_ACCEPT_RETRY, si));
@@ -191,7 +191,7 @@ static void accept_failed(struct worker *w, uint32_t si, int err, bool more)
 		return;
 	snprintf(sup, sizeof(sup), "%u", suppressed);
 	struct log_kv kv[] = {
-		{ "service", w->rt->svc[si]->cfg->name },
+		{ "service", worker_service(w, si)->cfg->name },
 		{ "error", strerror(-err) },
 		{ "action", more ? NULL : "accepting paused 100 ms" },
 		{ "suppressed", suppressed ? sup : NULL }, /* failures since the last line */

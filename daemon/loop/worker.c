@@ -153,8 +153,52 @@ static void on_accept_retry(struct worker *w, const struct io_uring_cqe *cqe)
 	listener_on_retry(w, ring_ud_idx(cqe->user_data));
 }
 
+/* Runs what other threads queued with worker_call; closed: none may be queued after. */
+static void mailbox_run(struct worker *w, bool close)
+{
+	struct worker_msg *m;
+
+	pthread_mutex_lock(&w->mb_lock);
+	w->mb_closed |= close;
+	while ((m = w->mb_head)) {
+		w->mb_head = m->next;
+		if (!w->mb_head)
+			w->mb_tail = &w->mb_head;
+		pthread_mutex_unlock(&w->mb_lock);
+		m->fn(w, m->arg);
+		pthread_mutex_lock(&w->mb_lock);
+		m->done = true;
+		pthread_cond_broadcast(&w->mb_cond);
+	}
+	pthread_mutex_unlock(&w->mb_lock);
+}
+
+int worker_call(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg)
+{
+	struct worker_msg m = { .fn = fn, .arg = arg };
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&w->mb_lock);
+	if (w->mb_closed) {
+		pthread_mutex_unlock(&w->mb_lock);
+		return -ESRCH;
+	}
+	*w->mb_tail = &m;
+	w->mb_tail = &m.next;
+	pthread_mutex_unlock(&w->mb_lock);
+	if (write(w->evfd, &one, sizeof(one)) < 0) {
+		/* Only on counter overflow: the worker is awake anyway. */
+	}
+	pthread_mutex_lock(&w->mb_lock);
+	while (!m.done)
+		pthread_cond_wait(&w->mb_cond, &w->mb_lock);
+	pthread_mutex_unlock(&w->mb_lock);
+	return 0;
+}
+
 static void on_event(struct worker *w, const struct io_uring_cqe *cqe)
 {
+	mailbox_run(w, false);
 	if (atomic_load(&w->cmd) == CMD_STOP)
 		w->stop = true;
 	else if (atomic_load(&w->cmd) == CMD_DRAIN)
@@ -226,6 +270,8 @@ static int svcs_init(struct worker *w)
 	if (!w->svcs)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->rt->n_svc; i++)
+		w->svcs[i].cur = service_get(w->rt->svc[i]);
+	for (size_t i = 0; i < w->rt->n_svc; i++)
 		if (RAND_bytes((unsigned char *)&w->svcs[i].src.seed, sizeof(uint64_t)) != 1)
 			return -EIO;
 	return 0;
@@ -238,7 +284,7 @@ static int sess_init(struct worker *w)
 	if (!w->sess)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->rt->n_svc; i++) {
-		const struct service_config *sc = w->rt->svc[i]->cfg;
+		const struct service_config *sc = worker_service(w, i)->cfg;
 
 		if (sc->role == ROLE_CLIENT && sc->resumption && sc->session_cache &&
 		    sess_cache_init(&w->sess[i], sc->session_cache))
@@ -273,6 +319,8 @@ static int ring_init(struct worker *w)
  */
 static void worker_cleanup(struct worker *w)
 {
+	/* Callers waiting in worker_call see their function run, on a live table, one last time. */
+	mailbox_run(w, true);
 	io_uring_queue_exit(&w->ring);
 	for (uint32_t i = 0; i < w->n_slots; i++) {
 		struct conn *c = w->slots[i];
@@ -290,8 +338,10 @@ static void worker_cleanup(struct worker *w)
 		sess_cache_clear(&w->sess[i]);
 	free(w->sess);
 	w->sess = NULL;
-	for (size_t i = 0; w->svcs && i < w->rt->n_svc; i++)
+	for (size_t i = 0; w->svcs && i < w->rt->n_svc; i++) {
 		src_table_free(&w->svcs[i].src);
+		service_put(w->svcs[i].cur);
+	}
 	free(w->svcs);
 	w->svcs = NULL;
 }
@@ -314,8 +364,10 @@ static void *worker_main(void *arg)
 		w->init_rc = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
 	}
 	pthread_barrier_wait(w->ready);
-	if (w->init_rc)
+	if (w->init_rc) {
+		mailbox_run(w, true);
 		return NULL;
+	}
 
 	while (!w->stop) {
 		struct io_uring_cqe *cqe;
@@ -352,6 +404,9 @@ int worker_start(struct worker *w)
 	w->drain_ts.tv_nsec = (long long)(w->rt->cfg->drain_timeout_ms % 1000) * 1000000;
 	w->accept_backoff.tv_nsec = 100 * 1000000;
 	sweep_period(w);
+	pthread_mutex_init(&w->mb_lock, NULL);
+	pthread_cond_init(&w->mb_cond, NULL);
+	w->mb_tail = &w->mb_head;
 	w->evfd = eventfd(0, EFD_CLOEXEC);
 	if (w->evfd < 0)
 		return -errno;

@@ -34,8 +34,17 @@ struct runtime {
 
 /* What a worker keeps per service. */
 struct worker_svc {
+	struct service *cur; /* held: new connections of this slot start on it */
 	struct src_table src;
 	struct ratelim rl[RL_N];
+};
+
+/* A function run on a worker's thread for another thread (worker_call). */
+struct worker_msg {
+	void (*fn)(struct worker *w, void *arg);
+	void *arg;
+	bool done;
+	struct worker_msg *next;
 };
 
 struct worker {
@@ -59,11 +68,31 @@ struct worker {
 	int init_rc;
 	pthread_t thread;
 	pthread_barrier_t *ready;
+	/* Mailbox for worker_call: the one lock in the loop, taken only when woken by evfd. */
+	pthread_mutex_t mb_lock;
+	pthread_cond_t mb_cond;
+	struct worker_msg *mb_head, **mb_tail;
+	bool mb_closed;
 };
 
 enum { CMD_NONE, CMD_DRAIN, CMD_STOP };
 
 int worker_start(struct worker *w);
+
+/*
+ * Runs fn(w, arg) on w's thread, between two batches of completions, and waits until it
+ * has run: how other threads (reload, the admin endpoint) reach a worker's connections
+ * and per-service state without any lock on the data path. Calls run in the order made.
+ * Returns 0 once fn ran, or -ESRCH if the worker has stopped (fn did not run). Never call
+ * it from a worker thread.
+ */
+int worker_call(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg);
+
+/* The service new connections of slot si start on, as this worker sees it. */
+static inline struct service *worker_service(const struct worker *w, size_t si)
+{
+	return w->svcs[si].cur;
+}
 
 /* The loop's modules (listener.c, handshake.c), for the dispatcher in worker.c. */
 void listener_arm(struct worker *w, size_t si);

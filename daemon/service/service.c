@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Service objects: built once from a service_config, refcounted, statistics per worker. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,20 +9,48 @@
 #include "service.h"
 #include "tlsctx.h"
 
+static struct service_counters *counters_new(unsigned n_workers)
+{
+	/* The header takes one cache line, so each worker's block starts on its own. */
+	size_t size = 64 + sizeof(struct service_stats) * (n_workers ? n_workers : 1);
+	struct service_counters *c;
+
+	_Static_assert(offsetof(struct service_counters, w) == 64, "blocks start on a line");
+	c = aligned_alloc(64, size);
+	if (!c)
+		return NULL;
+	memset(c, 0, size);
+	atomic_init(&c->refs, 1);
+	c->n_workers = n_workers;
+	return c;
+}
+
+static void counters_put(struct service_counters *c)
+{
+	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		free(c);
+}
+
 int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
-		struct service **ret_service, char *err, size_t errlen)
+		const struct service *prev, struct service **ret_service, char *err,
+		size_t errlen)
 {
 	struct service *s = calloc(1, sizeof(*s));
 	int rc;
 
 	if (!s)
 		return -ENOMEM;
-	s->stats = aligned_alloc(64, sizeof(*s->stats) * (n_workers ? n_workers : 1));
-	if (!s->stats) {
+	if (prev && prev->n_workers == n_workers) {
+		s->counters = prev->counters;
+		atomic_fetch_add_explicit(&s->counters->refs, 1, memory_order_relaxed);
+	} else {
+		s->counters = counters_new(n_workers);
+	}
+	if (!s->counters) {
 		rc = -ENOMEM;
 		goto out_free;
 	}
-	memset(s->stats, 0, sizeof(*s->stats) * (n_workers ? n_workers : 1));
+	s->stats = s->counters->w;
 	atomic_init(&s->refs, 1);
 	s->cfg = cfg;
 	s->n_workers = n_workers;
@@ -35,7 +64,7 @@ int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_w
 	return 0;
 
 out_free:
-	free(s->stats);
+	counters_put(s->counters);
 	free(s);
 	return rc;
 }
@@ -51,7 +80,7 @@ void service_put(struct service *s)
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	SSL_CTX_free(s->ctx);
-	free(s->stats);
+	counters_put(s->counters);
 	free(s);
 }
 

@@ -50,6 +50,17 @@ struct service_stats {
 	_Atomic uint32_t g[GAUGE_MAX];
 } __attribute__((aligned(64)));
 
+/*
+ * The statistics of one service slot, shared by every generation of that service: a
+ * reload builds a new service that counts on into the same blocks, so counters never go
+ * back and max-conns covers connections on the old and the new service together.
+ */
+struct service_counters {
+	atomic_uint refs;
+	unsigned n_workers;
+	struct service_stats w[]; /* [n_workers] */
+};
+
 struct service {
 	atomic_uint refs;
 	const struct service_config *cfg;
@@ -58,16 +69,19 @@ struct service {
 	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
 	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
 	unsigned n_workers;
-	struct service_stats *stats; /* [n_workers] */
+	struct service_counters *counters; /* shared with the slot's other generations */
+	struct service_stats *stats;	   /* counters->w */
 };
 
 /*
- * Builds the service for cfg (which must outlive it): its TLS context (tls_ctx_build) and
- * one stats block per worker. kernel_ktls: the kernel can install kTLS. Returns 0, or
- * -EINVAL with an operator-facing message in err, or -ENOMEM.
+ * Builds the service for cfg (which must outlive it): its TLS context (tls_ctx_build), and
+ * one stats block per worker, or, given prev (the generation it replaces), prev's blocks.
+ * kernel_ktls: the kernel can install kTLS. Returns 0, or -EINVAL with an operator-facing
+ * message in err, or -ENOMEM.
  */
 int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
-		struct service **ret_service, char *err, size_t errlen);
+		const struct service *prev, struct service **ret_service, char *err,
+		size_t errlen);
 struct service *service_get(struct service *s);
 /* Drops a reference; the last one frees the service. NULL is fine. */
 void service_put(struct service *s);
