@@ -32,8 +32,7 @@ static void counters_put(struct service_counters *c)
 }
 
 int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
-		const struct service *prev, struct service **ret_service, char *err,
-		size_t errlen)
+		const struct service *prev, struct service **ret_service, char *err, size_t errlen)
 {
 	struct service *s = calloc(1, sizeof(*s));
 	int rc;

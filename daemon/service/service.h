@@ -80,8 +80,7 @@ struct service {
  * message in err, or -ENOMEM.
  */
 int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
-		const struct service *prev, struct service **ret_service, char *err,
-		size_t errlen);
+		const struct service *prev, struct service **ret_service, char *err, size_t errlen);
 struct service *service_get(struct service *s);
 /* Drops a reference; the last one frees the service. NULL is fine. */
 void service_put(struct service *s);
