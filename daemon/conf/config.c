@@ -452,10 +452,10 @@ static int set_ocsp_url(struct service_config *s, const struct svc_key *k, const
 	free(s->ocsp_path);
 	s->ocsp_url = strdup(v);
 	s->ocsp_host = host;
-	if (query && asprintf(&s->ocsp_path, "%s?%s", path, query) < 0)
-		s->ocsp_path = NULL;
-	else if (!query)
+	if (!query || !*query)
 		s->ocsp_path = strdup(path);
+	else if (asprintf(&s->ocsp_path, "%s?%s", path, query) < 0)
+		s->ocsp_path = NULL;
 	host = NULL;
 	rc = s->ocsp_url && s->ocsp_path ? 0 : -ENOMEM;
 out_free:
