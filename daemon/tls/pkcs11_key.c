@@ -87,11 +87,12 @@ int tls_pkcs11_key_load(const char *uri, pem_password_cb *pw_cb, void *pw_data, 
 
 	tls_key_display(uri, shown, sizeof(shown));
 	if (provider_load()) {
-		snprintf(err, errlen,
-			 "key %s: OpenSSL's pkcs11 provider is not installed (Debian 12: apt-get "
-			 "install -t bookworm-backports pkcs11-provider; it loads the module named "
-			 "by PKCS11_PROVIDER_MODULE)",
-			 shown);
+		snprintf(
+			err, errlen,
+			"key %s: OpenSSL's pkcs11 provider is not installed (Debian 12: package "
+			"pkcs11-provider from bookworm-backports, as scripts/install-deps does; it "
+			"loads the module PKCS11_PROVIDER_MODULE names)",
+			shown);
 		return -ENOENT;
 	}
 	ERR_clear_error();
