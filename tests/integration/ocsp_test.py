@@ -14,7 +14,7 @@ import threading
 import time
 
 import harness
-from harness import check, free_port, tls_close, tls_connect
+from harness import check, free_port, ktlsd_client, plain_roundtrip, tls_close, tls_connect
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 PAYLOAD = b"ping over ktlsd\n"
@@ -244,6 +244,17 @@ def t_peer(env):
     line = opened.wait_line(r"event=ocsp_no_answer")
     check("level=warn" in line and "admitted" in line, line)
     print("peer: responder down, fail open: served, warn line ocsp_no_answer")
+
+    # Client mode checks the server: good, then a responder that says it is revoked.
+    srv = env.ktlsd([], target_port=eport)
+    for revoked, want in (((), "reason=closed"), (("server",), 'reason="certificate revoked"')):
+        url = f"http://127.0.0.1:{responder(env, revoked=revoked)}/"
+        cli = ktlsd_client(env, srv.port, ["--verify-uri", "spiffe://example.org/server",
+                                           "--ocsp-url", url, "--ocsp-fail", "closed"])
+        got = plain_roundtrip(cli.port)
+        check((got == b"plain ping\n") == (not revoked), f"client mode, revoked={revoked}")
+        line = cli.conn_end(want)
+        print(f"client mode, server revoked={bool(revoked)}: {line[line.find('reason='):][:60]}")
 
 
 def t_slow(env):
