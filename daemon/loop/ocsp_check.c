@@ -39,16 +39,25 @@ static void ocsp_poll(struct worker *w, struct conn *c, unsigned mask)
 	io_uring_prep_link_timeout(ring_ignore_sqe(w), &c->ocsp_ts, 0);
 }
 
+/* Admitted without an answer: one line per 10 s per worker and service, the rest counted. */
 static void log_no_answer(struct worker *w, struct conn *c, const char *why)
 {
+	char n[16];
+	unsigned suppressed;
 	struct log_kv kv[] = {
 		{ "service", c->svc->cfg->name },
 		{ "peer", c->peer },
 		{ policy_kind_name(c->id.id_kind), c->id.id },
 		{ "result", "admitted (ocsp-fail open)" },
 		{ "reason", why },
+		{ "suppressed", n },
 	};
 
+	if (!ratelim_pass(&w->svcs[c->si].rl[RL_OCSP], loop_now_ns(), &suppressed))
+		return;
+	snprintf(n, sizeof(n), "%u", suppressed);
+	if (!suppressed)
+		kv[5].val = NULL;
 	conn_log(w, "warn", "ocsp_no_answer", kv, (int)(sizeof(kv) / sizeof(kv[0])));
 }
 
