@@ -167,7 +167,9 @@ void handshake_on_timeout(struct worker *w, struct conn *c, int res)
 	if (res != -ETIME || c->closing)
 		return;
 	conn_count(w, c, STAT_HANDSHAKE_TIMEOUTS);
-	if (conn_is_server(c))
+	if (c->ocsp)
+		conn_fail(w, c, "handshake timeout (waiting for the OCSP responder)");
+	else if (conn_is_server(c))
 		conn_fail(w, c, c->hs_done ? "backend connect timeout" : "handshake timeout");
 	else
 		conn_fail(w, c, c->connected ? "handshake timeout" : "connect timeout");

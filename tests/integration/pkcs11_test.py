@@ -19,6 +19,9 @@ PIN = "40418"
 
 def token(env):
     """A SoftHSM2 token "ktlsd" holding server.key and client.key; the env for ktlsd."""
+    if harness.SANITIZER:
+        raise harness.Skip("pkcs11-provider dlopens the PKCS#11 module with RTLD_DEEPBIND, "
+                           f"which the {harness.SANITIZER} runtime refuses")
     if not os.path.exists(SOFTHSM):
         raise harness.Skip(f"{SOFTHSM} missing (softhsm2; scripts/install-deps installs it)")
     if not os.path.exists(PROVIDER):
