@@ -31,6 +31,7 @@ static void ocsp_poll(struct worker *w, struct conn *c, unsigned mask)
 	/* The poll and its timeout must reach the kernel together, in one submission. */
 	if (io_uring_sq_space_left(&w->ring) < 2)
 		io_uring_submit(&w->ring);
+	c->ofd = ocsp_fetch_fd(c->ocsp);
 	sqe = conn_sqe(w, c, OP_OCSP_POLL);
 	io_uring_prep_poll_add(sqe, c->ofd, mask);
 	sqe->flags |= IOSQE_IO_LINK;

@@ -342,6 +342,8 @@ X509 *ocsp_peer_issuer(SSL *ssl, X509 *cert)
 }
 
 struct ocsp_fetch {
+	const struct service_config *s; /* outlives the fetch: the connection holds its service */
+	unsigned ai;			/* which of the responder's addresses */
 	int fd;
 	bool connecting;
 	BIO *bio;
@@ -386,6 +388,9 @@ static OCSP_REQUEST *request_new(X509 *cert, X509 *issuer)
 /* The POST of f->req to s's responder, over f->bio. */
 static int http_setup(struct ocsp_fetch *f, const struct service_config *s)
 {
+	OSSL_HTTP_REQ_CTX_free(f->rctx);
+	BIO_free(f->bio);
+	f->rctx = NULL;
 	f->bio = BIO_new_socket(f->fd, BIO_NOCLOSE);
 	if (!f->bio)
 		return -ENOMEM;
@@ -400,6 +405,38 @@ static int http_setup(struct ocsp_fetch *f, const struct service_config *s)
 	return 0;
 }
 
+/*
+ * A non-blocking connect to the responder's address f->ai, or the next ones that fail at
+ * once; the request is set up on the new socket. Returns 0 or the last -errno.
+ */
+static int fetch_connect(struct ocsp_fetch *f)
+{
+	const struct daemon_addr *a = &f->s->ocsp_addr;
+	int rc = -ENOTCONN;
+
+	for (; f->ai < a->n; f->ai++) {
+		const struct sockaddr_storage *ss = &a->alt[f->ai].ss;
+
+		if (f->fd >= 0)
+			close(f->fd);
+		f->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (f->fd < 0)
+			return -errno;
+		if (!connect(f->fd, (const struct sockaddr *)ss, a->alt[f->ai].len) ||
+		    errno == EINPROGRESS) {
+			f->connecting = true;
+			return http_setup(f, f->s);
+		}
+		rc = -errno;
+	}
+	return rc;
+}
+
+int ocsp_fetch_fd(const struct ocsp_fetch *f)
+{
+	return f->fd;
+}
+
 int ocsp_fetch_start(const struct service_config *s, X509 *cert, X509 *issuer,
 		     struct ocsp_fetch **ret_fetch, int *ret_fd, struct ocsp_answer *ans)
 {
@@ -411,6 +448,7 @@ int ocsp_fetch_start(const struct service_config *s, X509 *cert, X509 *issuer,
 	if (!f)
 		goto out_nomem;
 	f->fd = -1;
+	f->s = s;
 	snprintf(f->responder, sizeof(f->responder), "%s", a->text);
 	if (!X509_up_ref(cert))
 		goto out_nomem;
@@ -421,17 +459,13 @@ int ocsp_fetch_start(const struct service_config *s, X509 *cert, X509 *issuer,
 	f->req = request_new(cert, issuer);
 	if (!f->req)
 		goto out_nomem;
-	f->fd = socket(a->alt[0].ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (f->fd < 0 || (connect(f->fd, (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len) &&
-			  errno != EINPROGRESS)) {
-		rc = -errno;
-		no_answer(ans, "responder %s: %s", f->responder, strerror(errno));
+	rc = fetch_connect(f);
+	if (rc == -ENOMEM)
+		goto out_nomem;
+	if (rc) {
+		no_answer(ans, "responder %s: %s", f->responder, strerror(-rc));
 		goto out_free;
 	}
-	f->connecting = true;
-	rc = http_setup(f, s);
-	if (rc)
-		goto out_nomem;
 	*ret_fd = f->fd;
 	*ret_fetch = f;
 	return 0;
@@ -463,6 +497,12 @@ enum ocsp_step ocsp_fetch_step(struct ocsp_fetch *f, int res, time_t now, struct
 	if (f->connecting) {
 		if (getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
 			soerr = errno;
+		/* A name with several addresses (localhost: ::1, then 127.0.0.1): the next. */
+		if (soerr && f->ai + 1 < f->s->ocsp_addr.n) {
+			f->ai++;
+			if (!fetch_connect(f))
+				return OCSP_STEP_WRITE;
+		}
 		if (soerr)
 			return fetch_failed(f, ans, strerror(soerr));
 		f->connecting = false;

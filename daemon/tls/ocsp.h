@@ -82,6 +82,8 @@ int ocsp_fetch_start(const struct service_config *s, X509 *cert, X509 *issuer,
 		     struct ocsp_fetch **ret_fetch, int *ret_fd, struct ocsp_answer *ans);
 /* The socket is ready (res: the poll's result): goes on; DONE fills ans. */
 enum ocsp_step ocsp_fetch_step(struct ocsp_fetch *f, int res, time_t now, struct ocsp_answer *ans);
+/* The socket to poll now: it changes when the next address is tried. */
+int ocsp_fetch_fd(const struct ocsp_fetch *f);
 /* Closes the socket too. NULL is fine. */
 void ocsp_fetch_free(struct ocsp_fetch *f);
 
