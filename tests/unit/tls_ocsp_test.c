@@ -18,6 +18,7 @@
 
 #include "ocsp.h"
 #include "pkcs11_key.h"
+#include "tlsctx.h"
 
 /* GOOD(.field = x) overrides one field of the good response's spec on purpose. */
 #pragma GCC diagnostic ignored "-Woverride-init"
@@ -308,6 +309,24 @@ static void test_key_display(void **state)
 	assert_null(strstr(b, "1234"));
 }
 
+/* What a reload watches: every file tls_ctx_build reads, never a pkcs11: URI. */
+static void test_ctx_files(void **state)
+{
+	struct service_config s = { .cert = "c.pem", .key = "k.pem", .cacert = "ca.pem" };
+	const char *f[TLS_CTX_FILES_MAX];
+
+	assert_int_equal(tls_ctx_files(&s, f), 3);
+	assert_string_equal(f[1], "k.pem");
+	s.key = "pkcs11:token=t;object=k";
+	s.key_password_file = "pin";
+	s.ocsp_staple = "staple.der";
+	assert_int_equal(tls_ctx_files(&s, f), 4);
+	assert_string_equal(f[0], "c.pem");
+	assert_string_equal(f[1], "ca.pem");
+	assert_string_equal(f[2], "pin");
+	assert_string_equal(f[3], "staple.der");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_key_display),
+		cmocka_unit_test(test_ctx_files),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
