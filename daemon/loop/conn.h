@@ -18,6 +18,7 @@
 #include "tlsctx.h"
 
 struct ktls_conn;
+struct ocsp_fetch;
 struct relay_ops;
 struct sess_cache;
 
@@ -66,6 +67,11 @@ struct conn {
 	char *reason;		      /* set once, when the connection ends */
 	const char *note;	      /* why kTLS was not used (static text) */
 	struct tls_peer id;
+	/* The peer's OCSP check (ocsp_check.c), between the handshake and the connect. */
+	struct ocsp_fetch *ocsp; /* in flight, with its socket ofd */
+	int ofd;
+	uint64_t ocsp_deadline_ns;
+	struct __kernel_timespec ocsp_ts; /* the poll's linked timeout */
 };
 
 /* Words for log lines: who is on each side of c. */

@@ -81,13 +81,7 @@ static void hs_step(struct worker *w, struct conn *c)
 				return;
 			}
 		}
-		c->hs_done = true;
-		if (conn_is_server(c)) {
-			target_connect(w, c);
-		} else {
-			deadline_cancel(w, c);
-			relay_handoff(w, c);
-		}
+		ocsp_check_begin(w, c);
 		return;
 	}
 	saved = errno;
@@ -106,6 +100,17 @@ static void hs_step(struct worker *w, struct conn *c)
 		conn_count(w, c, c->id.denied ? STAT_DENIED : STAT_HANDSHAKE_FAILURES);
 		conn_fail(w, c, "%s", why);
 	}
+	}
+}
+
+void handshake_peer_ok(struct worker *w, struct conn *c)
+{
+	c->hs_done = true;
+	if (conn_is_server(c)) {
+		target_connect(w, c);
+	} else {
+		deadline_cancel(w, c);
+		relay_handoff(w, c);
 	}
 }
 
@@ -162,7 +167,9 @@ void handshake_on_timeout(struct worker *w, struct conn *c, int res)
 	if (res != -ETIME || c->closing)
 		return;
 	conn_count(w, c, STAT_HANDSHAKE_TIMEOUTS);
-	if (conn_is_server(c))
+	if (c->ocsp)
+		conn_fail(w, c, "handshake timeout (waiting for the OCSP responder)");
+	else if (conn_is_server(c))
 		conn_fail(w, c, c->hs_done ? "backend connect timeout" : "handshake timeout");
 	else
 		conn_fail(w, c, c->connected ? "handshake timeout" : "connect timeout");
