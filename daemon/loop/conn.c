@@ -165,8 +165,10 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	free(c->reason);
 	tls_peer_clear(&c->id);
 	SSL_free(c->ssl);
-	if (c->relay)
+	if (c->relay) {
 		c->relay->release(w, c);
+		service_gauge_add(c->svc, w->id, (enum service_gauge)c->relay->gauge, -1);
+	}
 	if (c->tfd >= 0)
 		close(c->tfd);
 	if (c->pfd >= 0)
@@ -264,6 +266,18 @@ void conn_release_now(struct worker *w, struct conn *c, const char *reason)
 void conn_touch(const struct worker *w, struct conn *c)
 {
 	c->last_io_ns = w->now_ns;
+}
+
+void conn_set_relay(struct worker *w, struct conn *c, const struct relay_ops *ops)
+{
+	c->relay = ops;
+	service_gauge_add(c->svc, w->id, (enum service_gauge)ops->gauge, 1);
+}
+
+void conn_moved(const struct worker *w, struct conn *c, struct dir *d, uint64_t n)
+{
+	d->bytes += n;
+	service_add(c->svc, w->id, d == &c->t2p ? STAT_BYTES_IN : STAT_BYTES_OUT, n);
 }
 
 void conn_count(const struct worker *w, struct conn *c, enum service_stat k)
