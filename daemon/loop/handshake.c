@@ -87,8 +87,7 @@ static void hs_done(struct worker *w, struct conn *c)
 		if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
 			conn_count(w, c, STAT_DENIED);
 			service_count_hs_fail(c->svc, w->id, HS_IDENTITY);
-			conn_fail(w, c, "resumed session: %s",
-				  policy_verdict_str(c->id.verdict));
+			conn_fail(w, c, "resumed session: %s", policy_verdict_str(c->id.verdict));
 			return;
 		}
 	}

@@ -144,7 +144,7 @@ const char *service_stat_name(enum service_stat k)
 }
 
 const uint32_t service_hs_bucket_us[HS_BUCKETS] = {
-	1000,	2500,	5000,	 10000,	  25000,   50000,   100000,
+	1000,	2500,	5000,	 10000,	  25000,   50000,    100000,
 	250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 
