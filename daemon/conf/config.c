@@ -229,8 +229,7 @@ static int bad_value(const char *key, const char *v, char *err, size_t errlen)
 
 /* --- the admin endpoint's keys (admin, admin-allow-remote), kept together ----------- */
 
-static int admin_set(struct run_config *r, const char *key, const char *v, char *err,
-		     size_t errlen)
+static int admin_set(struct run_config *r, const char *key, const char *v, char *err, size_t errlen)
 {
 	if (!strcmp(key, "admin"))
 		return set_addr(&r->admin, &r->admin_addr, true, key, v, err, errlen);
@@ -1044,10 +1043,11 @@ static int ini_apply_global(struct ini_state *st)
 			return rc;
 		rc = global_set(st->r, kv->name, kv->value, msg, sizeof(msg));
 		if (rc == -ENOENT)
-			return ini_fail(st, kv->line,
-					"unknown key '%s' in [global] (known: threads, log-format, "
-					"drain-timeout, allow-core-dumps, admin, admin-allow-remote)",
-					kv->name);
+			return ini_fail(
+				st, kv->line,
+				"unknown key '%s' in [global] (known: threads, log-format, "
+				"drain-timeout, allow-core-dumps, admin, admin-allow-remote)",
+				kv->name);
 		if (rc)
 			return ini_fail(st, kv->line, "%s", msg);
 	}
