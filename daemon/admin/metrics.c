@@ -288,11 +288,38 @@ static unsigned long long count_fds(void)
 	return n ? n - 1 : 0; /* the directory's own descriptor */
 }
 
+/*
+ * The boot time from /proc/stat, read line by line: on a machine with many CPUs and
+ * interrupts the lines before it run to tens of KiB. It never changes: read once (only the
+ * admin thread comes here).
+ */
+static double boot_time(void)
+{
+	static double btime = -1;
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (btime >= 0)
+		return btime;
+	f = fopen("/proc/stat", "re");
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		if (!strncmp(line, "btime ", 6)) {
+			btime = strtod(line + 6, NULL);
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	return btime >= 0 ? btime : 0;
+}
+
 /* The fields of /proc/self/stat after the command name (which may hold spaces). */
 static void m_process(FILE *f)
 {
 	char *stat = read_small("/proc/self/stat"), *p = stat ? strrchr(stat, ')') : NULL;
-	char *up = read_small("/proc/stat"), *bt = up ? strstr(up, "\nbtime ") : NULL;
 	unsigned long long ut = 0, st = 0, start = 0, vsize = 0, rss = 0;
 	double hz = (double)sysconf(_SC_CLK_TCK), page = (double)sysconf(_SC_PAGESIZE);
 	struct rlimit rl = { 0 };
@@ -316,10 +343,8 @@ static void m_process(FILE *f)
 	family(f, "process_max_fds", "gauge", "RLIMIT_NOFILE (soft).");
 	fprintf(f, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
 	family(f, "process_start_time_seconds", "gauge", "Start time since the epoch.");
-	fprintf(f, "process_start_time_seconds %.2f\n",
-		(bt ? strtod(bt + 7, NULL) : 0) + (double)start / hz);
+	fprintf(f, "process_start_time_seconds %.2f\n", boot_time() + (double)start / hz);
 	free(stat);
-	free(up);
 }
 
 void metrics_write(FILE *f, struct runtime *rt)
