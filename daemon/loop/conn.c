@@ -135,6 +135,12 @@ static void conn_log_end(struct worker *w, struct conn *c)
 	       (int)(sizeof(kv) / sizeof(kv[0])));
 }
 
+/* A relay that names no gauge of its own (0 is GAUGE_LIVE) must not count there twice. */
+static bool relay_gauge_ok(const struct relay_ops *ops)
+{
+	return ops->gauge >= GAUGE_RELAY_SPLICE && ops->gauge < GAUGE_MAX;
+}
+
 static struct worker_svc *conn_wsvc(struct worker *w, const struct conn *c)
 {
 	return &w->svcs[c->si];
@@ -167,7 +173,8 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	SSL_free(c->ssl);
 	if (c->relay) {
 		c->relay->release(w, c);
-		service_gauge_add(c->svc, w->id, (enum service_gauge)c->relay->gauge, -1);
+		if (relay_gauge_ok(c->relay))
+			service_gauge_add(c->svc, w->id, (enum service_gauge)c->relay->gauge, -1);
 	}
 	if (c->tfd >= 0)
 		close(c->tfd);
@@ -271,7 +278,8 @@ void conn_touch(const struct worker *w, struct conn *c)
 void conn_set_relay(struct worker *w, struct conn *c, const struct relay_ops *ops)
 {
 	c->relay = ops;
-	service_gauge_add(c->svc, w->id, (enum service_gauge)ops->gauge, 1);
+	if (relay_gauge_ok(ops))
+		service_gauge_add(c->svc, w->id, (enum service_gauge)ops->gauge, 1);
 }
 
 void conn_moved(const struct worker *w, struct conn *c, struct dir *d, uint64_t n)
