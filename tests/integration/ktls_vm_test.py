@@ -29,7 +29,8 @@ vm_relay  the relay's edge cases:
   key_update    openssl s_client's KeyUpdate(update_requested) mid-stream
 vm_admin  the admin endpoint against the kernel's own view: each kTLS connection in
           /connections shows ulp "tls", tx/rx "sw" (sock_diag), /proc/net/tls_stat's
-          TlsCurrTxSw/RxSw equal the number listed, /metrics passes promtool
+          TlsCurrTxSw/RxSw equal the number listed and /metrics' kernel gauge says the same
+          (promtool runs on the host: integration.admin.metrics)
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -721,9 +722,6 @@ def t_vm_admin(env):
                      ('ktlsd_connections_active{service="server",relay="splice"}', 3),
                      ('ktlsd_ktls_installs_total{service="server",result="ok"}', 3)):
         check(vals.get(key) == val, f"/metrics {key} = {vals.get(key)}, expected {val}")
-    pr = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
-                        capture_output=True)
-    check(pr.returncode == 0, f"promtool: {pr.stdout}{pr.stderr}")
     for h in held:
         tls_close(h)
 
