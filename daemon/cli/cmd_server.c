@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "commands.h"
 #include "listen.h"
 #include "ktlsd/ktls.h"
@@ -265,7 +266,7 @@ static void log_start(struct runtime *rt, rlim_t nofile)
 	}
 }
 
-/* Until the admin endpoint exists, the limit counters reach operators here, at exit. */
+/* The counters once more at exit, for logs without a scraper. */
 static void log_counters(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n_svc; i++) {
@@ -412,8 +413,38 @@ static int signal_wait(const struct run_config *cfg, const sigset_t *set)
 	return sig;
 }
 
+static void workers_join(struct worker *w, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(w[i].thread, NULL);
+}
+
+/*
+ * The admin endpoint, once the workers run (it reaches them through worker_call). Its
+ * address not being ours is a usage error like a listen address: exit 2.
+ */
+static int admin_begin(struct runtime *rt, struct worker *w, struct admin **ret_admin)
+{
+	char err[CONFIG_ERR_MAX];
+	int rc;
+
+	*ret_admin = NULL;
+	if (!rt->cfg->admin)
+		return 0;
+	rc = admin_start(rt, w, rt->cfg->threads, ret_admin, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "ktlsd: %s\n", err);
+		return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
+	}
+	struct log_kv kv[] = { { "admin", rt->cfg->admin } };
+
+	log_kv(rt->cfg->log_format, "info", "admin_listening", kv, 1);
+	return 0;
+}
+
 static int run(struct run_config *cfg, const char *cfgpath)
 {
+	struct admin *admin = NULL;
 	struct runtime rt = { .cfg = cfg, .relay_begin = relay_begin };
 	struct worker *w = NULL;
 	pthread_barrier_t ready;
@@ -435,15 +466,25 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	if (rc)
 		goto out_free_services;
 	workers_start(w, cfg->threads, &ready);
+	rc = admin_begin(&rt, w, &admin);
+	if (rc) {
+		workers_signal(w, cfg->threads, CMD_STOP);
+		workers_join(w, cfg->threads);
+		goto out_free_workers;
+	}
+	atomic_store(&rt.ready, true);
 	log_start(&rt, nofile);
 	sig = signal_wait(cfg, &set);
+	/* /readyz says 503 from here: the orchestrator stops sending while connections end. */
+	atomic_store(&rt.draining, true);
 	workers_signal(w, cfg->threads, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
-	for (unsigned i = 0; i < cfg->threads; i++)
-		pthread_join(w[i].thread, NULL);
+	workers_join(w, cfg->threads);
+	admin_stop(admin);
 	log_counters(&rt);
 	struct log_kv kv[] = { { "msg", "all workers stopped" } };
 
 	log_kv(cfg->log_format, "info", "exit", kv, 1);
+out_free_workers:
 	pthread_barrier_destroy(&ready);
 	workers_free(w, cfg->threads, rt.n_svc);
 out_free_services:

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 	      "       ktlsd --config FILE\n"
 	      "       ktlsd check-config FILE\n"
 	      "       ktlsd probe [--json]\n"
+	      "       ktlsd status [--admin ADDR] [--connections]\n"
 	      "       ktlsd SUBCOMMAND --help for the full option list\n",
 	      f);
 }
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
 		return cmd_server(argc - 1, argv + 1);
 	if (!strcmp(sub, "client"))
 		return cmd_client(argc - 1, argv + 1);
+	if (!strcmp(sub, "status"))
+		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(sub, "check-config"))
 		return cmd_check_config(argc - 1, argv + 1);
 	if (!strcmp(sub, "--config") || !strncmp(sub, "--config=", 9))

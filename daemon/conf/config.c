@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <openssl/http.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 
 #include "config.h"
@@ -80,6 +82,7 @@ void config_free(struct run_config *cfg)
 	for (size_t i = 0; i < cfg->n_svc; i++)
 		svc_free(&cfg->svc[i]);
 	free(cfg->svc);
+	free(cfg->admin);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -232,10 +235,63 @@ static int bad_value(const char *key, const char *v, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+/* --- the admin endpoint's keys (admin, admin-allow-remote), kept together ----------- */
+
+static int admin_set(struct run_config *r, const char *key, const char *v, char *err, size_t errlen)
+{
+	if (!strcmp(key, "admin"))
+		return set_addr(&r->admin, &r->admin_addr, true, key, v, err, errlen);
+	if (!strcmp(key, "admin-allow-remote")) {
+		if (parse_bool(v, &r->admin_allow_remote))
+			return bad_value(key, v, err, errlen);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static bool addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+	const uint8_t *b = a6->sin6_addr.s6_addr;
+
+	if (ss->ss_family == AF_UNIX)
+		return true;
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family != AF_INET6)
+		return false;
+	if (IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
+		return true;
+	return IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) && b[12] == 127;
+}
+
+/*
+ * The endpoint shows every peer's identity and address to whoever asks, without
+ * authentication: only loopback and unix sockets, unless the operator says otherwise.
+ */
+static int admin_check(const struct run_config *r, char *err, size_t errlen)
+{
+	if (!r->admin || r->admin_allow_remote)
+		return 0;
+	for (unsigned i = 0; i < r->admin_addr.n; i++) {
+		if (addr_is_loopback(&r->admin_addr.alt[i].ss))
+			continue;
+		seterr(err, errlen,
+		       "admin '%s': not a loopback address (the endpoint has no authentication; "
+		       "add admin-allow-remote to serve it there anyway)",
+		       r->admin);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int global_set(struct run_config *r, const char *key, const char *v, char *err,
 		      size_t errlen)
 {
-	int val;
+	int val = admin_set(r, key, v, err, errlen);
+
+	if (val != -ENOENT)
+		return val;
 
 	if (!strcmp(key, "threads")) {
 		if (parse_uint(v, 1, 1024, &r->threads))
@@ -723,6 +779,8 @@ static void print_help(enum service_role role)
 		      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
 		      "        check client certificates with this OCSP responder (http://)\n"
 		      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
+		      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
+		      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -747,6 +805,8 @@ static void print_help(enum service_role role)
 		      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
 		      "        check the server's certificate with this OCSP responder (http://)\n"
 		      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
+		      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
+		      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
@@ -789,6 +849,8 @@ static const struct option server_opts[] = {
 	{ "ocsp-url", required_argument, NULL, 0 },
 	{ "ocsp-timeout-ms", required_argument, NULL, 0 },
 	{ "ocsp-fail", required_argument, NULL, 0 },
+	{ "admin", required_argument, NULL, 0 },
+	{ "admin-allow-remote", no_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -823,6 +885,8 @@ static const struct option client_opts[] = {
 	{ "ocsp-url", required_argument, NULL, 0 },
 	{ "ocsp-timeout-ms", required_argument, NULL, 0 },
 	{ "ocsp-fail", required_argument, NULL, 0 },
+	{ "admin", required_argument, NULL, 0 },
+	{ "admin-allow-remote", no_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -898,6 +962,7 @@ static int cli_parse(enum service_role role, int argc, char **argv, struct run_c
 int config_from_argv(enum service_role role, int argc, char **argv, struct run_config *ret_cfg,
 		     bool *ret_help, char *err, size_t errlen)
 {
+	char msg[CONFIG_ERR_MAX];
 	struct run_config r;
 	struct service_config *s;
 	bool help;
@@ -920,6 +985,10 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 		return 0;
 	}
 	rc = svc_validate(s, true, err, errlen);
+	if (!rc && admin_check(&r, msg, sizeof(msg))) {
+		seterr(err, errlen, "--%s", msg); /* the key is spelled --admin here */
+		rc = -EINVAL;
+	}
 	if (rc)
 		goto out_free;
 	s->log_format = r.log_format;
@@ -1083,10 +1152,11 @@ static int ini_apply_global(struct ini_state *st)
 			return rc;
 		rc = global_set(st->r, kv->name, kv->value, msg, sizeof(msg));
 		if (rc == -ENOENT)
-			return ini_fail(st, kv->line,
-					"unknown key '%s' in [global] (known: threads, log-format, "
-					"drain-timeout, allow-core-dumps)",
-					kv->name);
+			return ini_fail(
+				st, kv->line,
+				"unknown key '%s' in [global] (known: threads, log-format, "
+				"drain-timeout, allow-core-dumps, admin, admin-allow-remote)",
+				kv->name);
 		if (rc)
 			return ini_fail(st, kv->line, "%s", msg);
 	}
@@ -1351,6 +1421,7 @@ static int listen_overlap_check(const struct run_config *r, const char *path, ch
 int config_from_file(const char *path, struct run_config *ret_cfg, char *err, size_t errlen)
 {
 	struct ini_state st = { 0 };
+	char msg[CONFIG_ERR_MAX];
 	struct run_config r;
 	int rc;
 
@@ -1377,8 +1448,6 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 		goto out_free;
 	}
 	for (size_t i = 0; i < r.n_svc; i++) {
-		char msg[CONFIG_ERR_MAX];
-
 		if (svc_validate(&r.svc[i], false, msg, sizeof(msg))) {
 			seterr(err, errlen, "%s:%d: [service %s]: %s", path, r.svc[i].line,
 			       r.svc[i].name, msg);
@@ -1390,6 +1459,11 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 	rc = listen_overlap_check(&r, path, err, errlen);
 	if (rc)
 		goto out_free;
+	if (admin_check(&r, msg, sizeof(msg))) {
+		seterr(err, errlen, "%s: [global]: %s", path, msg);
+		rc = -EINVAL;
+		goto out_free;
+	}
 	*ret_cfg = r;
 	return 0;
 

@@ -61,6 +61,11 @@ struct run_config {
 	enum log_format log_format;
 	unsigned drain_timeout_ms;
 	bool allow_core_dumps; /* default: not dumpable, keys must not reach a core file */
+	/* The admin endpoint (--admin, [global] admin =): NULL when off. Loopback or unix:
+	 * only, unless admin_allow_remote. */
+	char *admin;
+	struct daemon_addr admin_addr;
+	bool admin_allow_remote;
 	struct service_config *svc;
 	size_t n_svc;
 };

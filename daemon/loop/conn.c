@@ -136,6 +136,12 @@ static void conn_log_end(struct worker *w, struct conn *c)
 	       (int)(sizeof(kv) / sizeof(kv[0])));
 }
 
+/* A relay that names no gauge of its own (0 is GAUGE_LIVE) must not count there twice. */
+static bool relay_gauge_ok(const struct relay_ops *ops)
+{
+	return ops->gauge >= GAUGE_RELAY_SPLICE && ops->gauge < GAUGE_MAX;
+}
+
 static struct worker_svc *conn_wsvc(struct worker *w, const struct conn *c)
 {
 	return &w->svcs[c->si];
@@ -167,8 +173,11 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	tls_peer_clear(&c->id);
 	ocsp_fetch_free(c->ocsp); /* closes ofd */
 	SSL_free(c->ssl);
-	if (c->relay)
+	if (c->relay) {
 		c->relay->release(w, c);
+		if (relay_gauge_ok(c->relay))
+			service_gauge_add(c->svc, w->id, (enum service_gauge)c->relay->gauge, -1);
+	}
 	if (c->tfd >= 0)
 		close(c->tfd);
 	if (c->pfd >= 0)
@@ -268,6 +277,19 @@ void conn_release_now(struct worker *w, struct conn *c, const char *reason)
 void conn_touch(const struct worker *w, struct conn *c)
 {
 	c->last_io_ns = w->now_ns;
+}
+
+void conn_set_relay(struct worker *w, struct conn *c, const struct relay_ops *ops)
+{
+	c->relay = ops;
+	if (relay_gauge_ok(ops))
+		service_gauge_add(c->svc, w->id, (enum service_gauge)ops->gauge, 1);
+}
+
+void conn_moved(const struct worker *w, struct conn *c, struct dir *d, uint64_t n)
+{
+	d->bytes += n;
+	service_add(c->svc, w->id, d == &c->t2p ? STAT_BYTES_IN : STAT_BYTES_OUT, n);
 }
 
 void conn_count(const struct worker *w, struct conn *c, enum service_stat k)

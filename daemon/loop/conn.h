@@ -62,6 +62,7 @@ struct conn {
 	struct __kernel_timespec deadline;
 	struct dir t2p, p2t; /* TLS peer -> plaintext side, and back */
 	uint64_t t_start_ns;
+	uint64_t hs_start_ns; /* the TLS handshake's first step (client mode: after connect) */
 	const char *version, *cipher; /* OpenSSL's static strings */
 	char peer[56];		      /* "[v6addr]:port" at most */
 	char *reason;		      /* set once, when the connection ends */
@@ -106,6 +107,10 @@ void conn_release_now(struct worker *w, struct conn *c, const char *reason);
 void conn_poll(struct worker *w, struct conn *c, unsigned op, int fd, unsigned mask);
 /* Bytes moved on c (either way): the idle sweep measures from here. */
 void conn_touch(const struct worker *w, struct conn *c);
+/* ops takes c over: set once, counted in the service's gauge for ops' kind until c ends. */
+void conn_set_relay(struct worker *w, struct conn *c, const struct relay_ops *ops);
+/* n plaintext bytes went through d: c's count and its service's bytes in (t2p) or out. */
+void conn_moved(const struct worker *w, struct conn *c, struct dir *d, uint64_t n);
 /* Counts k for c's service, in this worker's statistics. */
 void conn_count(const struct worker *w, struct conn *c, enum service_stat k);
 /* A log line in the daemon's format. */

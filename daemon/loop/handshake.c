@@ -19,6 +19,8 @@
 #include "worker.h"
 
 static void tls_start(struct worker *w, struct conn *c);
+static void hs_done(struct worker *w, struct conn *c);
+static void hs_again(struct worker *w, struct conn *c, int r, int saved);
 
 /* Server mode connects to the plaintext backend, client mode to the remote TLS server. */
 static void target_connect(struct worker *w, struct conn *c)
@@ -62,30 +64,41 @@ static void relay_handoff(struct worker *w, struct conn *c)
 
 static void hs_step(struct worker *w, struct conn *c)
 {
-	int r, e, saved;
+	int r;
 
 	ERR_clear_error();
 	errno = 0;
 	r = SSL_do_handshake(c->ssl);
-	if (r == 1) {
-		c->version = SSL_get_version(c->ssl);
-		c->cipher = SSL_get_cipher_name(c->ssl);
-		if (SSL_session_reused(c->ssl)) {
-			/* No certificate this time: the peer is the one in the ticket. */
-			c->resumed = true;
-			conn_count(w, c, STAT_RESUMED);
-			if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
-				conn_count(w, c, STAT_DENIED);
-				conn_fail(w, c, "resumed session: %s",
-					  policy_verdict_str(c->id.verdict));
-				return;
-			}
+	if (r == 1)
+		hs_done(w, c);
+	else
+		hs_again(w, c, r, errno);
+}
+
+/* The handshake completed: resumption's policy check, then the target or the relay. */
+static void hs_done(struct worker *w, struct conn *c)
+{
+	c->version = SSL_get_version(c->ssl);
+	c->cipher = SSL_get_cipher_name(c->ssl);
+	if (SSL_session_reused(c->ssl)) {
+		/* No certificate this time: the peer is the one in the ticket. */
+		c->resumed = true;
+		conn_count(w, c, STAT_RESUMED);
+		if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
+			conn_count(w, c, STAT_DENIED);
+			service_count_hs_fail(c->svc, w->id, HS_IDENTITY);
+			conn_fail(w, c, "resumed session: %s", policy_verdict_str(c->id.verdict));
+			return;
 		}
-		ocsp_check_begin(w, c);
-		return;
 	}
-	saved = errno;
-	e = SSL_get_error(c->ssl, r);
+	ocsp_check_begin(w, c);
+}
+
+/* Not done yet (wait for what OpenSSL wants), or failed: counted with its reason. */
+static void hs_again(struct worker *w, struct conn *c, int r, int saved)
+{
+	int e = SSL_get_error(c->ssl, r);
+
 	switch (tls_want_from_error(e)) {
 	case TLS_WANT_READ:
 		conn_poll(w, c, OP_HS_POLL, c->tfd, POLLIN);
@@ -96,6 +109,9 @@ static void hs_step(struct worker *w, struct conn *c)
 	default: {
 		char why[160];
 
+		service_count_hs_fail(c->svc, w->id,
+				      tls_fail_class(c->id.denied, ERR_peek_error(),
+						     SSL_get_verify_result(c->ssl), e, saved));
 		tls_fail_reason(c->ssl, e, saved, &c->id, why, sizeof(why));
 		conn_count(w, c, c->id.denied ? STAT_DENIED : STAT_HANDSHAKE_FAILURES);
 		conn_fail(w, c, "%s", why);
@@ -106,6 +122,7 @@ static void hs_step(struct worker *w, struct conn *c)
 void handshake_peer_ok(struct worker *w, struct conn *c)
 {
 	c->hs_done = true;
+	service_count_hs_ok(c->svc, w->id, (loop_now_ns() - c->hs_start_ns) / 1000);
 	if (conn_is_server(c)) {
 		target_connect(w, c);
 	} else {
@@ -125,6 +142,7 @@ static void tls_start(struct worker *w, struct conn *c)
 		return;
 	}
 	SSL_set_app_data(c->ssl, &c->id);
+	c->hs_start_ns = loop_now_ns();
 	if (conn_is_server(c)) {
 		SSL_set_accept_state(c->ssl);
 	} else {
@@ -167,6 +185,10 @@ void handshake_on_timeout(struct worker *w, struct conn *c, int res)
 	if (res != -ETIME || c->closing)
 		return;
 	conn_count(w, c, STAT_HANDSHAKE_TIMEOUTS);
+	/* Only a handshake under way (or its OCSP check) is a failed handshake; a slow
+	 * backend is not. */
+	if (c->ssl && !c->hs_done)
+		service_count_hs_fail(c->svc, w->id, HS_TIMEOUT);
 	if (c->ocsp)
 		conn_fail(w, c, "handshake timeout (waiting for the OCSP responder)");
 	else if (conn_is_server(c))

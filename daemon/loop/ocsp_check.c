@@ -75,11 +75,13 @@ static void ocsp_decide(struct worker *w, struct conn *c, const struct ocsp_answ
 		return;
 	case OCSP_REVOKED:
 		conn_count(w, c, STAT_OCSP_REVOKED);
+		service_count_hs_fail(c->svc, w->id, HS_REVOKED);
 		conn_fail(w, c, "certificate revoked");
 		return;
 	case OCSP_NO_ANSWER:
 		conn_count(w, c, STAT_OCSP_NO_ANSWER);
 		if (c->svc->cfg->ocsp_fail_closed) {
+			service_count_hs_fail(c->svc, w->id, HS_OTHER);
 			conn_fail(w, c, "ocsp check failed: %s", a->why);
 			return;
 		}

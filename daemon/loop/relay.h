@@ -13,6 +13,10 @@ struct conn;
 
 struct relay_ops {
 	const char *name;
+	/* How /metrics and /connections call it ("splice", "userspace"), and the service
+	 * gauge (enum service_gauge) of the connections it carries. */
+	const char *kind;
+	int gauge;
 	/* Takes c over once the handshake and the target connect are done. 0: relaying; <0:
 	 * c was not touched (the caller may try another relay) or has been failed. */
 	int (*start)(struct worker *w, struct conn *c);

@@ -30,6 +30,8 @@ struct runtime {
 	void (*relay_begin)(struct worker *w, struct conn *c);
 	bool kernel_ktls;
 	struct ktls_caps caps;
+	/* For /readyz: every listener armed (set once the workers are up), and draining. */
+	atomic_bool ready, draining;
 };
 
 /* What a worker keeps per service. */

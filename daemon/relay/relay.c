@@ -54,9 +54,12 @@ void relay_begin(struct worker *w, struct conn *c)
 	if (c->svc->use_ktls) {
 		int rc = relay_ktls_ops.start(w, c);
 
+		if (c->ktls)
+			conn_count(w, c, STAT_KTLS_OK);
 		if (!rc || c->closing)
 			return;
 		if (!relay_ktls_fallback_ok(w, c, rc)) {
+			conn_count(w, c, STAT_KTLS_FAILED);
 			conn_fail(w, c, "ktls install failed: %s", ktls_strerror(rc));
 			return;
 		}

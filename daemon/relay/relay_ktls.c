@@ -283,7 +283,7 @@ static int ktls_start(struct worker *w, struct conn *c)
 
 	if (rc)
 		return rc;
-	c->relay = &relay_ktls_ops;
+	conn_set_relay(w, c, &relay_ktls_ops);
 	c->kc = kc;
 	c->ktls = true;
 	if (!split)
@@ -417,7 +417,7 @@ static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 	default:
 		if (res > 0) {
 			d->in_pipe -= (uint32_t)res;
-			d->bytes += (uint64_t)res;
+			conn_moved(w, c, d, (uint64_t)res);
 		} else {
 			conn_fail(w, c, "%s write: %s", t2p ? conn_plain_side(c) : conn_tls_side(c),
 				  strerror(res ? -res : EPIPE));
@@ -448,6 +448,8 @@ static void ktls_release(struct worker *w, struct conn *c)
 
 const struct relay_ops relay_ktls_ops = {
 	.name = "ktls",
+	.kind = "splice",
+	.gauge = GAUGE_RELAY_SPLICE,
 	.start = ktls_start,
 	.on_cqe = ktls_on_cqe,
 	.close_notify = ktls_close_notify,

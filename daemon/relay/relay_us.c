@@ -110,7 +110,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 				return;
 			}
 			d->off += (uint32_t)n;
-			d->bytes += (uint64_t)n;
+			conn_moved(w, c, d, (uint64_t)n);
 			conn_touch(w, c);
 			continue;
 		}
@@ -166,7 +166,7 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 			r = SSL_write(c->ssl, d->buf + d->off, (int)(d->len - d->off));
 			if (r > 0) {
 				d->off += (uint32_t)r;
-				d->bytes += (uint64_t)r;
+				conn_moved(w, c, d, (uint64_t)r);
 				conn_touch(w, c);
 				continue;
 			}
@@ -205,7 +205,7 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 
 static int us_start(struct worker *w, struct conn *c)
 {
-	c->relay = &relay_us_ops;
+	conn_set_relay(w, c, &relay_us_ops);
 	us_pump_t2p(w, c);
 	if (!c->closing)
 		us_pump_p2t(w, c);
@@ -240,6 +240,8 @@ static void us_release(struct worker *w, struct conn *c)
 
 const struct relay_ops relay_us_ops = {
 	.name = "userspace",
+	.kind = "userspace",
+	.gauge = GAUGE_RELAY_USERSPACE,
 	.start = us_start,
 	.on_cqe = us_on_cqe,
 	.close_notify = us_close_notify,

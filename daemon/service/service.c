@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <openssl/x509.h>
 
 #include "service.h"
 #include "tlsctx.h"
@@ -29,6 +31,17 @@ static void counters_put(struct service_counters *c)
 {
 	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
 		free(c);
+}
+
+/* notAfter of the context's own certificate as Unix time, for /metrics; 0 if unreadable. */
+static int64_t cert_not_after(SSL_CTX *ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	struct tm tm;
+
+	if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
 }
 
 int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
@@ -59,6 +72,7 @@ int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_w
 	rc = tls_ctx_build(cfg, s->use_ktls, &s->ctx, err, errlen);
 	if (rc)
 		goto out_free;
+	s->cert_not_after = cert_not_after(s->ctx);
 	*ret_service = s;
 	return 0;
 
@@ -123,7 +137,57 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_OCSP_REVOKED] = "ocsp_revoked",
 		[STAT_OCSP_NO_ANSWER] = "ocsp_no_answer",
 		[STAT_OCSP_CACHED] = "ocsp_cached",
+		[STAT_HANDSHAKES_OK] = "handshakes_ok",
+		[STAT_KTLS_OK] = "ktls_installs",
+		[STAT_KTLS_FAILED] = "ktls_install_failures",
+		[STAT_BYTES_IN] = "bytes_in",
+		[STAT_BYTES_OUT] = "bytes_out",
 	};
 
 	return k < STAT_MAX ? names[k] : "?";
+}
+
+const uint32_t service_hs_bucket_us[HS_BUCKETS] = {
+	1000,	2500,	5000,	 10000,	  25000,   50000,    100000,
+	250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+void service_count_hs_ok(struct service *s, unsigned worker, uint64_t us)
+{
+	struct service_stats *st = &s->stats[worker];
+	unsigned b = 0;
+
+	while (b < HS_BUCKETS && us > service_hs_bucket_us[b])
+		b++;
+	service_count(s, worker, STAT_HANDSHAKES_OK);
+	atomic_store_explicit(&st->hs_bucket[b],
+			      atomic_load_explicit(&st->hs_bucket[b], memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	atomic_store_explicit(&st->hs_sum_us,
+			      atomic_load_explicit(&st->hs_sum_us, memory_order_relaxed) + us,
+			      memory_order_relaxed);
+}
+
+uint64_t service_hs_fail_sum(const struct service *s, enum hs_reason r)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < s->n_workers; i++)
+		sum += atomic_load_explicit(&s->stats[i].hs_fail[r], memory_order_relaxed);
+	return sum;
+}
+
+void service_hs_hist(const struct service *s, uint64_t *ret_buckets, uint64_t *ret_sum_us)
+{
+	uint64_t sum = 0, acc = 0;
+
+	for (unsigned b = 0; b <= HS_BUCKETS; b++) {
+		for (unsigned i = 0; i < s->n_workers; i++)
+			acc += atomic_load_explicit(&s->stats[i].hs_bucket[b],
+						    memory_order_relaxed);
+		ret_buckets[b] = acc;
+	}
+	for (unsigned i = 0; i < s->n_workers; i++)
+		sum += atomic_load_explicit(&s->stats[i].hs_sum_us, memory_order_relaxed);
+	*ret_sum_us = sum;
 }

@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "hs_want.h"
 
 /* Counters, in the order the counters line and (later) /metrics list them. */
 enum service_stat {
@@ -43,14 +44,35 @@ enum service_stat {
 	STAT_OCSP_REVOKED,   /* peer refused: revoked */
 	STAT_OCSP_NO_ANSWER, /* no usable answer: refused (fail closed) or admitted (open) */
 	STAT_OCSP_CACHED,    /* answered from the worker's cache */
+	STAT_HANDSHAKES_OK,
+	STAT_KTLS_OK,	  /* kTLS installed (TX+RX, or TX first where tickets come later) */
+	STAT_KTLS_FAILED, /* an install failed and the connection was refused */
+	STAT_BYTES_IN,	  /* plaintext from the TLS peer, relayed to the other side */
+	STAT_BYTES_OUT,	  /* plaintext toward the TLS peer */
 	STAT_MAX
 };
 
+/* Handshake durations: upper bounds of the histogram's buckets, in microseconds (+Inf
+ * is the count). Prometheus' usual latency buckets, from 1 ms to 10 s. */
+#define HS_BUCKETS 13
+extern const uint32_t service_hs_bucket_us[HS_BUCKETS];
+
 /* Gauges: connections open, and of those still before their relay (handshake, connect). */
-enum service_gauge { GAUGE_LIVE, GAUGE_HANDSHAKES, GAUGE_MAX };
+/* Gauges: connections open, those still before their relay (handshake, connect), and those
+ * on each kind of relay (relay_ops.gauge). */
+enum service_gauge {
+	GAUGE_LIVE,
+	GAUGE_HANDSHAKES,
+	GAUGE_RELAY_SPLICE,
+	GAUGE_RELAY_USERSPACE,
+	GAUGE_MAX
+};
 
 struct service_stats {
 	_Atomic uint64_t n[STAT_MAX];
+	_Atomic uint64_t hs_fail[HS_REASON_MAX];
+	_Atomic uint64_t hs_bucket[HS_BUCKETS + 1]; /* per bucket, not cumulative; last: +Inf */
+	_Atomic uint64_t hs_sum_us;
 	_Atomic uint32_t g[GAUGE_MAX];
 } __attribute__((aligned(64)));
 
@@ -75,6 +97,7 @@ struct service {
 	unsigned n_workers;
 	struct service_counters *counters; /* shared with the slot's other generations */
 	struct service_stats *stats;	   /* counters->w */
+	int64_t cert_not_after;		   /* the service's own certificate's notAfter (Unix s) */
 };
 
 /*
@@ -98,6 +121,27 @@ static inline void service_count(struct service *s, unsigned worker, enum servic
 			      memory_order_relaxed);
 }
 
+static inline void service_add(struct service *s, unsigned worker, enum service_stat k,
+			       uint64_t delta)
+{
+	_Atomic uint64_t *n = &s->stats[worker].n[k];
+
+	atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + delta,
+			      memory_order_relaxed);
+}
+
+/* A failed handshake, by reason; counted apart from STAT_HANDSHAKE_FAILURES and the rest. */
+static inline void service_count_hs_fail(struct service *s, unsigned worker, enum hs_reason r)
+{
+	_Atomic uint64_t *n = &s->stats[worker].hs_fail[r < HS_REASON_MAX ? r : HS_OTHER];
+
+	atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/* A handshake that succeeded after us microseconds: STAT_HANDSHAKES_OK and the histogram. */
+void service_count_hs_ok(struct service *s, unsigned worker, uint64_t us);
+
 static inline void service_gauge_add(struct service *s, unsigned worker, enum service_gauge g,
 				     int delta)
 {
@@ -109,6 +153,11 @@ static inline void service_gauge_add(struct service *s, unsigned worker, enum se
 
 uint64_t service_stat_sum(const struct service *s, enum service_stat k);
 uint32_t service_gauge_sum(const struct service *s, enum service_gauge g);
+uint64_t service_hs_fail_sum(const struct service *s, enum hs_reason r);
+/* The histogram summed over workers: ret_buckets[HS_BUCKETS + 1] cumulative (last: count),
+ * and the sum in microseconds. */
+void service_hs_hist(const struct service *s, uint64_t *ret_buckets, uint64_t *ret_sum_us);
+
 /* "accepted", "refused_max_conns", ... as the counters line names them. */
 const char *service_stat_name(enum service_stat k);
 

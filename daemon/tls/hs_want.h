@@ -37,4 +37,33 @@ struct tls_peer;
 void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_peer *peer,
 		     char *buf, size_t len);
 
+/*
+ * Why a handshake failed, the short fixed set /metrics labels with: what an operator can act
+ * on (the peer sent no certificate, one from a CA we do not trust, expired or revoked, an
+ * identity the policy refuses), else the protocol, the clock, or the peer going away.
+ */
+enum hs_reason {
+	HS_NO_CERT,
+	HS_UNKNOWN_CA,
+	HS_EXPIRED,
+	HS_REVOKED,
+	HS_IDENTITY,
+	HS_PROTOCOL,
+	HS_TIMEOUT,
+	HS_RESET,
+	HS_OTHER,
+	HS_REASON_MAX
+};
+
+/*
+ * Pure: the reason of a failed handshake. denied: the policy refused a valid chain; err: the
+ * first OpenSSL error of the queue (ERR_peek_error, 0 for none); verify: SSL_get_verify_result;
+ * ssl_error: SSL_get_error; saved_errno: errno right after the failed call. Timeouts do not
+ * come through here: the loop counts HS_TIMEOUT itself.
+ */
+enum hs_reason tls_fail_class(bool denied, unsigned long err, long verify, int ssl_error,
+			      int saved_errno);
+/* "no_cert", "unknown_ca", ... as /metrics labels them. */
+const char *hs_reason_name(enum hs_reason r);
+
 #endif

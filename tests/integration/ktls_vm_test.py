@@ -27,12 +27,17 @@ vm_relay  the relay's edge cases:
                 pipes are 8 KiB: the split install gets a 16 KiB record's plaintext into
                 one; it must not block the worker (it did: forever)
   key_update    openssl s_client's KeyUpdate(update_requested) mid-stream
+vm_admin  the admin endpoint against the kernel's own view: each kTLS connection in
+          /connections shows ulp "tls", tx/rx "sw" (sock_diag), /proc/net/tls_stat's
+          TlsCurrTxSw/RxSw equal the number listed and /metrics' kernel gauge says the same
+          (promtool runs on the host: integration.admin.metrics)
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
 import ctypes.util
 import fcntl
 import hmac
+import json
 import os
 import re
 import socket
@@ -43,9 +48,9 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import (Fail, Skip, bulk, check, gnutls_cli, ktlsd_client, log_fields,  # noqa: E402
-                     main, plain_bulk, pss_kb, s_client, tls_close, tls_connect, tls_ctx,
-                     tls_stat)
+from harness import (Fail, Skip, bulk, check, free_port, gnutls_cli,  # noqa: E402
+                     ktlsd_client, log_fields, main, plain_bulk, pss_kb, s_client, tls_close,
+                     tls_connect, tls_ctx, tls_stat)
 
 
 # --- vm_ktls: good clients, bulk, idle memory, a sidecar pair, resumption -----------------
@@ -649,7 +654,80 @@ def t_vm_relay(env):
           f"TlsDecryptError rose: {before} -> {after}")
 
 
-TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay}
+# --- vm_admin: /connections and /metrics against the kernel's own view ---------------------
+def admin_get(port, path):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), f"GET {path}: {head[:80]!r}")
+    return body.decode()
+
+
+def kernel_cipher(openssl_name):
+    for part, name in (("AES_128_GCM", "aes-gcm-128"), ("AES128-GCM", "aes-gcm-128"),
+                       ("AES_256_GCM", "aes-gcm-256"), ("AES256-GCM", "aes-gcm-256"),
+                       ("CHACHA20", "chacha20-poly1305")):
+        if part in openssl_name:
+            return name
+    return "?"
+
+
+def t_vm_admin(env):
+    """Every kTLS connection /connections lists shows the kernel's ULP "tls" with tx/rx "sw"
+    (sock_diag), and /proc/net/tls_stat's current counts equal the number listed."""
+    need_ktls()
+    eport = env.echo_backend()
+    aport = free_port()
+    k = env.ktlsd(["--ktls", "require", "--admin", f"127.0.0.1:{aport}"], target_port=eport)
+    k.wait_line(r"event=admin_listening")
+    ctx12 = tls_ctx(env)
+    ctx12.maximum_version = ssl.TLSVersion.TLSv1_2
+    held = [tls_connect(env, k.port) for _ in range(2)]
+    raw = socket.create_connection(("127.0.0.1", k.port), timeout=20)
+    held.append(ctx12.wrap_socket(raw, server_hostname="localhost"))
+    for h in held:
+        h.sendall(b"hold")
+        check(h.recv(4) == b"hold", "echo over kTLS")
+    doc = json.loads(admin_get(aport, "/connections"))
+    conns = doc["connections"]
+    check(len(conns) == 3 and doc["total"] == 3, f"/connections: {doc}")
+    for c in conns:
+        want = {"ulp": "tls", "version": c["tls_version"].replace("TLSv", ""),
+                "cipher": kernel_cipher(c["cipher"]), "tx": "sw", "rx": "sw"}
+        check(c["relay"] == "splice" and c["kernel"] == want,
+              f"connection's kernel view {c['kernel']} relay {c['relay']}, expected {want}")
+    check(sorted(c["tls_version"] for c in conns) == ["TLSv1.2", "TLSv1.3", "TLSv1.3"],
+          f"versions: {[c['tls_version'] for c in conns]}")
+    # Earlier tests' sockets may still be going away: the count settles, it must settle on 3.
+    end = time.time() + 10
+    while time.time() < end:
+        st = tls_stat()
+        if st["TlsCurrTxSw"] == len(conns) and st["TlsCurrRxSw"] == len(conns):
+            break
+        time.sleep(0.2)
+    check(st["TlsCurrTxSw"] == len(conns) and st["TlsCurrRxSw"] == len(conns),
+          f"tls_stat TlsCurrTxSw/RxSw {st['TlsCurrTxSw']}/{st['TlsCurrRxSw']}, "
+          f"{len(conns)} kTLS connections listed")
+    text = admin_get(aport, "/metrics")
+    vals = {ln.rpartition(" ")[0]: float(ln.rpartition(" ")[2])
+            for ln in text.splitlines() if ln and not ln.startswith("#")}
+    for key, val in (("ktlsd_kernel_tls_curr_tx_sw", 3),
+                     ('ktlsd_connections_active{service="server",relay="splice"}', 3),
+                     ('ktlsd_ktls_installs_total{service="server",result="ok"}', 3)):
+        check(vals.get(key) == val, f"/metrics {key} = {vals.get(key)}, expected {val}")
+    for h in held:
+        tls_close(h)
+
+
+TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay,
+         "vm_admin": t_vm_admin}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))

@@ -902,7 +902,7 @@ static void test_new_keys_file(void **state)
 		     "key-password-file /nonexistent/pw: No such file or directory");
 	expect_exact("[global]\nlisten = 127.0.0.1:1\n", 2,
 		     "unknown key 'listen' in [global] (known: threads, log-format, drain-timeout, "
-		     "allow-core-dumps)");
+		     "allow-core-dumps, admin, admin-allow-remote)");
 }
 
 /*
@@ -1001,6 +1001,50 @@ static void test_ocsp_pkcs11_keys(void **state)
 	config_free(&cfg);
 }
 
+/* --admin: loopback and unix: only, unless the operator allows remote in so many words. */
+static void test_admin(void **state)
+{
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	assert_int_equal(
+		parse_cli(ROLE_SERVER, "127.0.0.1:2",
+			  (const char *const[]){ "--allow-all", "--admin", "127.0.0.1:9797", NULL },
+			  &cfg, err),
+		0);
+	assert_string_equal(cfg.admin, "127.0.0.1:9797");
+	config_free(&cfg);
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:2",
+				   (const char *const[]){ "--admin", "unix:/run/ktlsd.sock",
+							  "--admin", "[::1]:9", NULL },
+				   &cfg, err),
+			 0);
+	assert_string_equal(cfg.admin, "[::1]:9");
+	config_free(&cfg);
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:2",
+			 (const char *const[]){ "--allow-all", "--admin", "0.0.0.0:9797", NULL },
+			 "--admin '0.0.0.0:9797': not a loopback address (the endpoint has no "
+			 "authentication; add admin-allow-remote to serve it there anyway)");
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:2",
+				   (const char *const[]){ "--allow-all", "--admin", "0.0.0.0:9797",
+							  "--admin-allow-remote", NULL },
+				   &cfg, err),
+			 0);
+	assert_true(cfg.admin_allow_remote);
+	config_free(&cfg);
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:2",
+			 (const char *const[]){ "--allow-all", "--admin", "x", NULL },
+			 "--admin 'x': expected host:port, [v6addr]:port or unix:/path");
+	expect_ok("[global]\nadmin = unix:/tmp/k.sock\n" SVC "allow-all = yes\n", &cfg);
+	assert_string_equal(cfg.admin, "unix:/tmp/k.sock");
+	config_free(&cfg);
+	expect_error("[global]\nadmin = 0.0.0.0:1\n" SVC "allow-all = yes\n", 0,
+		     "[global]: admin '0.0.0.0:1': not a loopback address");
+	expect_ok("[global]\nadmin = 0.0.0.0:1\nadmin-allow-remote = yes\n" SVC "allow-all = yes\n",
+		  &cfg);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1021,6 +1065,7 @@ int main(void)
 		cmocka_unit_test(test_cn_ou_one_name),
 		cmocka_unit_test(test_global_once),
 		cmocka_unit_test(test_ocsp_pkcs11_keys),
+		cmocka_unit_test(test_admin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

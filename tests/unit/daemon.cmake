@@ -26,3 +26,6 @@ target_compile_definitions(test_tls_tlsctx PRIVATE
 # PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
 # independent parser in tests/fuzz/pp2_decode.h.
 ktlsd_unit_test(relay proxy_v2)
+# The admin endpoint's formatting (daemon/admin): label escaping, tls_stat names, the ULP
+# view parsed from netlink attributes built as the kernel builds them.
+ktlsd_unit_test(admin format)

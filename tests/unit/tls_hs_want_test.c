@@ -67,11 +67,71 @@ static void test_real_ssl(void **state)
 	SSL_CTX_free(ctx);
 }
 
+static unsigned long ssl_err(int reason)
+{
+	return ERR_PACK(ERR_LIB_SSL, 0, reason);
+}
+
+/* Every failure lands in the issue's fixed set, the operator-actionable ones exactly. */
+static void test_fail_class(void **state)
+{
+	unsigned long vf = ssl_err(SSL_R_CERTIFICATE_VERIFY_FAILED);
+
+	assert_int_equal(tls_fail_class(true, vf, X509_V_ERR_CERT_HAS_EXPIRED, SSL_ERROR_SSL, 0),
+			 HS_IDENTITY); /* the policy's word comes first */
+	assert_int_equal(tls_fail_class(false, vf, X509_V_ERR_CERT_HAS_EXPIRED, SSL_ERROR_SSL, 0),
+			 HS_EXPIRED);
+	assert_int_equal(tls_fail_class(false, vf, X509_V_ERR_CERT_NOT_YET_VALID, SSL_ERROR_SSL, 0),
+			 HS_EXPIRED);
+	assert_int_equal(tls_fail_class(false, vf, X509_V_ERR_CERT_REVOKED, SSL_ERROR_SSL, 0),
+			 HS_REVOKED);
+	assert_int_equal(tls_fail_class(false, vf, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+					SSL_ERROR_SSL, 0),
+			 HS_UNKNOWN_CA);
+	assert_int_equal(
+		tls_fail_class(false, vf, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, SSL_ERROR_SSL, 0),
+		HS_UNKNOWN_CA);
+	assert_int_equal(tls_fail_class(false, vf, X509_V_ERR_HOSTNAME_MISMATCH, SSL_ERROR_SSL, 0),
+			 HS_IDENTITY);
+	assert_int_equal(
+		tls_fail_class(false, vf, X509_V_ERR_CERT_SIGNATURE_FAILURE, SSL_ERROR_SSL, 0),
+		HS_OTHER);
+	assert_int_equal(tls_fail_class(false, ssl_err(SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE), 0,
+					SSL_ERROR_SSL, 0),
+			 HS_NO_CERT);
+	/* The peer's alerts about our certificate */
+	assert_int_equal(tls_fail_class(false, ssl_err(SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED), 0,
+					SSL_ERROR_SSL, 0),
+			 HS_NO_CERT);
+	assert_int_equal(
+		tls_fail_class(false, ssl_err(SSL_R_TLSV1_ALERT_UNKNOWN_CA), 0, SSL_ERROR_SSL, 0),
+		HS_UNKNOWN_CA);
+	assert_int_equal(
+		tls_fail_class(false, ssl_err(SSL_R_UNSUPPORTED_PROTOCOL), 0, SSL_ERROR_SSL, 0),
+		HS_PROTOCOL);
+	assert_int_equal(
+		tls_fail_class(false, ssl_err(SSL_R_WRONG_VERSION_NUMBER), 0, SSL_ERROR_SSL, 0),
+		HS_PROTOCOL);
+	assert_int_equal(tls_fail_class(false, ssl_err(SSL_R_UNEXPECTED_EOF_WHILE_READING), 0,
+					SSL_ERROR_SSL, 0),
+			 HS_RESET);
+	assert_int_equal(tls_fail_class(false, 0, 0, SSL_ERROR_SYSCALL, 0), HS_RESET);
+	assert_int_equal(tls_fail_class(false, 0, 0, SSL_ERROR_SYSCALL, ECONNRESET), HS_RESET);
+	assert_int_equal(tls_fail_class(false, 0, 0, SSL_ERROR_SYSCALL, ENOMEM), HS_OTHER);
+	assert_int_equal(tls_fail_class(false, ERR_PACK(ERR_LIB_EVP, 0, 1), 0, SSL_ERROR_SSL, 0),
+			 HS_OTHER);
+	assert_string_equal(hs_reason_name(HS_NO_CERT), "no_cert");
+	assert_string_equal(hs_reason_name(HS_UNKNOWN_CA), "unknown_ca");
+	assert_string_equal(hs_reason_name(HS_TIMEOUT), "timeout");
+	assert_string_equal(hs_reason_name(HS_REASON_MAX), "other");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_real_ssl),
+		cmocka_unit_test(test_fail_class),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
