@@ -1,0 +1,5 @@
+# Deploying ktlsd (deploy_test.py, issue 16): --version, safe defaults for plaintext
+# addresses, the sandbox (user, capabilities, Landlock, seccomp) on the real daemon,
+# systemd units and notify, the man pages against the CLI help, the Kubernetes examples.
+ktlsd_add_integration_test(integration.deploy deploy_test.py
+	TESTS version)
