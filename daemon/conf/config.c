@@ -72,6 +72,7 @@ void config_free(struct run_config *cfg)
 	for (size_t i = 0; i < cfg->n_svc; i++)
 		svc_free(&cfg->svc[i]);
 	free(cfg->svc);
+	free(cfg->user);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -224,6 +225,23 @@ static int bad_value(const char *key, const char *v, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+/* A user name as useradd takes it, or a numeric uid; existence is checked at start. */
+static int set_user(struct run_config *r, const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (!n || n > 32 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789._-") != n ||
+	    v[0] == '-') {
+		seterr(err, errlen, "user: invalid user name '%s'", v);
+		return -EINVAL;
+	}
+	free(r->user);
+	r->user = strdup(v);
+	return r->user ? 0 : -ENOMEM;
+}
+
 static int global_set(struct run_config *r, const char *key, const char *v, char *err,
 		      size_t errlen)
 {
@@ -250,6 +268,13 @@ static int global_set(struct run_config *r, const char *key, const char *v, char
 			goto bad;
 		return 0;
 	}
+	if (!strcmp(key, "landlock") || !strcmp(key, "seccomp")) {
+		if (parse_bool(v, key[0] == 'l' ? &r->landlock : &r->seccomp))
+			goto bad;
+		return 0;
+	}
+	if (!strcmp(key, "user"))
+		return set_user(r, v, err, errlen);
 	return -ENOENT;
 bad:
 	return bad_value(key, v, err, errlen);
@@ -392,6 +417,14 @@ static int set_min_tls(struct service_config *s, const struct svc_key *k, const 
 	return 0;
 }
 
+static int set_flag(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		    size_t errlen)
+{
+	if (parse_bool(v, (bool *)((char *)s + k->off)))
+		return bad_value(k->name, v, err, errlen);
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct service_config, f)
 
 /* Unnamed fields are 0: ANY_ROLE, and no field or range. */
@@ -452,6 +485,14 @@ static const struct svc_key svc_keys[] = {
 	  .min = 0,
 	  .max = MAX_IDLE_S },
 	{ .name = "min-tls", .set = set_min_tls },
+	{ .name = "unsafe-target",
+	  .role = SERVER_ONLY,
+	  .set = set_flag,
+	  .off = FIELD(unsafe_target) },
+	{ .name = "unsafe-listen",
+	  .role = CLIENT_ONLY,
+	  .set = set_flag,
+	  .off = FIELD(unsafe_listen) },
 };
 
 #undef FIELD
@@ -537,6 +578,29 @@ static int client_identity_defaults(struct service_config *s, const char *dash, 
 }
 
 /*
+ * ktlsd's plaintext side stays on this host unless the operator says otherwise: a server
+ * relays decrypted bytes to its target, a client accepts bytes to encrypt on its listen
+ * address. Either on another host would carry the plaintext over the network.
+ */
+static int plaintext_local_check(const struct service_config *s, const char *dash, char *err,
+				 size_t errlen)
+{
+	bool server = s->role == ROLE_SERVER;
+	const struct daemon_addr *a = server ? &s->target_addr : &s->listen_addr;
+
+	if (addr_is_loopback(a) || (server ? s->unsafe_target : s->unsafe_listen))
+		return 0;
+	seterr(err, errlen,
+	       "%s%s %s is not a loopback address%s: the plaintext %s would cross the network "
+	       "(give %s%s if that is what you want)",
+	       dash, server ? "target" : "listen", server ? s->target : s->listen,
+	       server ? " or unix socket" : "",
+	       server ? "ktlsd decrypts for it" : "ktlsd encrypts from it", dash,
+	       server ? "unsafe-target" : "unsafe-listen");
+	return -EINVAL;
+}
+
+/*
  * What every service needs before it can run, and the defaults that depend on the role
  * (a file's "mode = client" may come after other keys); dash says where it came from.
  */
@@ -555,6 +619,9 @@ static int svc_validate(struct service_config *s, bool cli, char *err, size_t er
 		seterr(err, errlen, "%s%s is required", dash, missing);
 		return -EINVAL;
 	}
+	rc = plaintext_local_check(s, dash, err, errlen);
+	if (rc)
+		return rc;
 	/* A client reuses its own tickets; a server issuing them needs shared ticket keys. */
 	if (!s->resumption_set)
 		s->resumption = s->role == ROLE_CLIENT;
@@ -600,6 +667,8 @@ static void run_defaults(struct run_config *r)
 	r->threads = n > 0 ? (unsigned)n : 1;
 	r->log_format = LOG_LOGFMT;
 	r->drain_timeout_ms = DEFAULT_DRAIN_MS;
+	r->landlock = true;
+	r->seccomp = true;
 }
 
 static void print_help(enum service_role role)
@@ -609,7 +678,7 @@ static void print_help(enum service_role role)
 		      "--cacert FILE\n"
 		      "         [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn "
 		      "NAME]...\n"
-		      "         [--allow-ou NAME]... [--allow-all]\n"
+		      "         [--allow-ou NAME]... [--allow-all] [--unsafe-target]\n"
 		      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
 		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
 		      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
@@ -617,6 +686,7 @@ static void print_help(enum service_role role)
 		      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
 		      "         [--idle-timeout S] [--key-password-file FILE] "
 		      "[--allow-core-dumps]\n"
+		      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
 		      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
 		      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
 		      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
@@ -625,6 +695,10 @@ static void print_help(enum service_role role)
 		      "        0: never)\n"
 		      "  --key-password-file: the passphrase of an encrypted --key\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+		      "  --unsafe-target: allow a --target that is not loopback or unix:\n"
+		      "        the decrypted bytes then cross the network\n"
+		      "  --user: run as USER once listeners are bound and keys are read\n"
+		      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -632,20 +706,27 @@ static void print_help(enum service_role role)
 	else
 		fputs("usage: ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE "
 		      "--cacert FILE\n"
-		      "         [--verify-uri PATTERN]... [--verify-dns NAME]... [--server-name "
-		      "SNI]\n"
-		      "         [--verify-any] [--connect-timeout MS] [--ktls auto|require|off]\n"
+		      "         [--verify-uri PATTERN]... [--verify-dns NAME]... [--verify-cn "
+		      "NAME]...\n"
+		      "         [--verify-ou NAME]... [--server-name SNI] [--verify-any]\n"
+		      "         [--unsafe-listen] [--connect-timeout MS] [--ktls "
+		      "auto|require|off]\n"
 		      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
 		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
 		      "         [--resumption|--no-resumption] [--session-cache N]\n"
 		      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
 		      "FILE]\n"
-		      "         [--allow-core-dumps]\n"
+		      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
+		      "         [--no-landlock] [--no-seccomp]\n"
 		      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
 		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 		      "        0: never)\n"
 		      "  --key-password-file: the passphrase of an encrypted --key\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+		      "  --unsafe-listen: allow a --listen that is not loopback: the plaintext\n"
+		      "        to encrypt then comes over the network\n"
+		      "  --user: run as USER once listeners are bound and keys are read\n"
+		      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
@@ -667,6 +748,7 @@ static const struct option server_opts[] = {
 	{ "allow-cn", required_argument, NULL, 0 },
 	{ "allow-ou", required_argument, NULL, 0 },
 	{ "allow-all", no_argument, NULL, 0 },
+	{ "unsafe-target", no_argument, NULL, 0 },
 	{ "proxy-protocol", no_argument, NULL, 0 },
 	{ "resumption", optional_argument, NULL, 0 },
 	{ "no-resumption", no_argument, NULL, 0 },
@@ -684,6 +766,9 @@ static const struct option server_opts[] = {
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "user", required_argument, NULL, 0 },
+	{ "no-landlock", no_argument, NULL, 0 },
+	{ "no-seccomp", no_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -699,6 +784,7 @@ static const struct option client_opts[] = {
 	{ "verify-cn", required_argument, NULL, 0 },
 	{ "verify-ou", required_argument, NULL, 0 },
 	{ "verify-any", no_argument, NULL, 0 },
+	{ "unsafe-listen", no_argument, NULL, 0 },
 	{ "server-name", required_argument, NULL, 0 },
 	{ "connect-timeout", required_argument, NULL, 0 },
 	{ "resumption", no_argument, NULL, 0 },
@@ -715,6 +801,9 @@ static const struct option client_opts[] = {
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "user", required_argument, NULL, 0 },
+	{ "no-landlock", no_argument, NULL, 0 },
+	{ "no-seccomp", no_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -738,9 +827,9 @@ static int cli_apply(struct run_config *r, struct service_config *s, const char 
 	char msg[CONFIG_ERR_MAX];
 	int rc;
 
-	/* The negative flag has no key of its own: the file says resumption = no. */
-	if (!strcmp(key, "no-resumption")) {
-		key = "resumption";
+	/* A negative flag has no key of its own: the file says resumption = no. */
+	if (!strncmp(key, "no-", 3)) {
+		key += 3;
 		val = "no";
 	}
 	rc = global_set(r, key, val, err, errlen);
@@ -976,7 +1065,7 @@ static int ini_apply_global(struct ini_state *st)
 		if (rc == -ENOENT)
 			return ini_fail(st, kv->line,
 					"unknown key '%s' in [global] (known: threads, log-format, "
-					"drain-timeout, allow-core-dumps)",
+					"drain-timeout, allow-core-dumps, user, landlock, seccomp)",
 					kv->name);
 		if (rc)
 			return ini_fail(st, kv->line, "%s", msg);

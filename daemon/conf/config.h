@@ -46,6 +46,10 @@ struct service_config {
 	unsigned session_cache;	    /* client: tickets kept per worker for the target; 0: none.
 				     * server with resumption_cache: sessions held */
 	bool session_cache_set;
+	/* Plaintext must not leave the host by accident: a server's target and a client's
+	 * listen address are loopback or unix sockets unless these say otherwise. */
+	bool unsafe_target; /* server */
+	bool unsafe_listen; /* client */
 };
 
 struct run_config {
@@ -53,6 +57,9 @@ struct run_config {
 	enum log_format log_format;
 	unsigned drain_timeout_ms;
 	bool allow_core_dumps; /* default: not dumpable, keys must not reach a core file */
+	char *user;	       /* run as this user once listeners are bound and keys read */
+	bool landlock;	       /* default yes: read-only access to the configured files only */
+	bool seccomp;	       /* default yes: the syscall allowlist (sandbox/seccomp.c) */
 	struct service_config *svc;
 	size_t n_svc;
 };
