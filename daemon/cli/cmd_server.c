@@ -32,9 +32,11 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "notify.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
+#include "sandbox.h"
 #include "worker.h"
 
 static int usage_error(const char *msg)
@@ -384,20 +386,43 @@ static void workers_start(struct worker *w, unsigned n, pthread_barrier_t *ready
 	pthread_barrier_wait(ready);
 	for (unsigned i = 0; i < n; i++) {
 		if (w[i].init_rc) {
-			fprintf(stderr, "ktlsd: worker %u: io_uring setup failed: %s\n", i,
-				strerror(-w[i].init_rc));
+			fprintf(stderr, "ktlsd: worker %u: io_uring setup failed: %s%s\n", i,
+				strerror(-w[i].init_rc),
+				w[i].init_rc == -ENOMEM
+					? " (without CAP_IPC_LOCK the rings count against "
+					  "RLIMIT_MEMLOCK: raise LimitMEMLOCK= / ulimit -l)"
+					: "");
 			_exit(EXIT_RUNTIME);
 		}
 	}
 }
 
+/*
+ * One signal, or 0 when the watchdog period (us, 0: none) passed first: the main thread
+ * waking up on time is what the WATCHDOG=1 ping vouches for.
+ */
+static int signal_next(const sigset_t *set, uint64_t wd_us)
+{
+	struct timespec ts = { (time_t)(wd_us / 1000000), (long)(wd_us % 1000000) * 1000 };
+	int sig;
+
+	if (!wd_us)
+		return sigwait(set, &sig) ? -1 : sig;
+	sig = sigtimedwait(set, NULL, &ts);
+	return sig < 0 && errno == EAGAIN ? 0 : sig;
+}
+
 /* The main thread's only job once workers run: the signals, which only it takes. */
 static int signal_wait(const struct run_config *cfg, const sigset_t *set)
 {
+	uint64_t wd_us = notify_watchdog_period_us();
 	int sig = 0;
 
 	for (;;) {
-		if (sigwait(set, &sig))
+		sig = signal_next(set, wd_us);
+		if (sig == 0)
+			notify_watchdog();
+		if (sig <= 0)
 			continue;
 		if (sig != SIGHUP)
 			break;
@@ -405,6 +430,8 @@ static int signal_wait(const struct run_config *cfg, const sigset_t *set)
 
 		log_kv(cfg->log_format, "warn", "reload_ignored", kv, 1);
 	}
+	notify_stopping();
+	notify_status("%s", sig == SIGTERM ? "draining" : "stopping");
 	struct log_kv kv[] = { { "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT" },
 			       { "action", sig == SIGTERM ? "drain" : "stop" } };
 
@@ -412,9 +439,26 @@ static int signal_wait(const struct run_config *cfg, const sigset_t *set)
 	return sig;
 }
 
+/*
+ * The sandbox (sandbox.h), on this thread before the workers exist so they inherit it.
+ * Failing to apply it is fatal: ktlsd never runs with half of what was asked for.
+ */
+static int sandbox_start(const struct run_config *cfg, const char *cfgpath)
+{
+	char err[CONFIG_ERR_MAX];
+	int rc = sandbox_apply(cfg, cfgpath, err, sizeof(err));
+
+	if (!rc)
+		return 0;
+	fprintf(stderr, "ktlsd: %s\n", err);
+	return rc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
 static int run(struct run_config *cfg, const char *cfgpath)
 {
-	struct runtime rt = { .cfg = cfg, .relay_begin = relay_begin };
+	struct runtime rt = { .cfg = cfg,
+			      .relay_begin = relay_begin,
+			      .ring_ready = sandbox_rings_done };
 	struct worker *w = NULL;
 	pthread_barrier_t ready;
 	sigset_t set;
@@ -434,8 +478,18 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	rc = workers_create(&rt, cfgpath, &ready, &w);
 	if (rc)
 		goto out_free_services;
+	/* Listeners bound, keys read: drop what is left before any peer byte is read. */
+	rc = sandbox_start(cfg, cfgpath);
+	if (rc) {
+		workers_free(w, cfg->threads, rt.n_svc);
+		goto out_free_services;
+	}
 	workers_start(w, cfg->threads, &ready);
+	sandbox_rings_done();
 	log_start(&rt, nofile);
+	notify_status("listening: %zu service%s, %u worker threads", rt.n_svc,
+		      rt.n_svc == 1 ? "" : "s", cfg->threads);
+	notify_ready();
 	sig = signal_wait(cfg, &set);
 	workers_signal(w, cfg->threads, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
 	for (unsigned i = 0; i < cfg->threads; i++)
@@ -515,6 +569,8 @@ int cmd_check_config(int argc, char **argv)
 	/* Certificates, keys and CAs are loaded exactly as the daemon would. */
 	ktls_probe(&rt.caps);
 	rc = services_build(&rt, argv[1], true);
+	if (!rc && sandbox_user_check(&cfg, err, sizeof(err)))
+		rc = usage_error(err);
 	services_free(&rt);
 	if (!rc)
 		printf("%s: ok (%zu service%s)\n", argv[1], cfg.n_svc, cfg.n_svc == 1 ? "" : "s");

@@ -5,14 +5,25 @@
     deploy_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST
 
 version        --version / -V name version, commit, OpenSSL and liburing; bare ktlsd: exit 2
+unsafe         a server target / client listen address off the host: exit 2 unless
+               --unsafe-target / --unsafe-listen
+sandbox        --user nobody: every thread's uid, CapEff, NoNewPrivs and Seccomp in /proc;
+               inside the live daemon (gdb) a file beside the cert reads, also one renamed
+               in after start, /etc/passwd does not, chroot fails, exec kills it
+sandbox_caps   a privileged listen port keeps exactly CAP_NET_BIND_SERVICE; an unreadable
+               key is warned about; --no-landlock --no-seccomp turn both off
 """
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import check, main  # noqa: E402
+from harness import (SANITIZER, Ktlsd, Skip, check, echo_roundtrip, free_port,  # noqa: E402
+                     main)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,8 +49,174 @@ def t_version(env):
     print(run(env, ["--version"]).stdout.strip())
 
 
+def t_unsafe(env):
+    p = env.p
+    common = ["--cert", p("server.pem"), "--key", p("server.key"), "--cacert", p("ca.pem")]
+    port = free_port()
+    srv = ["server", "--listen", f"127.0.0.1:{port}", "--allow-all"] + common
+    r = run(env, srv + ["--target", "192.0.2.1:80"])
+    check(r.returncode == 2 and r.stderr.strip() ==
+          "ktlsd: --target 192.0.2.1:80 is not a loopback address or unix socket: the "
+          "plaintext ktlsd decrypts for it would cross the network (give --unsafe-target "
+          "if that is what you want)", f"server, remote target: {r.returncode} {r.stderr!r}")
+    cli = ["client", "--target", "192.0.2.1:443", "--verify-any"] + common
+    r = run(env, cli + ["--listen", f"0.0.0.0:{port}"])
+    check(r.returncode == 2 and "--listen 0.0.0.0:" in r.stderr and "--unsafe-listen" in
+          r.stderr, f"client, wildcard listen: {r.returncode} {r.stderr!r}")
+    print(f"refused: {r.stderr.strip()}")
+    # With the flag each one starts.
+    for argv in (srv + ["--target", "192.0.2.1:80", "--unsafe-target"],
+                 cli + ["--listen", f"0.0.0.0:{port}", "--unsafe-listen"]):
+        log = os.path.join(env.dir, f"unsafe-{argv[0]}.log")
+        pr = env.spawn([env.args.ktlsd] + argv + ["--threads", "1"], stderr=open(log, "w"))
+        Ktlsd(pr, port, log).wait_line(r"event=listening")
+        pr.send_signal(signal.SIGTERM)
+        check(pr.wait(timeout=10) == 0, f"{argv[0]} with the unsafe flag: exit {pr.returncode}")
+
+
+def proc_status(pid):
+    """{tid: {field: value}} for every thread of pid."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            out[tid] = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    return out
+
+
+def gdb_calls(pid, exprs):
+    """Evaluates each C expression inside the live process; returns their int values."""
+    argv = ["gdb", "-p", str(pid), "-batch", "-nx"]
+    for e in exprs:
+        argv += ["-ex", f"print {e}"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    vals = re.findall(r"^\$\d+ = (-?\d+)", r.stdout, re.M)
+    if len(vals) != len(exprs) and "ptrace" in r.stderr + r.stdout:
+        raise Skip(f"gdb cannot attach: {r.stderr[-300:]}")
+    check(len(vals) == len(exprs), f"gdb: {r.stdout[-500:]} {r.stderr[-500:]}")
+    return [int(v) for v in vals]
+
+
+def sandbox_skip():
+    if SANITIZER:
+        raise Skip("sanitizer builds run without Landlock and seccomp (their runtimes need "
+                   "/proc and ptrace)")
+    if os.geteuid() != 0:
+        raise Skip("switching users needs root")
+
+
+def share_pki(env, mode=0o640):
+    """The PKI readable by nobody's group, as an operator would set it up."""
+    os.chmod(env.dir, 0o755)
+    os.chmod(env.pki, 0o755)
+    for f in os.listdir(env.pki):
+        os.chown(env.p(f), 0, 65534)
+        os.chmod(env.p(f), mode)
+
+
+def t_sandbox(env):
+    sandbox_skip()
+    if not shutil.which("gdb"):
+        raise Skip("gdb not installed (scripts/install-deps installs it)")
+    share_pki(env)
+    eport = env.echo_backend()
+    k = env.ktlsd(["--user", "nobody"], target_port=eport)
+    line = k.wait_line(r"event=sandbox ")
+    check(re.search(r"user=nobody uid=65534 caps=none landlock=on landlock_abi=\d+ "
+                    r"seccomp=on", line), f"sandbox line: {line}")
+    check("sandbox_unreadable" not in k.text(), "a readable file was reported unreadable")
+    st = proc_status(k.proc.pid)
+    check(len(st) == 3, f"expected main + 2 workers: {len(st)} threads")
+    for tid, s in st.items():
+        check(s["Uid"].split() == ["65534"] * 4 and s["Gid"].split() == ["65534"] * 4,
+              f"thread {tid}: Uid {s['Uid']} Gid {s['Gid']}")
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            check(int(s[cap], 16) == 0, f"thread {tid}: {cap} {s[cap]}")
+        check(s["NoNewPrivs"] == "1" and s["Seccomp"] == "2",
+              f"thread {tid}: NoNewPrivs {s['NoNewPrivs']} Seccomp {s['Seccomp']}")
+    check(echo_roundtrip(env, k.port) == b"ping over ktlsd\n", "echo through the sandbox")
+    k.conn_end(r"reason=closed")
+    print(f"sandbox: {line.split('event=sandbox ')[1]}; {len(st)} threads uid 65534, "
+          "no capabilities, seccomp filter mode")
+
+    # A writer replaces the certificate by rename (as spiffe-helper does) after the drop.
+    new = env.p(".server.pem.new")
+    shutil.copy(env.p("server.pem"), new)
+    os.chown(new, 0, 65534)
+    os.chmod(new, 0o640)
+    os.rename(new, env.p("server.pem"))
+    outside = os.path.join(env.dir, "outside.txt")
+    with open(outside, "w") as f:
+        f.write("not for ktlsd\n")
+    os.chmod(outside, 0o644)
+    cert, ca = env.p("server.pem"), env.p("ca.pem")
+    fd_cert, fd_ca, fd_out, fd_passwd, chroot = gdb_calls(k.proc.pid, [
+        f'(int)open("{cert}", 0)', f'(int)open("{ca}", 0)', f'(int)open("{outside}", 0)',
+        '(int)open("/etc/passwd", 0)', '(int)chroot("/")'])
+    check(fd_cert >= 0 and fd_ca >= 0, f"configured files unreadable: {fd_cert} {fd_ca}")
+    check(fd_out == -1, f"a file outside the configured folders opened: fd {fd_out}")
+    check(fd_passwd == -1, f"/etc/passwd opened: fd {fd_passwd}")
+    check(chroot == -1, "chroot did not fail")
+    print("in the daemon: replaced cert and CA open; outside.txt, /etc/passwd: -1; "
+          "chroot: -1")
+    check(echo_roundtrip(env, k.port) == b"ping over ktlsd\n", "echo after the probes")
+    # Only code injected into ktlsd would exec: the filter kills the process.
+    subprocess.run(["gdb", "-p", str(k.proc.pid), "-batch", "-nx", "-ex",
+                    'print (int)execl("/bin/true", "true", 0)'],
+                   capture_output=True, text=True, timeout=120)
+    rc = k.proc.wait(timeout=10)
+    check(rc == -signal.SIGSYS, f"exec under seccomp: exit {rc}, expected SIGSYS")
+    print("exec inside the daemon: killed by SIGSYS")
+
+
+def low_port():
+    for port in range(1023, 900, -1):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise Skip("no free port below 1024")
+
+
+def t_sandbox_caps(env):
+    sandbox_skip()
+    share_pki(env)
+    eport = env.echo_backend()
+    k = env.ktlsd(["--user", "nobody"], target_port=eport, listen_port=low_port())
+    line = k.wait_line(r"event=sandbox ")
+    check("caps=net_bind_service " in line, f"sandbox line: {line}")
+    for tid, s in proc_status(k.proc.pid).items():
+        check(int(s["CapEff"], 16) == 1 << 10 and int(s["CapPrm"], 16) == 1 << 10,
+              f"thread {tid}: CapEff {s['CapEff']} CapPrm {s['CapPrm']}")
+    check(echo_roundtrip(env, k.port) == b"ping over ktlsd\n", "echo on a low port")
+    print(f"port {k.port}: {line.split('event=sandbox ')[1]}")
+
+    os.chmod(env.p("server.key"), 0o600)  # root's alone: a reload as nobody cannot read it
+    k2 = env.ktlsd(["--user", "nobody"], target_port=eport)
+    w = k2.wait_line(r"event=sandbox_unreadable")
+    check(f"file={env.p('server.key')}" in w and "Permission denied" in w, w)
+    print(f"warned: {w.split('event=')[1]}")
+
+    k3 = env.ktlsd(["--no-landlock", "--no-seccomp"], target_port=eport)
+    line = k3.wait_line(r"event=sandbox ")
+    check("landlock=off" in line and "seccomp=off" in line, line)
+    check(all(s["Seccomp"] == "0" for s in proc_status(k3.proc.pid).values()),
+          "--no-seccomp left a filter")
+
+    r = run(env, ["server", "--listen", f"127.0.0.1:{free_port()}", "--target", "127.0.0.1:1",
+                  "--cert", env.p("server.pem"), "--key", env.p("server.pem"), "--cacert",
+                  env.p("ca.pem"), "--allow-all", "--user", "no-such-user-ktlsd"])
+    check(r.returncode == 2, f"unknown user: exit {r.returncode} {r.stderr!r}")
+
+
 TESTS = {
     "version": t_version,
+    "unsafe": t_unsafe,
+    "sandbox": t_sandbox,
+    "sandbox_caps": t_sandbox_caps,
 }
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def expired_cert_not_resumed(env, eport, flag):
         print(f"{flag}: expiry across resumption not tested: {FAKETIME_LIB} missing")
         return
     short = short_client_cert(env, 2)
-    clock = os.path.join(env.dir, "faketime")
+    # Beside the certificates: Landlock lets ktlsd read only the configured files' folders.
+    clock = os.path.join(env.pki, "faketime")
     with open(clock, "w") as f:
         f.write("+0\n")
     k = env.ktlsd([flag, "--ticket-lifetime", "604800"], target_port=eport,
