@@ -300,9 +300,38 @@ struct svc_key {
 	enum policy_kind kind; /* set_rules */
 };
 
+/*
+ * systemd socket activation: "systemd" (the one socket passed) or "systemd:NAME" (the
+ * socket unit's FileDescriptorName=, which systemd allows to be up to 255 printable ASCII
+ * characters but ':'). The socket itself is only looked at when the daemon starts.
+ */
+static int set_listen_systemd(struct service_config *s, const struct svc_key *k, const char *v,
+			      char *err, size_t errlen)
+{
+	const char *name = v[7] == ':' ? v + 8 : NULL;
+
+	if (name && (!*name || strlen(name) > 255 || strchr(name, ':') || has_control(name) ||
+		     strchr(name, ' '))) {
+		seterr(err, errlen,
+		       "%s '%s': expected systemd or systemd:NAME (NAME: the socket's "
+		       "FileDescriptorName=)",
+		       k->name, v);
+		return -EINVAL;
+	}
+	memset(&s->listen_addr, 0, sizeof(s->listen_addr));
+	snprintf(s->listen_addr.text, sizeof(s->listen_addr.text), "%s", v);
+	s->listen_systemd = true;
+	free(s->listen);
+	s->listen = strdup(v);
+	return s->listen ? 0 : -ENOMEM;
+}
+
 static int set_listen(struct service_config *s, const struct svc_key *k, const char *v, char *err,
 		      size_t errlen)
 {
+	if (!strncmp(v, "systemd", 7) && (!v[7] || v[7] == ':'))
+		return set_listen_systemd(s, k, v, err, errlen);
+	s->listen_systemd = false;
 	return set_addr(&s->listen, &s->listen_addr, false, k->name, v, err, errlen);
 }
 
@@ -590,6 +619,8 @@ static int plaintext_local_check(const struct service_config *s, const char *das
 
 	if (addr_is_loopback(a) || (server ? s->unsafe_target : s->unsafe_listen))
 		return 0;
+	if (!server && s->listen_systemd)
+		return 0; /* checked on the socket systemd passes (listen.c) */
 	seterr(err, errlen,
 	       "%s%s %s is not a loopback address%s: the plaintext %s would cross the network "
 	       "(give %s%s if that is what you want)",
@@ -671,65 +702,78 @@ static void run_defaults(struct run_config *r)
 	r->seccomp = true;
 }
 
+static void print_help_server(void)
+{
+	fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE "
+	      "--cacert FILE\n"
+	      "         [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn "
+	      "NAME]...\n"
+	      "         [--allow-ou NAME]... [--allow-all] [--unsafe-target]\n"
+	      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
+	      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+	      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
+	      "         [--ticket-lifetime S] [--session-cache N]\n"
+	      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
+	      "         [--idle-timeout S] [--key-password-file FILE] "
+	      "[--allow-core-dumps]\n"
+	      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
+	      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
+	      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
+	      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
+	      "        --max-handshakes-per-source: the same per client address (0: off)\n"
+	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
+	      "        0: never)\n"
+	      "  --key-password-file: the passphrase of an encrypted --key\n"
+	      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+	      "  --unsafe-target: allow a --target that is not loopback or unix:\n"
+	      "        the decrypted bytes then cross the network\n"
+	      "  --user: run as USER once listeners are bound and keys are read\n"
+	      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
+	      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only);\n"
+	      "        systemd or systemd:NAME: a socket systemd passes (listen only)\n"
+	      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
+	      "domain\n",
+	      stdout);
+}
+
+static void print_help_client(void)
+{
+	fputs("usage: ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE "
+	      "--cacert FILE\n"
+	      "         [--verify-uri PATTERN]... [--verify-dns NAME]... [--verify-cn "
+	      "NAME]...\n"
+	      "         [--verify-ou NAME]... [--server-name SNI] [--verify-any]\n"
+	      "         [--unsafe-listen] [--connect-timeout MS] [--ktls "
+	      "auto|require|off]\n"
+	      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
+	      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+	      "         [--resumption|--no-resumption] [--session-cache N]\n"
+	      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
+	      "FILE]\n"
+	      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
+	      "         [--no-landlock] [--no-seccomp]\n"
+	      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
+	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
+	      "        0: never)\n"
+	      "  --key-password-file: the passphrase of an encrypted --key\n"
+	      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+	      "  --unsafe-listen: allow a --listen that is not loopback: the plaintext\n"
+	      "        to encrypt then comes over the network\n"
+	      "  --user: run as USER once listeners are bound and keys are read\n"
+	      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
+	      "  ADDR: host:port, [v6addr]:port; systemd or systemd:NAME: a socket\n"
+	      "        systemd passes\n"
+	      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
+	      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
+	      stdout);
+}
+
 static void print_help(enum service_role role)
 {
 	if (role == ROLE_SERVER)
-		fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE "
-		      "--cacert FILE\n"
-		      "         [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn "
-		      "NAME]...\n"
-		      "         [--allow-ou NAME]... [--allow-all] [--unsafe-target]\n"
-		      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
-		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
-		      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
-		      "         [--ticket-lifetime S] [--session-cache N]\n"
-		      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
-		      "         [--idle-timeout S] [--key-password-file FILE] "
-		      "[--allow-core-dumps]\n"
-		      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
-		      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
-		      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
-		      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
-		      "        --max-handshakes-per-source: the same per client address (0: off)\n"
-		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
-		      "        0: never)\n"
-		      "  --key-password-file: the passphrase of an encrypted --key\n"
-		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
-		      "  --unsafe-target: allow a --target that is not loopback or unix:\n"
-		      "        the decrypted bytes then cross the network\n"
-		      "  --user: run as USER once listeners are bound and keys are read\n"
-		      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
-		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
-		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
-		      "domain\n",
-		      stdout);
+		print_help_server();
 	else
-		fputs("usage: ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE "
-		      "--cacert FILE\n"
-		      "         [--verify-uri PATTERN]... [--verify-dns NAME]... [--verify-cn "
-		      "NAME]...\n"
-		      "         [--verify-ou NAME]... [--server-name SNI] [--verify-any]\n"
-		      "         [--unsafe-listen] [--connect-timeout MS] [--ktls "
-		      "auto|require|off]\n"
-		      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
-		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
-		      "         [--resumption|--no-resumption] [--session-cache N]\n"
-		      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
-		      "FILE]\n"
-		      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
-		      "         [--no-landlock] [--no-seccomp]\n"
-		      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
-		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
-		      "        0: never)\n"
-		      "  --key-password-file: the passphrase of an encrypted --key\n"
-		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
-		      "  --unsafe-listen: allow a --listen that is not loopback: the plaintext\n"
-		      "        to encrypt then comes over the network\n"
-		      "  --user: run as USER once listeners are bound and keys are read\n"
-		      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
-		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
-		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
-		      stdout);
+		print_help_client();
 }
 
 /*
@@ -1313,9 +1357,12 @@ static int listen_overlap_check(const struct run_config *r, const char *path, ch
 		for (size_t i = 0; i < j; i++) {
 			const struct daemon_addr *a = &r->svc[i].listen_addr;
 
-			if (!addr_listen_overlap(
-				    (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len,
-				    (const struct sockaddr *)&b->alt[0].ss, b->alt[0].len))
+			if (r->svc[i].listen_systemd || r->svc[j].listen_systemd) {
+				if (strcmp(r->svc[i].listen, r->svc[j].listen))
+					continue;
+			} else if (!addr_listen_overlap(
+					   (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len,
+					   (const struct sockaddr *)&b->alt[0].ss, b->alt[0].len))
 				continue;
 			seterr(err, errlen,
 			       "%s:%d: [service %s]: listen %s overlaps listen %s of [service %s] "

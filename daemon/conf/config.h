@@ -23,6 +23,7 @@ struct service_config {
 	enum service_role role;
 	char *listen, *target, *cert, *key, *cacert;
 	struct daemon_addr listen_addr, target_addr;
+	bool listen_systemd;   /* listen = systemd[:NAME]: a socket systemd passed (listen.c) */
 	struct policy *policy; /* server: allowed clients; client: accepted servers */
 	char *server_name;     /* client: SNI; defaults to the target's host name */
 	bool default_dns_rule; /* client: no rule given, so server_name became a verify-dns rule */

@@ -12,6 +12,12 @@ sandbox        --user nobody: every thread's uid, CapEff, NoNewPrivs and Seccomp
                in after start, /etc/passwd does not, chroot fails, exec kills it
 sandbox_caps   a privileged listen port keeps exactly CAP_NET_BIND_SERVICE; an unreadable
                key is warned about; --no-landlock --no-seccomp turn both off
+units          deploy/*.service and ktlsd.socket pass systemd-analyze verify; the offline
+               security exposure of each service is at most 2.0
+notify         under a fake $NOTIFY_SOCKET: STATUS= and READY=1 once listening, WATCHDOG=1
+               at half of WATCHDOG_USEC, STOPPING=1 on SIGTERM (all through the sandbox)
+activation     --listen systemd:NAME takes the socket systemd-socket-activate passes; errors
+               for no socket, a wrong name, a client socket off loopback
 """
 import os
 import re
@@ -20,9 +26,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import (SANITIZER, Ktlsd, Skip, check, echo_roundtrip, free_port,  # noqa: E402
+from harness import (SANITIZER, Fail, Ktlsd, Skip, check, echo_roundtrip, free_port,  # noqa: E402
                      main)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -212,11 +219,155 @@ def t_sandbox_caps(env):
     check(r.returncode == 2, f"unknown user: exit {r.returncode} {r.stderr!r}")
 
 
+def unit_copy(env, name):
+    """deploy/NAME with ExecStart pointing at the binary under test."""
+    with open(os.path.join(ROOT, "deploy", name)) as f:
+        text = f.read().replace("/usr/sbin/ktlsd", os.path.abspath(env.args.ktlsd))
+    path = os.path.join(env.dir, "units", name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def t_units(env):
+    if not shutil.which("systemd-analyze"):
+        raise Skip("systemd-analyze not installed (package systemd; scripts/install-deps)")
+    units = [unit_copy(env, n) for n in ("ktlsd.service", "ktlsd@.service", "ktlsd.socket")]
+    # --man=no: the man pages are checked against the CLI in man_options, not installed here.
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no"] + units, capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 0 and not r.stderr.strip(),
+          f"systemd-analyze verify: {r.returncode} {r.stdout} {r.stderr}")
+    for u in units[:2]:
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", u],
+                           capture_output=True, text=True, timeout=60)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
+        check(m, f"security {u}: {r.stdout[-300:]} {r.stderr[-300:]}")
+        check(float(m.group(1)) <= 2.0, f"{os.path.basename(u)} exposure {m.group(1)} > 2.0")
+        print(f"{os.path.basename(u)}: verify clean, exposure {m.group(1)}")
+    with open(os.path.join(ROOT, "deploy", "ktlsd.service")) as f:
+        text = f.read()
+    for want in ("Type=notify", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                 "CapabilityBoundingSet=", "AmbientCapabilities=", "RestrictAddressFamilies="):
+        check(want in text, f"ktlsd.service lacks {want}")
+
+
+def notify_socket(env):
+    path = os.path.join(env.dir, "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    os.chmod(env.dir, 0o755)
+    os.chmod(path, 0o777)
+    s.settimeout(10)
+    return s, path
+
+
+def notify_until(s, want, seen):
+    """Reads datagrams into seen until one has the line want."""
+    while True:
+        try:
+            msg = s.recv(4096).decode()
+        except socket.timeout:
+            raise Fail(f"no {want!r} from ktlsd; got {seen}")
+        seen.append(msg)
+        if want in msg.split("\n"):
+            return msg
+
+
+def t_notify(env):
+    s, path = notify_socket(env)
+    eport = env.echo_backend()
+    extra = ["--user", "nobody"] if os.geteuid() == 0 else []
+    if extra:
+        share_pki(env)
+    k = env.ktlsd(extra, target_port=eport, wait=False,
+                  env_vars={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    seen = []
+    notify_until(s, "READY=1", seen)
+    k.wait_line(r"event=listening")
+    check(any(m.startswith("STATUS=listening: 1 service") for m in seen), f"no STATUS: {seen}")
+    t0 = time.time()
+    notify_until(s, "WATCHDOG=1", seen)
+    notify_until(s, "WATCHDOG=1", seen)
+    dt = time.time() - t0
+    check(dt < 1.5, f"two watchdog pings took {dt:.2f} s (period 0.2 s)")
+    check(echo_roundtrip(env, k.port) == b"ping over ktlsd\n", "echo")
+    k.proc.send_signal(signal.SIGTERM)
+    notify_until(s, "STOPPING=1", seen)
+    check(k.proc.wait(timeout=10) == 0, "exit after SIGTERM")
+    print("notify: " + " | ".join(sorted(set(m.replace("\n", ",") for m in seen))))
+
+
+def activate(env, name, argv, log, host="127.0.0.1"):
+    """systemd-socket-activate runs the command on the first connection: make one."""
+    fd = ["--fdname=" + name[0]] if name[0] else []
+    pr = env.spawn(["systemd-socket-activate", "-l", f"{host}:{name[1]}"] + fd
+                   + [env.args.ktlsd] + argv, stderr=open(log, "w"), stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        if "Listening on" in open(log).read():
+            break
+        time.sleep(0.05)
+    socket.create_connection(("127.0.0.1", name[1]), timeout=5).close()
+    return pr
+
+
+def t_activation(env):
+    if not shutil.which("systemd-socket-activate"):
+        raise Skip("systemd-socket-activate not installed (package systemd)")
+    p = env.p
+    eport, port = env.echo_backend(), free_port()
+    common = ["--cert", p("server.pem"), "--key", p("server.key"), "--cacert", p("ca.pem"),
+              "--threads", "2"]
+    srv = ["server", "--target", f"127.0.0.1:{eport}", "--allow-uri",
+           "spiffe://example.org/client"] + common
+    log = os.path.join(env.dir, "act.log")
+    pr = activate(env, ("https", port), srv + ["--listen", "systemd:https"], log)
+    k = Ktlsd(pr, port, log)
+    line = k.wait_line(r"event=listening")
+    check("listen=systemd:https" in line, line)
+    for _ in range(3):
+        check(echo_roundtrip(env, port) == b"ping over ktlsd\n", "echo over systemd's socket")
+    k.conn_end(r"reason=closed")
+    pr.send_signal(signal.SIGTERM)
+    check(pr.wait(timeout=10) == 0, "exit after SIGTERM")
+    print(f"activation: {line.split('event=')[1][:80]}...")
+
+    cases = [
+        (None, srv + ["--listen", "systemd"],
+         "ktlsd: --listen systemd: no socket passed by systemd"),
+        (("web", port), srv + ["--listen", "systemd:https"],
+         "ktlsd: --listen systemd:https: no socket of that name"),
+        (("x", port), srv + ["--listen", "systemd:a:b"],
+         "ktlsd: --listen 'systemd:a:b': expected systemd or systemd:NAME"),
+    ]
+    for name, argv, want in cases:
+        if name:
+            pr = activate(env, name, argv, log)
+            rc = pr.wait(timeout=20)
+            err = open(log).read().strip().splitlines()[-1]  # after the activator's lines
+        else:
+            r = run(env, argv)
+            rc, err = r.returncode, r.stderr
+        check(rc == 2 and err.startswith(want), f"{argv[-1]}: exit {rc} {err!r}")
+        print(f"refused: {err.strip()}")
+    # A client's plaintext socket must be on loopback, also when systemd made it.
+    cli = ["client", "--target", f"127.0.0.1:{port}", "--verify-any", "--listen",
+           "systemd"] + common
+    pr = activate(env, (None, free_port()), cli, log, host="0.0.0.0")
+    rc = pr.wait(timeout=20)
+    err = open(log).read()
+    check(rc == 2 and "not on a loopback address" in err, f"client on 0.0.0.0: {rc} {err!r}")
+
+
 TESTS = {
     "version": t_version,
     "unsafe": t_unsafe,
     "sandbox": t_sandbox,
     "sandbox_caps": t_sandbox_caps,
+    "units": t_units,
+    "notify": t_notify,
+    "activation": t_activation,
 }
 
 if __name__ == "__main__":
