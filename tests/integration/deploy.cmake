@@ -2,4 +2,5 @@
 # addresses, the sandbox (user, capabilities, Landlock, seccomp) on the real daemon,
 # systemd units and notify, the man pages against the CLI help, the Kubernetes examples.
 ktlsd_add_integration_test(integration.deploy deploy_test.py
-	TESTS version unsafe sandbox sandbox_caps units notify activation)
+	TESTS version unsafe sandbox sandbox_caps units notify activation
+	man_options readme_options)
