@@ -21,6 +21,14 @@ activation     --listen systemd:NAME takes the socket systemd-socket-activate pa
 man_options    the options getopt takes (config.c), --help of each command, ktlsd(8) and
                the keys in ktlsd.conf(5) are the same sets; the man pages were built
 readme_options README.md's Usage block names the same options as the CLI
+k8s            deploy/k8s/*.yaml parse (python3-yaml); every ktlsd container's args, and
+               every ktlsd.conf in a ConfigMap, start ktlsd for real (the SVID paths mapped
+               to a test PKI, ports to free ones, target names to localhost)
+package        scripts/package builds ktlsd_<version>_amd64.deb; apt installs it in a fresh
+               Debian 12 chroot (debootstrap, cached under the build dir); there ktlsd
+               --version runs, check-config names what the shipped ktlsd.conf lacks, and
+               passes once a PKI is in /etc/ktlsd/tls; user ktlsd exists. Skips without
+               the Debian mirror.
 """
 import os
 import re
@@ -439,6 +447,170 @@ def t_readme_options(env):
     print(f"README.md Usage names all {len(want)} options")
 
 
+def k8s_map(env, text):
+    """The example's SVID files to the test PKI, its ports to free ones, names to localhost."""
+    for a, b in (("svid_bundle.pem", "ca.pem"), ("svid_key.pem", "server.key"),
+                 ("svid.pem", "server.pem")):
+        text = text.replace(f"/run/ktlsd/certs/{a}", env.p(b))
+    text = re.sub(r"(\d+\.\d+\.\d+\.\d+):(\d+)", lambda m: f"{m.group(1)}:{free_port()}", text)
+    return re.sub(r"\b[a-z][a-z0-9.-]*\.(?:local|org|example):(\d+)",
+                  lambda m: f"localhost:{free_port()}", text)
+
+
+def k8s_start(env, argv, name):
+    log = os.path.join(env.dir, f"k8s-{name}.log")
+    pr = env.spawn([env.args.ktlsd] + argv, stderr=open(log, "w"))
+    k = Ktlsd(pr, None, log)
+    try:
+        k.wait_line(r'event=listening|"event":"listening"', timeout=30)
+    except Fail:
+        raise Fail(f"{name}: ktlsd {' '.join(argv)} did not start: {k.text()[-400:]}")
+    pr.send_signal(signal.SIGTERM)
+    check(pr.wait(timeout=10) == 0, f"{name}: exit {pr.returncode}")
+
+
+def t_k8s(env):
+    try:
+        import yaml
+    except ImportError:
+        raise Skip("python3-yaml not installed (scripts/install-deps)")
+    kdir = os.path.join(ROOT, "deploy", "k8s")
+    files = sorted(f for f in os.listdir(kdir) if f.endswith(".yaml"))
+    check(files, "no deploy/k8s/*.yaml")
+    n_args = n_conf = 0
+    for f in files:
+        docs = [d for d in yaml.safe_load_all(open(os.path.join(kdir, f))) if d]
+        kinds = {d["kind"] for d in docs}
+        check(kinds & {"Deployment", "DaemonSet"}, f"{f}: no workload")
+        maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+        for d in docs:
+            if d["kind"] not in ("Deployment", "DaemonSet"):
+                continue
+            spec = d["spec"]["template"]["spec"]
+            for c in spec.get("containers", []) + spec.get("initContainers", []):
+                if "ktlsd" not in c.get("image", "").split("/")[-1]:
+                    continue
+                args = [str(a) for a in c.get("args", [])]
+                if args[:1] == ["--config"]:
+                    conf = args[1]
+                    vol = next(m["name"] for m in c["volumeMounts"]
+                               if conf.startswith(m["mountPath"] + "/"))
+                    cm = next(v["configMap"]["name"] for v in spec["volumes"]
+                              if v["name"] == vol)
+                    text = k8s_map(env, maps[cm][os.path.basename(conf)])
+                    path = os.path.join(env.dir, f"{f}-{c['name']}.conf")
+                    with open(path, "w") as out:
+                        out.write(text)
+                    r = run(env, ["check-config", path])
+                    check(r.returncode == 0, f"{f} {c['name']}: check-config: {r.stderr}")
+                    k8s_start(env, ["--config", path], c["name"])
+                    n_conf += 1
+                else:
+                    k8s_start(env, k8s_map(env, "\0".join(args)).split("\0"), c["name"])
+                    n_args += 1
+    check(n_args and n_conf, f"expected ktlsd args and a ktlsd.conf: {n_args} {n_conf}")
+    print(f"{files}: {n_args} ktlsd command lines and {n_conf} config files started")
+
+
+def mirror():
+    try:
+        with open("/etc/apt/sources.list.d/debian.sources") as f:
+            m = re.search(r"^URIs: *(http\S*debian)$", f.read(), re.M)
+            if m:
+                return m.group(1)
+    except OSError:
+        pass
+    return "http://deb.debian.org/debian"
+
+
+def chroot_root(env, cache):
+    """A fresh Debian 12 minbase tree: debootstrap once, then unpack the cached tarball."""
+    tarball = os.path.join(cache, "bookworm-minbase.tar")
+    root = os.path.join(env.dir, "root")
+    if not os.path.exists(tarball):
+        tmp = os.path.join(cache, "debootstrap")
+        shutil.rmtree(tmp, ignore_errors=True)
+        r = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", tmp, mirror()],
+                           capture_output=True, text=True, timeout=900)
+        check(r.returncode == 0, f"debootstrap: {r.stdout[-800:]} {r.stderr[-800:]}")
+        subprocess.run(["tar", "-C", tmp, "-cf", tarball + ".new", "."], check=True)
+        os.rename(tarball + ".new", tarball)
+        shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(root)
+    subprocess.run(["tar", "-C", root, "-xf", tarball], check=True)
+    shutil.copy("/etc/resolv.conf", os.path.join(root, "etc", "resolv.conf"))
+    return root
+
+
+def in_root(root, cmd, timeout=600):
+    return subprocess.run(["chroot", root, "sh", "-c", cmd], capture_output=True, text=True,
+                          timeout=timeout, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                "DEBIAN_FRONTEND": "noninteractive",
+                                                "LC_ALL": "C"})
+
+
+def t_package(env):
+    if os.geteuid() != 0:
+        raise Skip("chroot and apt need root")
+    for tool in ("debootstrap", "dpkg-deb", "chroot"):
+        if not shutil.which(tool):
+            raise Skip(f"{tool} not installed (scripts/install-deps)")
+    r = subprocess.run(["curl", "-sfI", "--max-time", "15", f"{mirror()}/dists/bookworm/Release"],
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise Skip(f"the Debian mirror {mirror()} is unreachable: no fresh system to install in")
+    build = os.path.dirname(os.path.abspath(env.args.ktlsd))
+    cache = os.path.join(build, "deploy-cache")
+    os.makedirs(cache, exist_ok=True)
+    r = subprocess.run([os.path.join(ROOT, "scripts", "package")], capture_output=True,
+                       text=True, timeout=900,
+                       env=dict(os.environ, KTLSD_PACKAGE_DIR=os.path.join(cache, "package")))
+    check(r.returncode == 0, f"scripts/package: {r.stdout[-800:]} {r.stderr[-800:]}")
+    deb = r.stdout.strip().splitlines()[-1]
+    check(re.search(r"/ktlsd_\d+\.\d+\.\d+_amd64\.deb$", deb) and os.path.exists(deb),
+          f"last line of scripts/package is not the .deb: {deb!r}")
+    files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
+    for want in ("./usr/sbin/ktlsd", "./usr/lib/systemd/system/ktlsd.service",
+                 "./usr/lib/systemd/system/ktlsd@.service", "./etc/ktlsd/ktlsd.conf",
+                 "./usr/share/man/man8/ktlsd.8", "./usr/share/man/man5/ktlsd.conf.5",
+                 "./usr/share/doc/ktlsd/README.md"):
+        check(re.search(rf" {re.escape(want)}$", files, re.M), f"{deb} lacks {want}")
+    root = chroot_root(env, cache)
+    proc = os.path.join(root, "proc")
+    subprocess.run(["mount", "-t", "proc", "proc", proc], check=True)
+    try:
+        package_in_root(env, root, deb)
+    finally:
+        subprocess.run(["umount", "-l", proc])
+
+
+def package_in_root(env, root, deb):
+    shutil.copy(deb, os.path.join(root, "tmp", os.path.basename(deb)))
+    r = in_root(root, f"apt-get update -qq && apt-get install -y -qq "
+                f"--no-install-recommends /tmp/{os.path.basename(deb)}")
+    check(r.returncode == 0, f"apt install: {r.stdout[-1500:]} {r.stderr[-1500:]}")
+    r = in_root(root, "ktlsd --version")
+    check(r.returncode == 0 and r.stdout.startswith("ktlsd "), f"--version: {r.stdout!r} "
+          f"{r.stderr!r}")
+    print("in a fresh Debian 12: " + r.stdout.splitlines()[0])
+    r = in_root(root, "ktlsd check-config /etc/ktlsd/ktlsd.conf")
+    check(r.returncode == 2 and re.match(r"ktlsd: /etc/ktlsd/ktlsd.conf:\d+: cert "
+                                         r"/etc/ktlsd/tls/server.pem: No such file",
+                                         r.stderr), f"shipped config: {r.returncode} {r.stderr!r}")
+    print(f"shipped config: {r.stderr.strip()}")
+    tls = os.path.join(root, "etc", "ktlsd", "tls")
+    shutil.copytree(env.pki, tls)
+    r = in_root(root, "chown -R root:ktlsd /etc/ktlsd/tls && chmod 0640 /etc/ktlsd/tls/* && "
+                "ktlsd check-config /etc/ktlsd/ktlsd.conf && stat -c '%U:%G %a' /etc/ktlsd && "
+                "getent passwd ktlsd && test -f /usr/share/man/man8/ktlsd.8 && "
+                "grep -qx tls /usr/lib/modules-load.d/ktlsd.conf && dpkg-query -W -f="
+                "'${Conffiles}' ktlsd")
+    check(r.returncode == 0, f"after adding a PKI: {r.stdout!r} {r.stderr!r}")
+    check("root:ktlsd 750" in r.stdout and "/etc/ktlsd/ktlsd.conf" in r.stdout,
+          f"owner/conffile: {r.stdout!r}")
+    print("with a PKI in /etc/ktlsd/tls: " + r.stdout.splitlines()[0])
+
+
 TESTS = {
     "version": t_version,
     "unsafe": t_unsafe,
@@ -449,6 +621,8 @@ TESTS = {
     "activation": t_activation,
     "man_options": t_man_options,
     "readme_options": t_readme_options,
+    "k8s": t_k8s,
+    "package": t_package,
 }
 
 if __name__ == "__main__":
