@@ -991,6 +991,31 @@ static void test_plaintext_local(void **state)
 		     "key 'unsafe-listen' is for mode = client, but [service a] has mode = server");
 }
 
+/* listen = systemd[:NAME]: a socket systemd passes, looked at only when the daemon starts. */
+static void test_listen_systemd(void **state)
+{
+	struct run_config cfg;
+
+	expect_ok("[service a]\nlisten = systemd:https\ntarget = 127.0.0.1:80\ncert = " F
+		  "\nkey = " F "\ncacert = " F "\nallow-all = yes\n"
+		  "[service b]\nmode = client\nlisten = systemd:plain\ntarget = 192.0.2.1:443\n"
+		  "cert = " F "\nkey = " F "\ncacert = " F "\nverify-any = yes\n",
+		  &cfg);
+	assert_true(cfg.svc[0].listen_systemd);
+	assert_string_equal(cfg.svc[0].listen, "systemd:https");
+	assert_true(cfg.svc[1].listen_systemd);
+	config_free(&cfg);
+	expect_error("[service a]\nlisten = systemd:a:b\n", 2,
+		     "listen 'systemd:a:b': expected systemd or systemd:NAME");
+	expect_error("[service a]\nlisten = systemd:\n", 2, "expected systemd or systemd:NAME");
+	/* Two services cannot take the same socket. */
+	expect_error(SVC "allow-all = yes\n[service b]\nlisten = systemd:x\ntarget = 127.0.0.1:81\n"
+			 "cert = " F "\nkey = " F "\ncacert = " F "\nallow-all = yes\n"
+			 "[service c]\nlisten = systemd:x\ntarget = 127.0.0.1:82\n"
+			 "cert = " F "\nkey = " F "\ncacert = " F "\nallow-all = yes\n",
+		     15, "listen systemd:x overlaps listen systemd:x of [service b]");
+}
+
 /* [global] user, landlock, seccomp and their CLI spellings. */
 static void test_sandbox_keys(void **state)
 {
@@ -1036,6 +1061,7 @@ int main(void)
 		cmocka_unit_test(test_global_once),
 		cmocka_unit_test(test_plaintext_local),
 		cmocka_unit_test(test_sandbox_keys),
+		cmocka_unit_test(test_listen_systemd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
