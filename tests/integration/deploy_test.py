@@ -32,6 +32,7 @@ package        scripts/package builds ktlsd_<version>_amd64.deb; apt installs it
 """
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -101,12 +102,17 @@ def proc_status(pid):
     return out
 
 
+def no_core():
+    """gdb may crash when its inferior is killed under it: no core file in the cwd."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def gdb_calls(pid, exprs):
     """Evaluates each C expression inside the live process; returns their int values."""
     argv = ["gdb", "-p", str(pid), "-batch", "-nx"]
     for e in exprs:
         argv += ["-ex", f"print {e}"]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, preexec_fn=no_core)
     vals = re.findall(r"^\$\d+ = (-?\d+)", r.stdout, re.M)
     if len(vals) != len(exprs) and "ptrace" in r.stderr + r.stdout:
         raise Skip(f"gdb cannot attach: {r.stderr[-300:]}")
@@ -180,7 +186,7 @@ def t_sandbox(env):
     # Only code injected into ktlsd would exec: the filter kills the process.
     subprocess.run(["gdb", "-p", str(k.proc.pid), "-batch", "-nx", "-ex",
                     'print (int)execl("/bin/true", "true", 0)'],
-                   capture_output=True, text=True, timeout=120)
+                   capture_output=True, text=True, timeout=120, preexec_fn=no_core)
     rc = k.proc.wait(timeout=10)
     check(rc == -signal.SIGSYS, f"exec under seccomp: exit {rc}, expected SIGSYS")
     print("exec inside the daemon: killed by SIGSYS")
