@@ -19,12 +19,17 @@
 struct admin;
 
 /*
- * Binds rt->cfg->admin and starts serving; w: the n running workers. Returns 0, or
- * -errno with an operator-facing message in err (the address taken, not ours to bind...).
- * Call it with the signals the main thread takes blocked: the server's thread inherits that.
+ * Binds rt->cfg->admin, before the sandbox (Landlock forbids making a unix socket's file
+ * after it, and a port below 1024 needs a capability dropped there). Returns 0, or -errno
+ * with an operator-facing message in err (the address taken, not ours to bind...).
  */
-int admin_start(struct runtime *rt, struct worker *w, unsigned n, struct admin **ret_admin,
-		char *err, size_t errlen);
+int admin_new(struct runtime *rt, struct admin **ret_admin, char *err, size_t errlen);
+/*
+ * Starts serving on a's thread, after the sandbox so the thread is under it; w: the n
+ * running workers. Call it with the signals the main thread takes blocked: the thread
+ * inherits that. Returns 0 or -EIO with the message in err.
+ */
+int admin_serve(struct admin *a, struct worker *w, unsigned n, char *err, size_t errlen);
 /* Stops the thread, closes the socket (a unix one is removed). NULL is fine. */
 void admin_stop(struct admin *a);
 

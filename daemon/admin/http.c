@@ -182,44 +182,47 @@ out_err:
 	return rc;
 }
 
-int admin_start(struct runtime *rt, struct worker *w, unsigned n, struct admin **ret_admin,
-		char *err, size_t errlen)
+int admin_new(struct runtime *rt, struct admin **ret_admin, char *err, size_t errlen)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	int rc;
 
 	if (!a)
 		return -ENOMEM;
-	*a = (struct admin){ .rt = rt, .w = w, .n = n, .fd = -1 };
+	*a = (struct admin){ .rt = rt, .fd = -1 };
 	rc = admin_bind(a, &rt->cfg->admin_addr, err, errlen);
-	if (rc)
-		goto out_free;
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	*ret_admin = a;
+	return 0;
+}
+
+int admin_serve(struct admin *a, struct worker *w, unsigned n, char *err, size_t errlen)
+{
+	a->w = w;
+	a->n = n;
 	a->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
 				on_request, a, MHD_OPTION_LISTEN_SOCKET, a->fd,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_CONN_MAX,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
 				MHD_OPTION_END);
 	if (!a->d) {
-		snprintf(err, errlen, "admin %s: libmicrohttpd did not start", rt->cfg->admin);
-		rc = -EIO;
-		goto out_free;
+		snprintf(err, errlen, "admin %s: libmicrohttpd did not start", a->rt->cfg->admin);
+		return -EIO;
 	}
-	*ret_admin = a;
 	return 0;
-
-out_free:
-	if (a->fd >= 0)
-		close(a->fd);
-	free(a);
-	return rc;
 }
 
 void admin_stop(struct admin *a)
 {
 	if (!a)
 		return;
-	MHD_quiesce_daemon(a->d); /* the listening socket is ours to close */
-	MHD_stop_daemon(a->d);
+	if (a->d) {
+		MHD_quiesce_daemon(a->d); /* the listening socket is ours to close */
+		MHD_stop_daemon(a->d);
+	}
 	close(a->fd);
 	if (a->unix_path[0])
 		unlink(a->unix_path);

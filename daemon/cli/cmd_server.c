@@ -33,9 +33,11 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "notify.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
+#include "sandbox.h"
 #include "worker.h"
 
 static int usage_error(const char *msg)
@@ -385,20 +387,43 @@ static void workers_start(struct worker *w, unsigned n, pthread_barrier_t *ready
 	pthread_barrier_wait(ready);
 	for (unsigned i = 0; i < n; i++) {
 		if (w[i].init_rc) {
-			fprintf(stderr, "ktlsd: worker %u: io_uring setup failed: %s\n", i,
-				strerror(-w[i].init_rc));
+			fprintf(stderr, "ktlsd: worker %u: io_uring setup failed: %s%s\n", i,
+				strerror(-w[i].init_rc),
+				w[i].init_rc == -ENOMEM
+					? " (without CAP_IPC_LOCK the rings count against "
+					  "RLIMIT_MEMLOCK: raise LimitMEMLOCK= / ulimit -l)"
+					: "");
 			_exit(EXIT_RUNTIME);
 		}
 	}
 }
 
+/*
+ * One signal, or 0 when the watchdog period (us, 0: none) passed first: the main thread
+ * waking up on time is what the WATCHDOG=1 ping vouches for.
+ */
+static int signal_next(const sigset_t *set, uint64_t wd_us)
+{
+	struct timespec ts = { (time_t)(wd_us / 1000000), (long)(wd_us % 1000000) * 1000 };
+	int sig;
+
+	if (!wd_us)
+		return sigwait(set, &sig) ? -1 : sig;
+	sig = sigtimedwait(set, NULL, &ts);
+	return sig < 0 && errno == EAGAIN ? 0 : sig;
+}
+
 /* The main thread's only job once workers run: the signals, which only it takes. */
 static int signal_wait(const struct run_config *cfg, const sigset_t *set)
 {
+	uint64_t wd_us = notify_watchdog_period_us();
 	int sig = 0;
 
 	for (;;) {
-		if (sigwait(set, &sig))
+		sig = signal_next(set, wd_us);
+		if (sig == 0)
+			notify_watchdog();
+		if (sig <= 0)
 			continue;
 		if (sig != SIGHUP)
 			break;
@@ -406,6 +431,8 @@ static int signal_wait(const struct run_config *cfg, const sigset_t *set)
 
 		log_kv(cfg->log_format, "warn", "reload_ignored", kv, 1);
 	}
+	notify_stopping();
+	notify_status("%s", sig == SIGTERM ? "draining" : "stopping");
 	struct log_kv kv[] = { { "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT" },
 			       { "action", sig == SIGTERM ? "drain" : "stop" } };
 
@@ -420,10 +447,10 @@ static void workers_join(struct worker *w, unsigned n)
 }
 
 /*
- * The admin endpoint, once the workers run (it reaches them through worker_call). Its
- * address not being ours is a usage error like a listen address: exit 2.
+ * The admin endpoint's socket, bound before the sandbox like the listeners. Its address
+ * not being ours is a usage error like a listen address: exit 2.
  */
-static int admin_begin(struct runtime *rt, struct worker *w, struct admin **ret_admin)
+static int admin_open(struct runtime *rt, struct admin **ret_admin)
 {
 	char err[CONFIG_ERR_MAX];
 	int rc;
@@ -431,10 +458,24 @@ static int admin_begin(struct runtime *rt, struct worker *w, struct admin **ret_
 	*ret_admin = NULL;
 	if (!rt->cfg->admin)
 		return 0;
-	rc = admin_start(rt, w, rt->cfg->threads, ret_admin, err, sizeof(err));
+	rc = admin_new(rt, ret_admin, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "ktlsd: %s\n", err);
 		return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Serving starts once the workers run (it reaches them through worker_call). */
+static int admin_begin(struct runtime *rt, struct worker *w, struct admin *admin)
+{
+	char err[CONFIG_ERR_MAX];
+
+	if (!admin)
+		return 0;
+	if (admin_serve(admin, w, rt->cfg->threads, err, sizeof(err))) {
+		fprintf(stderr, "ktlsd: %s\n", err);
+		return EXIT_RUNTIME;
 	}
 	struct log_kv kv[] = { { "admin", rt->cfg->admin } };
 
@@ -442,10 +483,38 @@ static int admin_begin(struct runtime *rt, struct worker *w, struct admin **ret_
 	return 0;
 }
 
+/*
+ * The sandbox (sandbox.h), on this thread before the workers exist so they inherit it.
+ * Failing to apply it is fatal: ktlsd never runs with half of what was asked for.
+ */
+static int sandbox_start(const struct run_config *cfg, const char *cfgpath)
+{
+	char err[CONFIG_ERR_MAX];
+	int rc = sandbox_apply(cfg, cfgpath, err, sizeof(err));
+
+	if (!rc)
+		return 0;
+	fprintf(stderr, "ktlsd: %s\n", err);
+	return rc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+/* Workers inherit a mask with these blocked; only the main thread takes them. */
+static void signals_block(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 static int run(struct run_config *cfg, const char *cfgpath)
 {
 	struct admin *admin = NULL;
-	struct runtime rt = { .cfg = cfg, .relay_begin = relay_begin };
+	struct runtime rt = { .cfg = cfg,
+			      .relay_begin = relay_begin,
+			      .ring_ready = sandbox_rings_done };
 	struct worker *w = NULL;
 	pthread_barrier_t ready;
 	sigset_t set;
@@ -455,25 +524,33 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	rc = runtime_prepare(&rt, cfgpath, &nofile);
 	if (rc)
 		goto out_free_services;
-	/* Workers inherit a mask with these blocked; only this thread takes them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	signals_block(&set);
 	rc = workers_create(&rt, cfgpath, &ready, &w);
 	if (rc)
 		goto out_free_services;
+	rc = admin_open(&rt, &admin);
+	/* Listeners bound, keys read: drop what is left before any peer byte is read. */
+	if (!rc)
+		rc = sandbox_start(cfg, cfgpath);
+	if (rc) {
+		admin_stop(admin);
+		workers_free(w, cfg->threads, rt.n_svc);
+		goto out_free_services;
+	}
 	workers_start(w, cfg->threads, &ready);
-	rc = admin_begin(&rt, w, &admin);
+	sandbox_rings_done();
+	rc = admin_begin(&rt, w, admin);
 	if (rc) {
 		workers_signal(w, cfg->threads, CMD_STOP);
 		workers_join(w, cfg->threads);
+		admin_stop(admin);
 		goto out_free_workers;
 	}
 	atomic_store(&rt.ready, true);
 	log_start(&rt, nofile);
+	notify_status("listening: %zu service%s, %u worker threads", rt.n_svc,
+		      rt.n_svc == 1 ? "" : "s", cfg->threads);
+	notify_ready();
 	sig = signal_wait(cfg, &set);
 	/* /readyz says 503 from here: the orchestrator stops sending while connections end. */
 	atomic_store(&rt.draining, true);
@@ -556,6 +633,8 @@ int cmd_check_config(int argc, char **argv)
 	/* Certificates, keys and CAs are loaded exactly as the daemon would. */
 	ktls_probe(&rt.caps);
 	rc = services_build(&rt, argv[1], true);
+	if (!rc && sandbox_user_check(&cfg, err, sizeof(err)))
+		rc = usage_error(err);
 	services_free(&rt);
 	if (!rc)
 		printf("%s: ok (%zu service%s)\n", argv[1], cfg.n_svc, cfg.n_svc == 1 ? "" : "s");

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -238,6 +240,93 @@ static const char *listen_strerror(int err)
 	}
 }
 
+/* --- systemd socket activation ------------------------------------------------------ */
+
+/* What systemd passed (LISTEN_FDS), taken once: sd_listen_fds unsets the variables. */
+static struct {
+	bool taken;
+	int n;
+	char **names;
+	bool *used;
+} sd;
+
+static void systemd_take(void)
+{
+	if (sd.taken)
+		return;
+	sd.taken = true;
+	sd.n = sd_listen_fds_with_names(1, &sd.names);
+	if (sd.n < 0)
+		sd.n = 0;
+	sd.used = calloc(sd.n ? (size_t)sd.n : 1, sizeof(*sd.used));
+	for (int i = 0; i < sd.n; i++)
+		fcntl(SD_LISTEN_FDS_START + i, F_SETFD, FD_CLOEXEC);
+}
+
+/* The index of the socket for "systemd" or "systemd:NAME", or -1 with why set. */
+static int systemd_find(const char *name, const char **why)
+{
+	int found = -1;
+
+	systemd_take();
+	if (!sd.n) {
+		*why = "no socket passed by systemd (LISTEN_FDS unset: start ktlsd from its "
+		       ".socket unit, or give an address)";
+		return -1;
+	}
+	if (!name && sd.n > 1) {
+		*why = "systemd passed several sockets: name one as systemd:NAME "
+		       "(FileDescriptorName= of the socket unit)";
+		return -1;
+	}
+	for (int i = 0; i < sd.n && found < 0; i++)
+		if (!name || (sd.names && sd.names[i] && !strcmp(sd.names[i], name)))
+			found = i;
+	if (found < 0)
+		*why = "no socket of that name among those systemd passed (FileDescriptorName=)";
+	else if (sd.used[found])
+		*why = "that socket is already another service's";
+	else if (sd_is_socket_inet(SD_LISTEN_FDS_START + found, 0, SOCK_STREAM, 1, 0) <= 0)
+		*why = "the socket systemd passed is not a listening TCP socket (ListenStream= "
+		       "with an address or port)";
+	else
+		return found;
+	return -1;
+}
+
+/*
+ * A service on a socket systemd passed: every worker gets its own descriptor of that one
+ * socket (dup), so each arms its own multishot accept and closes its own. A client's
+ * socket must be on loopback unless unsafe-listen, as an address given directly would.
+ */
+static int systemd_listen(const struct service_config *sc, struct worker *w, unsigned n, size_t s,
+			  const char **why)
+{
+	const char *name = sc->listen[7] == ':' ? sc->listen + 8 : NULL;
+	int i = systemd_find(name, why), fd;
+	struct daemon_addr a = { .n = 1 };
+
+	if (i < 0)
+		return -EINVAL;
+	fd = SD_LISTEN_FDS_START + i;
+	a.alt[0].len = sizeof(a.alt[0].ss);
+	if (getsockname(fd, (struct sockaddr *)&a.alt[0].ss, &a.alt[0].len))
+		return -errno;
+	if (sc->role == ROLE_CLIENT && !sc->unsafe_listen && !addr_is_loopback(&a)) {
+		*why = "the socket is not on a loopback address: the plaintext ktlsd encrypts "
+		       "from it would cross the network (give unsafe-listen if that is what you "
+		       "want)";
+		return -EINVAL;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		w[k].listen_fd[s] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (w[k].listen_fd[s] < 0)
+			return -errno;
+	}
+	sd.used[i] = true;
+	return 0;
+}
+
 /*
  * Opens service s's listener in every worker, or says in one line why not. The address is
  * the operator's to fix (exit 2) unless the process ran out of something (exit 1).
@@ -245,14 +334,24 @@ static const char *listen_strerror(int err)
 int service_listen(const struct service_config *sc, const char *cfgpath, struct worker *w,
 		   unsigned n, size_t s)
 {
-	int err = listener_guard(&sc->listen_addr);
+	const char *why = NULL;
+	int err = sc->listen_systemd ? systemd_listen(sc, w, n, s, &why)
+				     : listener_guard(&sc->listen_addr);
 
-	for (unsigned i = 0; !err && i < n; i++)
+	for (unsigned i = 0; !err && !sc->listen_systemd && i < n; i++)
 		err = listener_open(&sc->listen_addr, &w[i].listen_fd[s]);
-	if (!err)
+	if (!err && !sc->listen_systemd)
 		err = listeners_exclusive(&sc->listen_addr, w, n, s);
 	if (!err)
 		return 0;
+	if (why) {
+		if (cfgpath)
+			fprintf(stderr, "ktlsd: %s:%d: [service %s]: listen %s: %s\n", cfgpath,
+				sc->line, sc->name, sc->listen, why);
+		else
+			fprintf(stderr, "ktlsd: --listen %s: %s\n", sc->listen, why);
+		return EXIT_USAGE;
+	}
 	if (cfgpath)
 		fprintf(stderr, "ktlsd: %s:%d: [service %s]: listen %s: %s\n", cfgpath, sc->line,
 			sc->name, sc->listen, listen_strerror(-err));

@@ -3,8 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
 
 #include "commands.h"
+#include "ktlsd_git.h"
 
 static void usage(FILE *f)
 {
@@ -21,8 +24,23 @@ static void usage(FILE *f)
 	      "       ktlsd check-config FILE\n"
 	      "       ktlsd probe [--json]\n"
 	      "       ktlsd status [--admin ADDR] [--connections]\n"
+	      "       ktlsd --version\n"
 	      "       ktlsd SUBCOMMAND --help for the full option list\n",
 	      f);
+}
+
+/*
+ * What a bug report needs: our version and commit, and the libraries as loaded (the
+ * OpenSSL a distribution updated under us can differ from the one we were built with).
+ */
+static int version(void)
+{
+	printf("ktlsd %s\n", KTLSD_VERSION);
+	printf("commit: %s\n", KTLSD_GIT_COMMIT);
+	printf("openssl: %s (built with %s)\n", OpenSSL_version(OPENSSL_VERSION),
+	       OPENSSL_VERSION_TEXT);
+	printf("liburing: %s\n", KTLSD_URING_VERSION); /* 2.3 has no runtime query */
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -50,6 +68,8 @@ int main(int argc, char **argv)
 		return cmd_check_config(argc - 1, argv + 1);
 	if (!strcmp(sub, "--config") || !strncmp(sub, "--config=", 9))
 		return cmd_config(argc, argv);
+	if (!strcmp(sub, "--version") || !strcmp(sub, "-V"))
+		return version();
 	if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
 		usage(stdout);
 		return 0;

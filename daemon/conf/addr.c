@@ -235,3 +235,29 @@ bool addr_listen_overlap(const struct sockaddr *a, socklen_t alen, const struct 
 		return false;
 	return ka.any || kb.any || !memcmp(ka.addr, kb.addr, sizeof(ka.addr));
 }
+
+static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_UNIX)
+		return true;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+bool addr_is_loopback(const struct daemon_addr *a)
+{
+	for (unsigned i = 0; i < a->n; i++)
+		if (!sockaddr_is_loopback(&a->alt[i].ss))
+			return false;
+	return a->n > 0;
+}

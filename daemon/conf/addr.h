@@ -48,4 +48,11 @@ void addr_take_results(struct daemon_addr *a, const struct addrinfo *res);
 bool addr_listen_overlap(const struct sockaddr *a, socklen_t alen, const struct sockaddr *b,
 			 socklen_t blen);
 
+/*
+ * Whether every address a names stays on this host: a unix socket, or IPv4 127.0.0.0/8,
+ * IPv6 ::1 or ::ffff:127.0.0.0/104. A wildcard (0.0.0.0, [::]) is not: it takes or
+ * reaches other hosts too.
+ */
+bool addr_is_loopback(const struct daemon_addr *a);
+
 #endif

@@ -83,6 +83,7 @@ void config_free(struct run_config *cfg)
 		svc_free(&cfg->svc[i]);
 	free(cfg->svc);
 	free(cfg->admin);
+	free(cfg->user);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -249,40 +250,36 @@ static int admin_set(struct run_config *r, const char *key, const char *v, char 
 	return -ENOENT;
 }
 
-static bool addr_is_loopback(const struct sockaddr_storage *ss)
-{
-	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
-	const uint8_t *b = a6->sin6_addr.s6_addr;
-
-	if (ss->ss_family == AF_UNIX)
-		return true;
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss->ss_family != AF_INET6)
-		return false;
-	if (IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
-		return true;
-	return IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) && b[12] == 127;
-}
-
 /*
  * The endpoint shows every peer's identity and address to whoever asks, without
  * authentication: only loopback and unix sockets, unless the operator says otherwise.
  */
 static int admin_check(const struct run_config *r, char *err, size_t errlen)
 {
-	if (!r->admin || r->admin_allow_remote)
+	if (!r->admin || r->admin_allow_remote || addr_is_loopback(&r->admin_addr))
 		return 0;
-	for (unsigned i = 0; i < r->admin_addr.n; i++) {
-		if (addr_is_loopback(&r->admin_addr.alt[i].ss))
-			continue;
-		seterr(err, errlen,
-		       "admin '%s': not a loopback address (the endpoint has no authentication; "
-		       "add admin-allow-remote to serve it there anyway)",
-		       r->admin);
+	seterr(err, errlen,
+	       "admin '%s': not a loopback address (the endpoint has no authentication; "
+	       "add admin-allow-remote to serve it there anyway)",
+	       r->admin);
+	return -EINVAL;
+}
+
+/* A user name as useradd takes it, or a numeric uid; existence is checked at start. */
+static int set_user(struct run_config *r, const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (!n || n > 32 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789._-") != n ||
+	    v[0] == '-') {
+		seterr(err, errlen, "user: invalid user name '%s'", v);
 		return -EINVAL;
 	}
-	return 0;
+	free(r->user);
+	r->user = strdup(v);
+	return r->user ? 0 : -ENOMEM;
 }
 
 static int global_set(struct run_config *r, const char *key, const char *v, char *err,
@@ -314,6 +311,13 @@ static int global_set(struct run_config *r, const char *key, const char *v, char
 			goto bad;
 		return 0;
 	}
+	if (!strcmp(key, "landlock") || !strcmp(key, "seccomp")) {
+		if (parse_bool(v, key[0] == 'l' ? &r->landlock : &r->seccomp))
+			goto bad;
+		return 0;
+	}
+	if (!strcmp(key, "user"))
+		return set_user(r, v, err, errlen);
 	return -ENOENT;
 bad:
 	return bad_value(key, v, err, errlen);
@@ -339,9 +343,38 @@ struct svc_key {
 	enum policy_kind kind; /* set_rules */
 };
 
+/*
+ * systemd socket activation: "systemd" (the one socket passed) or "systemd:NAME" (the
+ * socket unit's FileDescriptorName=, which systemd allows to be up to 255 printable ASCII
+ * characters but ':'). The socket itself is only looked at when the daemon starts.
+ */
+static int set_listen_systemd(struct service_config *s, const struct svc_key *k, const char *v,
+			      char *err, size_t errlen)
+{
+	const char *name = v[7] == ':' ? v + 8 : NULL;
+
+	if (name && (!*name || strlen(name) > 255 || strchr(name, ':') || has_control(name) ||
+		     strchr(name, ' '))) {
+		seterr(err, errlen,
+		       "%s '%s': expected systemd or systemd:NAME (NAME: the socket's "
+		       "FileDescriptorName=)",
+		       k->name, v);
+		return -EINVAL;
+	}
+	memset(&s->listen_addr, 0, sizeof(s->listen_addr));
+	snprintf(s->listen_addr.text, sizeof(s->listen_addr.text), "%s", v);
+	s->listen_systemd = true;
+	free(s->listen);
+	s->listen = strdup(v);
+	return s->listen ? 0 : -ENOMEM;
+}
+
 static int set_listen(struct service_config *s, const struct svc_key *k, const char *v, char *err,
 		      size_t errlen)
 {
+	if (!strncmp(v, "systemd", 7) && (!v[7] || v[7] == ':'))
+		return set_listen_systemd(s, k, v, err, errlen);
+	s->listen_systemd = false;
 	return set_addr(&s->listen, &s->listen_addr, false, k->name, v, err, errlen);
 }
 
@@ -533,6 +566,14 @@ static int set_ocsp_fail(struct service_config *s, const struct svc_key *k, cons
 	return 0;
 }
 
+static int set_flag(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		    size_t errlen)
+{
+	if (parse_bool(v, (bool *)((char *)s + k->off)))
+		return bad_value(k->name, v, err, errlen);
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct service_config, f)
 
 /* Unnamed fields are 0: ANY_ROLE, and no field or range. */
@@ -602,6 +643,14 @@ static const struct svc_key svc_keys[] = {
 	  .min = 1,
 	  .max = MAX_OCSP_MS },
 	{ .name = "ocsp-fail", .set = set_ocsp_fail },
+	{ .name = "unsafe-target",
+	  .role = SERVER_ONLY,
+	  .set = set_flag,
+	  .off = FIELD(unsafe_target) },
+	{ .name = "unsafe-listen",
+	  .role = CLIENT_ONLY,
+	  .set = set_flag,
+	  .off = FIELD(unsafe_listen) },
 };
 
 #undef FIELD
@@ -687,6 +736,31 @@ static int client_identity_defaults(struct service_config *s, const char *dash, 
 }
 
 /*
+ * ktlsd's plaintext side stays on this host unless the operator says otherwise: a server
+ * relays decrypted bytes to its target, a client accepts bytes to encrypt on its listen
+ * address. Either on another host would carry the plaintext over the network.
+ */
+static int plaintext_local_check(const struct service_config *s, const char *dash, char *err,
+				 size_t errlen)
+{
+	bool server = s->role == ROLE_SERVER;
+	const struct daemon_addr *a = server ? &s->target_addr : &s->listen_addr;
+
+	if (addr_is_loopback(a) || (server ? s->unsafe_target : s->unsafe_listen))
+		return 0;
+	if (!server && s->listen_systemd)
+		return 0; /* checked on the socket systemd passes (listen.c) */
+	seterr(err, errlen,
+	       "%s%s %s is not a loopback address%s: the plaintext %s would cross the network "
+	       "(give %s%s if that is what you want)",
+	       dash, server ? "target" : "listen", server ? s->target : s->listen,
+	       server ? " or unix socket" : "",
+	       server ? "ktlsd decrypts for it" : "ktlsd encrypts from it", dash,
+	       server ? "unsafe-target" : "unsafe-listen");
+	return -EINVAL;
+}
+
+/*
  * What every service needs before it can run, and the defaults that depend on the role
  * (a file's "mode = client" may come after other keys); dash says where it came from.
  */
@@ -705,6 +779,9 @@ static int svc_validate(struct service_config *s, bool cli, char *err, size_t er
 		seterr(err, errlen, "%s%s is required", dash, missing);
 		return -EINVAL;
 	}
+	rc = plaintext_local_check(s, dash, err, errlen);
+	if (rc)
+		return rc;
 	/* A client reuses its own tickets; a server issuing them needs shared ticket keys. */
 	if (!s->resumption_set)
 		s->resumption = s->role == ROLE_CLIENT;
@@ -750,66 +827,97 @@ static void run_defaults(struct run_config *r)
 	r->threads = n > 0 ? (unsigned)n : 1;
 	r->log_format = LOG_LOGFMT;
 	r->drain_timeout_ms = DEFAULT_DRAIN_MS;
+	r->landlock = true;
+	r->seccomp = true;
+}
+
+static void print_help_server(void)
+{
+	fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE "
+	      "--cacert FILE\n"
+	      "         [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn "
+	      "NAME]...\n"
+	      "         [--allow-ou NAME]... [--allow-all] [--unsafe-target]\n"
+	      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
+	      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+	      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
+	      "         [--ticket-lifetime S] [--session-cache N]\n"
+	      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
+	      "         [--idle-timeout S] [--key-password-file FILE] "
+	      "[--allow-core-dumps]\n"
+	      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
+	      "         [--ocsp-staple FILE] [--ocsp-url URL] [--ocsp-timeout-ms MS]\n"
+	      "         [--ocsp-fail open|closed] [--admin ADDR] [--admin-allow-remote]\n"
+	      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
+	      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
+	      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
+	      "        --max-handshakes-per-source: the same per client address (0: off)\n"
+	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
+	      "        0: never)\n"
+	      "  --key-password-file: the passphrase of an encrypted --key\n"
+	      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+	      "  --ocsp-staple FILE: DER OCSP response for --cert, stapled when asked\n"
+	      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
+	      "        check client certificates with this OCSP responder (http://)\n"
+	      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
+	      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
+	      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
+	      "  --unsafe-target: allow a --target that is not loopback or unix:\n"
+	      "        the decrypted bytes then cross the network\n"
+	      "  --user: run as USER once listeners are bound and keys are read\n"
+	      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
+	      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only);\n"
+	      "        systemd or systemd:NAME: a socket systemd passes (listen only)\n"
+	      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
+	      "domain\n",
+	      stdout);
+}
+
+static void print_help_client(void)
+{
+	fputs("usage: ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE "
+	      "--cacert FILE\n"
+	      "         [--verify-uri PATTERN]... [--verify-dns NAME]... [--verify-cn "
+	      "NAME]...\n"
+	      "         [--verify-ou NAME]... [--server-name SNI] [--verify-any]\n"
+	      "         [--unsafe-listen] [--connect-timeout MS] [--ktls "
+	      "auto|require|off]\n"
+	      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
+	      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
+	      "         [--resumption|--no-resumption] [--session-cache N]\n"
+	      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
+	      "FILE]\n"
+	      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
+	      "         [--no-landlock] [--no-seccomp] [--ocsp-url URL]\n"
+	      "         [--ocsp-timeout-ms MS] [--ocsp-fail open|closed] [--admin ADDR]\n"
+	      "         [--admin-allow-remote]\n"
+	      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
+	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
+	      "        0: never)\n"
+	      "  --key-password-file: the passphrase of an encrypted --key\n"
+	      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+	      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
+	      "        check the server's certificate with this OCSP responder (http://)\n"
+	      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
+	      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
+	      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
+	      "  --unsafe-listen: allow a --listen that is not loopback: the plaintext\n"
+	      "        to encrypt then comes over the network\n"
+	      "  --user: run as USER once listeners are bound and keys are read\n"
+	      "  --no-landlock, --no-seccomp: turn off the file system / syscall sandbox\n"
+	      "  ADDR: host:port, [v6addr]:port; systemd or systemd:NAME: a socket\n"
+	      "        systemd passes\n"
+	      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
+	      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
+	      stdout);
 }
 
 static void print_help(enum service_role role)
 {
 	if (role == ROLE_SERVER)
-		fputs("usage: ktlsd server --listen ADDR --target ADDR --cert FILE --key FILE "
-		      "--cacert FILE\n"
-		      "         [--allow-uri PATTERN]... [--allow-dns NAME]... [--allow-cn "
-		      "NAME]...\n"
-		      "         [--allow-ou NAME]... [--allow-all]\n"
-		      "         [--ktls auto|require|off] [--threads N] [--handshake-timeout MS]\n"
-		      "         [--max-conns N] [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
-		      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
-		      "         [--ticket-lifetime S] [--session-cache N]\n"
-		      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
-		      "         [--idle-timeout S] [--key-password-file FILE] "
-		      "[--allow-core-dumps]\n"
-		      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
-		      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
-		      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
-		      "        --max-handshakes-per-source: the same per client address (0: off)\n"
-		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
-		      "        0: never)\n"
-		      "  --key-password-file: the passphrase of an encrypted --key\n"
-		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
-		      "  --ocsp-staple FILE: DER OCSP response for --cert, stapled when asked\n"
-		      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
-		      "        check client certificates with this OCSP responder (http://)\n"
-		      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
-		      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
-		      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
-		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
-		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
-		      "domain\n",
-		      stdout);
+		print_help_server();
 	else
-		fputs("usage: ktlsd client --listen ADDR --target HOST:PORT --cert FILE --key FILE "
-		      "--cacert FILE\n"
-		      "         [--verify-uri PATTERN]... [--verify-dns NAME]... [--server-name "
-		      "SNI]\n"
-		      "         [--verify-any] [--connect-timeout MS] [--ktls auto|require|off]\n"
-		      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
-		      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
-		      "         [--resumption|--no-resumption] [--session-cache N]\n"
-		      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
-		      "FILE]\n"
-		      "         [--allow-core-dumps]\n"
-		      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
-		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
-		      "        0: never)\n"
-		      "  --key-password-file: the passphrase of an encrypted --key\n"
-		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
-		      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
-		      "        check the server's certificate with this OCSP responder (http://)\n"
-		      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
-		      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
-		      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
-		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
-		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
-		      stdout);
+		print_help_client();
 }
 
 /*
@@ -828,6 +936,7 @@ static const struct option server_opts[] = {
 	{ "allow-cn", required_argument, NULL, 0 },
 	{ "allow-ou", required_argument, NULL, 0 },
 	{ "allow-all", no_argument, NULL, 0 },
+	{ "unsafe-target", no_argument, NULL, 0 },
 	{ "proxy-protocol", no_argument, NULL, 0 },
 	{ "resumption", optional_argument, NULL, 0 },
 	{ "no-resumption", no_argument, NULL, 0 },
@@ -851,6 +960,9 @@ static const struct option server_opts[] = {
 	{ "ocsp-fail", required_argument, NULL, 0 },
 	{ "admin", required_argument, NULL, 0 },
 	{ "admin-allow-remote", no_argument, NULL, 0 },
+	{ "user", required_argument, NULL, 0 },
+	{ "no-landlock", no_argument, NULL, 0 },
+	{ "no-seccomp", no_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -866,6 +978,7 @@ static const struct option client_opts[] = {
 	{ "verify-cn", required_argument, NULL, 0 },
 	{ "verify-ou", required_argument, NULL, 0 },
 	{ "verify-any", no_argument, NULL, 0 },
+	{ "unsafe-listen", no_argument, NULL, 0 },
 	{ "server-name", required_argument, NULL, 0 },
 	{ "connect-timeout", required_argument, NULL, 0 },
 	{ "resumption", no_argument, NULL, 0 },
@@ -887,6 +1000,9 @@ static const struct option client_opts[] = {
 	{ "ocsp-fail", required_argument, NULL, 0 },
 	{ "admin", required_argument, NULL, 0 },
 	{ "admin-allow-remote", no_argument, NULL, 0 },
+	{ "user", required_argument, NULL, 0 },
+	{ "no-landlock", no_argument, NULL, 0 },
+	{ "no-seccomp", no_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -910,9 +1026,9 @@ static int cli_apply(struct run_config *r, struct service_config *s, const char 
 	char msg[CONFIG_ERR_MAX];
 	int rc;
 
-	/* The negative flag has no key of its own: the file says resumption = no. */
-	if (!strcmp(key, "no-resumption")) {
-		key = "resumption";
+	/* A negative flag has no key of its own: the file says resumption = no. */
+	if (!strncmp(key, "no-", 3)) {
+		key += 3;
 		val = "no";
 	}
 	rc = global_set(r, key, val, err, errlen);
@@ -1155,7 +1271,8 @@ static int ini_apply_global(struct ini_state *st)
 			return ini_fail(
 				st, kv->line,
 				"unknown key '%s' in [global] (known: threads, log-format, "
-				"drain-timeout, allow-core-dumps, admin, admin-allow-remote)",
+				"drain-timeout, allow-core-dumps, admin, admin-allow-remote, user, "
+				"landlock, seccomp)",
 				kv->name);
 		if (rc)
 			return ini_fail(st, kv->line, "%s", msg);
@@ -1403,9 +1520,12 @@ static int listen_overlap_check(const struct run_config *r, const char *path, ch
 		for (size_t i = 0; i < j; i++) {
 			const struct daemon_addr *a = &r->svc[i].listen_addr;
 
-			if (!addr_listen_overlap(
-				    (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len,
-				    (const struct sockaddr *)&b->alt[0].ss, b->alt[0].len))
+			if (r->svc[i].listen_systemd || r->svc[j].listen_systemd) {
+				if (strcmp(r->svc[i].listen, r->svc[j].listen))
+					continue;
+			} else if (!addr_listen_overlap(
+					   (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len,
+					   (const struct sockaddr *)&b->alt[0].ss, b->alt[0].len))
 				continue;
 			seterr(err, errlen,
 			       "%s:%d: [service %s]: listen %s overlaps listen %s of [service %s] "

@@ -23,6 +23,7 @@ struct service_config {
 	enum service_role role;
 	char *listen, *target, *cert, *key, *cacert;
 	struct daemon_addr listen_addr, target_addr;
+	bool listen_systemd;   /* listen = systemd[:NAME]: a socket systemd passed (listen.c) */
 	struct policy *policy; /* server: allowed clients; client: accepted servers */
 	char *server_name;     /* client: SNI; defaults to the target's host name */
 	bool default_dns_rule; /* client: no rule given, so server_name became a verify-dns rule */
@@ -54,6 +55,10 @@ struct service_config {
 	unsigned ocsp_timeout_ms;     /* one check, connect to answer */
 	bool ocsp_fail_closed;	      /* responder unusable: refuse (default: admit, log) */
 	enum log_format log_format;   /* the run's, for lines the TLS layer writes */
+	/* Plaintext must not leave the host by accident: a server's target and a client's
+	 * listen address are loopback or unix sockets unless these say otherwise. */
+	bool unsafe_target; /* server */
+	bool unsafe_listen; /* client */
 };
 
 struct run_config {
@@ -66,6 +71,9 @@ struct run_config {
 	char *admin;
 	struct daemon_addr admin_addr;
 	bool admin_allow_remote;
+	char *user;    /* run as this user once listeners are bound and keys read */
+	bool landlock; /* default yes: read-only access to the configured files only */
+	bool seccomp;  /* default yes: the syscall allowlist (sandbox/seccomp.c) */
 	struct service_config *svc;
 	size_t n_svc;
 };

@@ -359,6 +359,9 @@ static void *worker_main(void *arg)
 		w->init_rc = sess_init(w);
 	if (!w->init_rc)
 		w->init_rc = ring_init(w);
+	/* Whatever only the ring's creation needed goes now, on this thread (the runtime's). */
+	if (w->rt->ring_ready)
+		w->rt->ring_ready();
 	if (!w->init_rc) {
 		w->now_ns = loop_now_ns();
 		for (size_t i = 0; i < w->rt->n_svc; i++)

@@ -28,6 +28,9 @@ struct runtime {
 	/* Hands a connection whose handshake and connect are done to a relay (the runtime's
 	 * choice: the loop never names one). */
 	void (*relay_begin)(struct worker *w, struct conn *c);
+	/* Called on each worker's thread once its ring exists (or failed to), before the
+	 * barrier: the sandbox drops CAP_IPC_LOCK there, which is per thread. May be NULL. */
+	void (*ring_ready)(void);
 	bool kernel_ktls;
 	struct ktls_caps caps;
 	/* For /readyz: every listener armed (set once the workers are up), and draining. */

@@ -902,7 +902,7 @@ static void test_new_keys_file(void **state)
 		     "key-password-file /nonexistent/pw: No such file or directory");
 	expect_exact("[global]\nlisten = 127.0.0.1:1\n", 2,
 		     "unknown key 'listen' in [global] (known: threads, log-format, drain-timeout, "
-		     "allow-core-dumps, admin, admin-allow-remote)");
+		     "allow-core-dumps, admin, admin-allow-remote, user, landlock, seccomp)");
 }
 
 /*
@@ -1045,6 +1045,105 @@ static void test_admin(void **state)
 	config_free(&cfg);
 }
 
+/*
+ * Plaintext stays on the host by default: a server's target and a client's listen address
+ * must be loopback or unix unless --unsafe-target / --unsafe-listen says otherwise.
+ */
+static void test_plaintext_local(void **state)
+{
+	static const char *const unsafe_t[] = { "--allow-all", "--unsafe-target", NULL };
+	static const char *const safe[] = { "--allow-all", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	expect_cli_error(ROLE_SERVER, "192.0.2.1:80", safe,
+			 "--target 192.0.2.1:80 is not a loopback address or unix socket: the "
+			 "plaintext ktlsd decrypts for it would cross the network (give "
+			 "--unsafe-target if that is what you want)");
+	expect_cli_error(ROLE_SERVER, "0.0.0.0:80", safe,
+			 "--target 0.0.0.0:80 is not a loopback address or unix socket: the "
+			 "plaintext ktlsd decrypts for it would cross the network (give "
+			 "--unsafe-target if that is what you want)");
+	assert_int_equal(parse_cli(ROLE_SERVER, "192.0.2.1:80", unsafe_t, &cfg, err), 0);
+	config_free(&cfg);
+	for (const char *const *t =
+		     (const char *const[]){ "127.0.0.2:80", "[::1]:80", "[::ffff:127.0.0.1]:80",
+					    "unix:/run/a", "localhost:80", NULL };
+	     *t; t++) {
+		if (parse_cli(ROLE_SERVER, *t, safe, &cfg, err))
+			fail_msg("%s refused: %s", *t, err);
+		config_free(&cfg);
+	}
+	/* A client's target is the TLS side: anywhere. Its listen address is the plaintext. */
+	static const char *const client_ok[] = { "--verify-any", NULL };
+	assert_int_equal(parse_cli(ROLE_CLIENT, "192.0.2.1:443", client_ok, &cfg, err), 0);
+	config_free(&cfg);
+	expect_error("[service c]\nmode = client\nlisten = 0.0.0.0:9000\ntarget = 192.0.2.1:443\n"
+		     "cert = " F "\nkey = " F "\ncacert = " F "\nverify-any = yes\n",
+		     1,
+		     "listen 0.0.0.0:9000 is not a loopback address: the plaintext ktlsd "
+		     "encrypts from it would cross the network (give unsafe-listen if that is "
+		     "what you want)");
+	expect_ok("[service c]\nmode = client\nlisten = 0.0.0.0:9000\ntarget = 192.0.2.1:443\n"
+		  "cert = " F "\nkey = " F "\ncacert = " F "\nverify-any = yes\n"
+		  "unsafe-listen = yes\n",
+		  &cfg);
+	assert_true(cfg.svc[0].unsafe_listen);
+	config_free(&cfg);
+	/* Each flag belongs to one role. */
+	expect_exact(SVC "allow-all = yes\nunsafe-listen = yes\n", 8,
+		     "key 'unsafe-listen' is for mode = client, but [service a] has mode = server");
+}
+
+/* listen = systemd[:NAME]: a socket systemd passes, looked at only when the daemon starts. */
+static void test_listen_systemd(void **state)
+{
+	struct run_config cfg;
+
+	expect_ok("[service a]\nlisten = systemd:https\ntarget = 127.0.0.1:80\ncert = " F
+		  "\nkey = " F "\ncacert = " F "\nallow-all = yes\n"
+		  "[service b]\nmode = client\nlisten = systemd:plain\ntarget = 192.0.2.1:443\n"
+		  "cert = " F "\nkey = " F "\ncacert = " F "\nverify-any = yes\n",
+		  &cfg);
+	assert_true(cfg.svc[0].listen_systemd);
+	assert_string_equal(cfg.svc[0].listen, "systemd:https");
+	assert_true(cfg.svc[1].listen_systemd);
+	config_free(&cfg);
+	expect_error("[service a]\nlisten = systemd:a:b\n", 2,
+		     "listen 'systemd:a:b': expected systemd or systemd:NAME");
+	expect_error("[service a]\nlisten = systemd:\n", 2, "expected systemd or systemd:NAME");
+	/* Two services cannot take the same socket. */
+	expect_error(SVC "allow-all = yes\n[service b]\nlisten = systemd:x\ntarget = 127.0.0.1:81\n"
+			 "cert = " F "\nkey = " F "\ncacert = " F "\nallow-all = yes\n"
+			 "[service c]\nlisten = systemd:x\ntarget = 127.0.0.1:82\n"
+			 "cert = " F "\nkey = " F "\ncacert = " F "\nallow-all = yes\n",
+		     15, "listen systemd:x overlaps listen systemd:x of [service b]");
+}
+
+/* [global] user, landlock, seccomp and their CLI spellings. */
+static void test_sandbox_keys(void **state)
+{
+	static const char *const cli[] = { "--allow-all", "--user", "nobody", "--no-landlock",
+					   NULL };
+	static const char *const bad[] = { "--allow-all", "--user", "a b", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:2", cli, &cfg, err), 0);
+	assert_string_equal(cfg.user, "nobody");
+	assert_false(cfg.landlock);
+	assert_true(cfg.seccomp);
+	config_free(&cfg);
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:2", bad, "--user: invalid user name 'a b'");
+	expect_ok("[global]\nuser = ktlsd\nseccomp = no\n" SVC "allow-all = yes\n", &cfg);
+	assert_string_equal(cfg.user, "ktlsd");
+	assert_true(cfg.landlock);
+	assert_false(cfg.seccomp);
+	config_free(&cfg);
+	expect_exact("[global]\nlandlock = maybe\n" SVC "allow-all = yes\n", 2,
+		     "landlock: invalid value 'maybe'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1066,6 +1165,9 @@ int main(void)
 		cmocka_unit_test(test_global_once),
 		cmocka_unit_test(test_ocsp_pkcs11_keys),
 		cmocka_unit_test(test_admin),
+		cmocka_unit_test(test_plaintext_local),
+		cmocka_unit_test(test_sandbox_keys),
+		cmocka_unit_test(test_listen_systemd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
