@@ -6,8 +6,8 @@
  *
  * Threads: the main thread builds everything, blocks SIGTERM/SIGINT/SIGHUP (the workers
  * inherit that mask, so only it takes them), starts one worker per --threads and waits on
- * a barrier until every worker's ring is armed, logs "listening", then sits in sigwait.
- * SIGTERM drains (workers stop accepting, connections finish up to the drain deadline),
+ * a barrier until every worker's ring is armed, logs "listening", then waits for signals
+ * and file changes (reload.c: SIGHUP and changed files rebuild the services). SIGTERM drains (workers stop accepting, connections finish up to the drain deadline),
  * SIGINT stops at once; either way it tells each worker through its eventfd, joins them,
  * and logs the counters. Nothing else is shared with the workers but the immutable
  * services and their per-worker statistics.
@@ -32,6 +32,7 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "reload.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
@@ -391,20 +392,24 @@ static void workers_start(struct worker *w, unsigned n, pthread_barrier_t *ready
 	}
 }
 
-/* The main thread's only job once workers run: the signals, which only it takes. */
-static int signal_wait(const struct run_config *cfg, const sigset_t *set)
+/* The main thread's only job once workers run: the signals (only it takes them), reloads. */
+static int signal_wait(struct runtime *rt, struct worker *w, const char *cfgpath,
+		       const sigset_t *set)
 {
-	int sig = 0;
+	const struct run_config *cfg = rt->cfg;
+	struct reloader rl;
+	int sig;
 
-	for (;;) {
-		if (sigwait(set, &sig))
-			continue;
-		if (sig != SIGHUP)
-			break;
-		struct log_kv kv[] = { { "msg", "SIGHUP: reload is not supported yet" } };
+	if (reloader_init(&rl, rt, w, cfg->threads, cfgpath)) {
+		struct log_kv kv[] = { { "msg", "out of memory: no reload, no file watching" } };
 
-		log_kv(cfg->log_format, "warn", "reload_ignored", kv, 1);
+		log_kv(cfg->log_format, "error", "reload_unavailable", kv, 1);
+		while (sigwait(set, &sig) || sig == SIGHUP)
+			;
+	} else {
+		sig = reloader_wait(&rl, set);
 	}
+	reloader_free(&rl);
 	struct log_kv kv[] = { { "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT" },
 			       { "action", sig == SIGTERM ? "drain" : "stop" } };
 
@@ -436,7 +441,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 		goto out_free_services;
 	workers_start(w, cfg->threads, &ready);
 	log_start(&rt, nofile);
-	sig = signal_wait(cfg, &set);
+	sig = signal_wait(&rt, w, cfgpath, &set);
 	workers_signal(w, cfg->threads, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
 	for (unsigned i = 0; i < cfg->threads; i++)
 		pthread_join(w[i].thread, NULL);

@@ -29,6 +29,7 @@
 #define MAX_SRV_CACHE	     10000000
 #define MAX_COUNT	     10000000 /* max-conns, max-handshakes */
 #define MAX_IDLE_S	     (30 * 24 * 3600)
+#define MAX_CRL_FILES	     64
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -62,6 +63,9 @@ static void svc_free(struct service_config *s)
 	free(s->cacert);
 	free(s->key_password_file);
 	free(s->server_name);
+	for (unsigned i = 0; i < s->n_crl; i++)
+		free(s->crl[i]);
+	free(s->crl);
 	policy_free(s->policy);
 }
 
@@ -73,6 +77,32 @@ void config_free(struct run_config *cfg)
 		svc_free(&cfg->svc[i]);
 	free(cfg->svc);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+struct config_ref *config_ref_new(struct run_config *cfg)
+{
+	struct config_ref *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	atomic_init(&r->refs, 1);
+	r->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	return r;
+}
+
+struct config_ref *config_ref_get(struct config_ref *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	return r;
+}
+
+void config_ref_put(struct config_ref *r)
+{
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	config_free(&r->cfg);
+	free(r);
 }
 
 static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret_n)
@@ -392,6 +422,30 @@ static int set_min_tls(struct service_config *s, const struct svc_key *k, const 
 	return 0;
 }
 
+/* Repeatable: each --crl adds a file (one CA's CRL each, typically). */
+static int set_crl(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		   size_t errlen)
+{
+	char **grown, *path = NULL;
+	int rc;
+
+	if (s->n_crl == MAX_CRL_FILES) {
+		seterr(err, errlen, "%s: more than %d files", k->name, MAX_CRL_FILES);
+		return -EINVAL;
+	}
+	rc = set_file(&path, k->name, v, err, errlen);
+	if (rc)
+		return rc;
+	grown = realloc(s->crl, (s->n_crl + 1) * sizeof(*grown));
+	if (!grown) {
+		free(path);
+		return -ENOMEM;
+	}
+	s->crl = grown;
+	s->crl[s->n_crl++] = path;
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct service_config, f)
 
 /* Unnamed fields are 0: ANY_ROLE, and no field or range. */
@@ -402,6 +456,7 @@ static const struct svc_key svc_keys[] = {
 	{ .name = "key", .set = set_path, .off = FIELD(key) },
 	{ .name = "cacert", .set = set_path, .off = FIELD(cacert) },
 	{ .name = "key-password-file", .set = set_path, .off = FIELD(key_password_file) },
+	{ .name = "crl", .set = set_crl },
 	{ .name = "allow-uri", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_URI },
 	{ .name = "allow-dns", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_DNS },
 	{ .name = "allow-cn", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_CN },
@@ -624,6 +679,8 @@ static void print_help(enum service_role role)
 		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 		      "        0: never)\n"
 		      "  --key-password-file: the passphrase of an encrypted --key\n"
+		      "  --crl FILE: a PEM CRL (repeatable, reloaded): every certificate of the\n"
+		      "        peer's chain is checked, so each CA in it needs its CRL\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
@@ -645,6 +702,8 @@ static void print_help(enum service_role role)
 		      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 		      "        0: never)\n"
 		      "  --key-password-file: the passphrase of an encrypted --key\n"
+		      "  --crl FILE: a PEM CRL (repeatable, reloaded): every certificate of the\n"
+		      "        peer's chain is checked, so each CA in it needs its CRL\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
@@ -662,6 +721,7 @@ static const struct option server_opts[] = {
 	{ "cert", required_argument, NULL, 0 },
 	{ "key", required_argument, NULL, 0 },
 	{ "cacert", required_argument, NULL, 0 },
+	{ "crl", required_argument, NULL, 0 },
 	{ "allow-uri", required_argument, NULL, 0 },
 	{ "allow-dns", required_argument, NULL, 0 },
 	{ "allow-cn", required_argument, NULL, 0 },
@@ -694,6 +754,7 @@ static const struct option client_opts[] = {
 	{ "cert", required_argument, NULL, 0 },
 	{ "key", required_argument, NULL, 0 },
 	{ "cacert", required_argument, NULL, 0 },
+	{ "crl", required_argument, NULL, 0 },
 	{ "verify-uri", required_argument, NULL, 0 },
 	{ "verify-dns", required_argument, NULL, 0 },
 	{ "verify-cn", required_argument, NULL, 0 },
@@ -938,7 +999,7 @@ static const struct ini_kv *ini_find(const struct ini_state *st, size_t before, 
 	return NULL;
 }
 
-/* Rules add up (allow-uri = a, allow-uri = b); any other key given twice is a mistake
+/* Rules and CRLs add up (allow-uri = a, allow-uri = b); any other key given twice is a mistake
  * whichever of the two was meant, so neither silently wins. */
 static bool key_repeats(const char *name)
 {
@@ -946,7 +1007,7 @@ static bool key_repeats(const char *name)
 
 	if (!k)
 		k = svc_key_find(ROLE_CLIENT, name);
-	return k && k->set == set_rules;
+	return k && (k->set == set_rules || k->set == set_crl);
 }
 
 static int ini_check_repeat(struct ini_state *st, size_t i)

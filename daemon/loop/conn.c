@@ -164,6 +164,7 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	conn_hs_end(w, c);
 	free(c->reason);
 	tls_peer_clear(&c->id);
+	free(c->peer_der);
 	SSL_free(c->ssl);
 	if (c->relay)
 		c->relay->release(w, c);

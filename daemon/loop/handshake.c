@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "peer_chain.h"
 #include "sess_cache.h"
 #include "worker.h"
 
@@ -60,6 +61,47 @@ static void relay_handoff(struct worker *w, struct conn *c)
 	w->rt->relay_begin(w, c);
 }
 
+/*
+ * The peer's chain is kept for reloads to judge again. A reload that came during this
+ * handshake swapped the slot's service: the new one (trust, CRLs, rules) judges it now,
+ * or it would escape a revocation that was already in force when it finished.
+ */
+static bool hs_keep_peer(struct worker *w, struct conn *c)
+{
+	struct service *cur = worker_service(w, c->si);
+
+	if (tls_peer_chain_der(c->ssl, &c->peer_der, &c->peer_der_len)) {
+		conn_fail(w, c, "out of memory keeping the peer's certificate");
+		return false;
+	}
+	return !cur || cur == c->svc || worker_conn_recheck(w, c, cur) == 0;
+}
+
+static void hs_finished(struct worker *w, struct conn *c)
+{
+	c->version = SSL_get_version(c->ssl);
+	c->cipher = SSL_get_cipher_name(c->ssl);
+	if (SSL_session_reused(c->ssl)) {
+		/* No certificate this time: the peer is the one in the ticket. */
+		c->resumed = true;
+		conn_count(w, c, STAT_RESUMED);
+		if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
+			conn_count(w, c, STAT_DENIED);
+			conn_fail(w, c, "resumed session: %s", policy_verdict_str(c->id.verdict));
+			return;
+		}
+	}
+	c->hs_done = true;
+	if (!hs_keep_peer(w, c))
+		return;
+	if (conn_is_server(c)) {
+		target_connect(w, c);
+	} else {
+		deadline_cancel(w, c);
+		relay_handoff(w, c);
+	}
+}
+
 static void hs_step(struct worker *w, struct conn *c)
 {
 	int r, e, saved;
@@ -68,26 +110,7 @@ static void hs_step(struct worker *w, struct conn *c)
 	errno = 0;
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
-		c->version = SSL_get_version(c->ssl);
-		c->cipher = SSL_get_cipher_name(c->ssl);
-		if (SSL_session_reused(c->ssl)) {
-			/* No certificate this time: the peer is the one in the ticket. */
-			c->resumed = true;
-			conn_count(w, c, STAT_RESUMED);
-			if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
-				conn_count(w, c, STAT_DENIED);
-				conn_fail(w, c, "resumed session: %s",
-					  policy_verdict_str(c->id.verdict));
-				return;
-			}
-		}
-		c->hs_done = true;
-		if (conn_is_server(c)) {
-			target_connect(w, c);
-		} else {
-			deadline_cancel(w, c);
-			relay_handoff(w, c);
-		}
+		hs_finished(w, c);
 		return;
 	}
 	saved = errno;

@@ -94,6 +94,27 @@ static inline struct service *worker_service(const struct worker *w, size_t si)
 	return w->svcs[si].cur;
 }
 
+/* Reload (reeval.c): the new service of each slot, NULL where it did not change. */
+struct worker_swap {
+	size_t n;
+	struct service **svc;
+	unsigned closed; /* out: connections the new services no longer admit, closed */
+};
+
+/*
+ * For worker_call(w, worker_swap_services, sw): new connections of each slot in sw start
+ * on its new service, and every established connection of those slots is judged again
+ * by it (worker_conn_recheck), in this worker.
+ */
+void worker_swap_services(struct worker *w, void *arg);
+
+/*
+ * Does s (trust store, CRLs, rules) still admit c's peer? 0 if so; otherwise c is closed
+ * (conn_fail: close_notify, the reason on its conn_end line) and counted, and the reason's
+ * -errno returned (tls_peer_recheck's, -ENOENT: no peer certificate was kept).
+ */
+int worker_conn_recheck(struct worker *w, struct conn *c, struct service *s);
+
 /* The loop's modules (listener.c, handshake.c), for the dispatcher in worker.c. */
 void listener_arm(struct worker *w, size_t si);
 void listener_on_accept(struct worker *w, uint32_t si, int res, unsigned flags);

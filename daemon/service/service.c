@@ -80,6 +80,7 @@ void service_put(struct service *s)
 		return;
 	SSL_CTX_free(s->ctx);
 	counters_put(s->counters);
+	config_ref_put(s->cfg_ref);
 	free(s);
 }
 
@@ -119,6 +120,7 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_RESUMED] = "resumed",
 		[STAT_TRUNCATED] = "truncated",
 		[STAT_IDLE_TIMEOUTS] = "idle_timeouts",
+		[STAT_RECHECK_CLOSES] = "recheck_closes",
 	};
 
 	return k < STAT_MAX ? names[k] : "?";

@@ -37,8 +37,9 @@ enum service_stat {
 	STAT_REKEY_CLOSES,
 	STAT_PROXY_HEADER_FAILURES,
 	STAT_RESUMED,
-	STAT_TRUNCATED,	    /* peer's FIN came without close_notify */
-	STAT_IDLE_TIMEOUTS, /* established, no bytes for idle_timeout_s */
+	STAT_TRUNCATED,	     /* peer's FIN came without close_notify */
+	STAT_IDLE_TIMEOUTS,  /* established, no bytes for idle_timeout_s */
+	STAT_RECHECK_CLOSES, /* closed by a reload: revoked, untrusted or no longer allowed */
 	STAT_MAX
 };
 
@@ -71,6 +72,7 @@ struct service {
 	unsigned n_workers;
 	struct service_counters *counters; /* shared with the slot's other generations */
 	struct service_stats *stats;	   /* counters->w */
+	struct config_ref *cfg_ref;	   /* held where cfg lives in a reloaded configuration */
 };
 
 /*
