@@ -27,6 +27,8 @@ vm_relay  the relay's edge cases:
                 pipes are 8 KiB: the split install gets a 16 KiB record's plaintext into
                 one; it must not block the worker (it did: forever)
   key_update    openssl s_client's KeyUpdate(update_requested) mid-stream
+vm_revoke a CRL revoking a client with a live kTLS connection (revocation_test.py): closed
+          with close_notify within 1 s, reason="certificate revoked", others untouched
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -649,7 +651,14 @@ def t_vm_relay(env):
           f"TlsDecryptError rose: {before} -> {after}")
 
 
-TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay}
+def t_vm_revoke(env):
+    """revocation_test.py's revoke_live on kTLS, in the boot that runs the others."""
+    import revocation_test
+    revocation_test.t_vm_revoke(env)
+
+
+TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay,
+         "vm_revoke": t_vm_revoke}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Hitless reload: SIGHUP and file changes (inotify, no signal) rebuild the services; a
+failed build keeps the old ones; old services go when their last connection does.
+
+    reload_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST
+
+rotation     5 clients handshake back to back for 20 s while, every second, the server's
+             certificate is replaced by rename (even seconds, no signal) or the CA bundle
+             and a certificate from a new CA are written and SIGHUP sent (odd seconds):
+             zero failed handshakes, 3 connections held from the start all still echo,
+             every client sees each new serial within 3 s of its write
+broken_pair  a certificate that does not match the key, then a CA bundle that is no PEM:
+             each logs event=reload result=failed with the reason, the old certificate is
+             still served; the next good pair is taken and logged result=ok
+memory       1,000 reloads with connections held across them and then closed: VmRSS after
+             the last is within 4 MiB of what it was after the first 100
+config       --config: [global] threads changed is named in not_applied; a service added
+             or a listen address changed is refused with the reason, the old ones run on
+"""
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from harness import Fail, Ktlsd, check, free_port, log_fields, main  # noqa: E402
+import pki_extra as px  # noqa: E402
+
+
+def client_ctx(env, trust, who):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(trust)
+    ctx.load_cert_chain(who + ".pem", who + ".key")
+    return ctx
+
+
+def handshake(ctx, port, timeout=10):
+    """One connection: its server certificate's serial, after one echo."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    serial = int(s.getpeercert()["serialNumber"], 16)
+    s.sendall(b"x")
+    check(s.recv(1) == b"x", "no echo")
+    try:
+        s.unwrap()
+    except (OSError, ValueError):
+        pass
+    s.close()
+    return serial
+
+
+def live_files(env):
+    """live/server.{pem,key} and live/bundle.pem, the files ktlsd is started on."""
+    live = os.path.join(env.dir, "live")
+    os.mkdir(live)
+    for src, dst in (("server.pem", "server.pem"), ("server.key", "server.key"),
+                     ("ca.pem", "bundle.pem")):
+        px.replace(os.path.join(live, dst), px.read(env.p(src)))
+    return live
+
+
+def start(env, live, eport, extra=()):
+    return env.ktlsd(["--cacert", os.path.join(live, "bundle.pem")] + list(extra),
+                     target_port=eport, cert="../live/server")
+
+
+def install(live, leaf):
+    """A new pair the way rotation tools write one: key, then certificate, each by rename."""
+    px.replace(os.path.join(live, "server.key"), px.read(leaf + ".key"))
+    px.replace(os.path.join(live, "server.pem"), px.read(leaf + ".pem"))
+
+
+SAN = "DNS:localhost,IP:127.0.0.1,URI:spiffe://example.org/server"
+
+
+def t_rotation(env):
+    newca = px.new_ca(env.pki, "newca", "ktlsd test CA 2")
+    nclient = px.new_leaf(env.pki, "nclient", newca, "nclient", "URI:spiffe://example.org/client")
+    with open(env.p("trust.pem"), "wb") as f:  # the clients trust both CAs from the start
+        f.write(px.read(env.p("ca.pem")) + px.read(newca + ".pem"))
+    leaves = [px.new_leaf(env.pki, f"srv{i}", env.p("ca") if i % 2 == 0 else newca, "server",
+                          SAN, "server") for i in range(20)]
+    serials = [int(px.serial(leaf + ".pem"), 16) for leaf in leaves]
+    live = live_files(env)
+    k = start(env, live, env.echo_backend())
+    held = [client_ctx(env, env.p("trust.pem"), env.p("client")).wrap_socket(
+        socket.create_connection(("127.0.0.1", k.port), timeout=10),
+        server_hostname="localhost") for _ in range(3)]
+    stop, fails, seen = threading.Event(), [], {}
+    newca_ok = threading.Event()
+
+    def client(n, who, gate=None):
+        ctx = client_ctx(env, env.p("trust.pem"), who)
+        seen[n] = []
+        if gate:
+            gate.wait()
+        while not stop.is_set():
+            try:
+                seen[n].append((time.time(), handshake(ctx, k.port)))
+            except Exception as e:  # noqa: BLE001
+                fails.append(f"client {n}: {e!r}")
+
+    ts = [threading.Thread(target=client, args=(n, env.p("client"))) for n in range(4)]
+    ts.append(threading.Thread(target=client, args=(4, nclient, newca_ok)))
+    for t in ts:
+        t.start()
+    writes = []
+    try:
+        for i, leaf in enumerate(leaves):
+            time.sleep(max(0.0, 1.0 - (time.time() - (writes[-1][0] if writes else 0))))
+            t = time.time()
+            if i % 2 == 0:
+                install(live, leaf)
+            else:
+                px.replace(os.path.join(live, "bundle.pem"), px.read(env.p("trust.pem")))
+                install(live, leaf)
+                k.proc.send_signal(signal.SIGHUP)
+                newca_ok.set()
+            writes.append((t, serials[i]))
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(timeout=30)
+    check(not fails, f"{len(fails)} failed handshakes, first: {fails[:3]}")
+    index = {s: i for i, s in enumerate(serials)}
+    for n, recs in seen.items():
+        check(recs, f"client {n} made no handshake")
+        for i, (t, s) in enumerate(writes):
+            if n == 4 and i == 0:
+                continue  # it starts after the first SIGHUP
+            late = [r for r in recs if r[0] > t + 3.0 or index.get(r[1], -1) >= i]
+            check(late and index.get(late[0][1], -1) >= i and late[0][0] <= t + 3.0,
+                  f"client {n} did not see serial {i} within 3 s")
+    for s in held:
+        s.sendall(b"held\n")
+        check(s.recv(10) == b"held\n", "a held connection did not survive the reloads")
+        s.close()
+    text = k.text()
+    check("result=failed" not in text, "a reload failed")
+    total = sum(len(r) for r in seen.values())
+    print(f"{total} handshakes by 5 clients over {len(writes)} rotations, 0 failed; "
+          f"{text.count('event=reload result=ok')} reloads")
+
+
+def serve_serial(env, port, trust=None):
+    return handshake(client_ctx(env, trust or env.p("ca.pem"), env.p("client")), port)
+
+
+def t_broken_pair(env):
+    live = live_files(env)
+    k = start(env, live, env.echo_backend())
+    first = serve_serial(env, k.port)
+    px.replace(os.path.join(live, "server.pem"), px.read(env.p("wrong-server.pem")))
+    line = log_fields(k.wait_line(r"event=reload result=failed", timeout=5))
+    check("does not match cert" in line.get("reason", ""), f"reason: {line}")
+    check(line.get("trigger") == "file change", f"trigger: {line}")
+    check(serve_serial(env, k.port) == first, "the old certificate is no longer served")
+    px.replace(os.path.join(live, "bundle.pem"), b"not a certificate\n")
+    nxt = px.new_leaf(env.pki, "srv2", env.p("ca"), "server", SAN, "server")
+    install(live, nxt)
+    k.wait_line(r"event=reload result=failed.*reason=.*cacert", timeout=5, new_only=True)
+    check(serve_serial(env, k.port) == first, "a broken bundle replaced the old service")
+    px.replace(os.path.join(live, "bundle.pem"), px.read(env.p("ca.pem")))
+    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5))
+    check(line.get("changed") == "server:cert,key", f"changed: {line}")
+    check(serve_serial(env, k.port) == int(px.serial(nxt + ".pem"), 16), "new pair not served")
+
+
+def vmrss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def wait_reloads(k, n, timeout=10):
+    """Until the log says reloads=n (read from where the last call stopped)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        k.fh.seek(k.pos)
+        chunk = k.fh.read()
+        k.pos += len(chunk)
+        if f"reloads={n} " in chunk:
+            return
+        time.sleep(0.002)
+    raise Fail(f"reload {n} not logged")
+
+
+def t_memory(env):
+    live = live_files(env)
+    k = start(env, live, env.echo_backend(), ["--threads", "2"])
+    k.fh, k.pos = open(k.log), 0
+    ctx = client_ctx(env, env.p("ca.pem"), env.p("client"))
+    held, base = [], 0
+    for n in range(1, 1001):
+        k.proc.send_signal(signal.SIGHUP)
+        wait_reloads(k, n)
+        if n % 50 == 0:
+            # a connection on this generation; the one of two generations ago ends
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", k.port), timeout=10),
+                                server_hostname="localhost")
+            s.sendall(b"m")
+            check(s.recv(1) == b"m", "echo")
+            held.append(s)
+            if len(held) > 2:
+                held.pop(0).close()
+        if n == 100:
+            base = vmrss_kb(k.proc.pid)
+    for s in held:
+        s.close()
+    time.sleep(0.5)
+    last = vmrss_kb(k.proc.pid)
+    print(f"VmRSS after 100 reloads {base} kB, after 1000 {last} kB ({last - base:+d} kB)")
+    check(last - base < 4096, f"VmRSS grew {last - base} kB over 900 reloads")
+
+
+def t_config(env):
+    port, port2, eport = free_port(), free_port(), env.echo_backend()
+    cfg = os.path.join(env.dir, "ktlsd.conf")
+    svc = (f"[service s]\nlisten = 127.0.0.1:{port}\ntarget = 127.0.0.1:{eport}\n"
+           f"cert = {env.p('server.pem')}\nkey = {env.p('server.key')}\n"
+           f"cacert = {env.p('ca.pem')}\nallow-uri = spiffe://example.org/client\n")
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc).encode())
+    log = os.path.join(env.dir, "ktlsd-config.log")
+    k = Ktlsd(env.spawn([env.args.ktlsd, "--config", cfg], stdout=subprocess.DEVNULL,
+                        stderr=open(log, "w")), port, log)
+    k.wait_line(r"event=listening", timeout=60)
+    px.replace(cfg, ("[global]\nthreads = 4\n" + svc).encode())
+    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5))
+    check(line.get("not_applied") == "threads" and line.get("changed") == "config",
+          f"reload: {line}")
+    added = svc.replace("[service s]", "[service t]").replace(str(port), str(port2))
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc + added).encode())
+    line = log_fields(k.wait_line(r"event=reload result=failed", timeout=5))
+    check("adding a service" in line.get("reason", ""), f"reload: {line}")
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc.replace(str(port), str(port2))).encode())
+    k.wait_line(r"event=reload result=failed.*listen cannot change", timeout=5, new_only=True)
+    check(serve_serial(env, port), "the running service stopped")
+    px.replace(cfg, b"[service s]\nlisten = nonsense\n")
+    k.wait_line(r"event=reload result=failed.*reason=.*ktlsd.conf:2", timeout=5, new_only=True)
+    check(serve_serial(env, port), "the running service stopped")
+
+
+TESTS = {"rotation": t_rotation, "broken_pair": t_broken_pair, "memory": t_memory,
+         "config": t_config}
+
+if __name__ == "__main__":
+    sys.exit(main(TESTS))
