@@ -272,6 +272,9 @@ static void log_counters(struct runtime *rt)
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		const struct service *s = rt->svc[i];
 		char v[STAT_MAX][24];
+
+		if (!s)
+			continue; /* removed by a reload */
 		struct log_kv kv[STAT_MAX + 1] = { { "service", s->cfg->name } };
 
 		for (int k = 0; k < STAT_MAX; k++) {

@@ -10,6 +10,7 @@
  * the same directory, Kubernetes' ..data symlink dance seen half-way) cost nothing.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <poll.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "commands.h"
+#include "listen.h"
 #include "log.h"
 #include "reload.h"
 
@@ -162,12 +164,21 @@ static bool fp_diff(const char *name, const struct reload_fp *a, const struct re
 	return last != NULL;
 }
 
-/* A reload in the making: the new service of each slot, what its files held, its config. */
+/* Service slots are never reused (an old connection's slot stays its own): a bound. */
+#define MAX_SLOTS 256
+
+/*
+ * A reload in the making: per slot (the runtime's, then any added), its configuration, new
+ * service and fingerprints, or removed.
+ */
 struct gen {
-	size_t n;
-	const struct service_config **cfg;
+	size_t n, old;			   /* slots after the reload, and before */
+	const struct service_config **cfg; /* NULL: removed (or removed before) */
 	struct service **svc;
 	struct reload_fp *fp;
+	bool *removed;
+	int *fds; /* [n_workers * n]: the added slots' listeners */
+	unsigned n_workers;
 	struct config_ref *ref;	       /* the config file read again, or NULL */
 	char err[CONFIG_ERR_MAX + 96]; /* a build's error, and the service it is from */
 };
@@ -180,47 +191,55 @@ static void gen_free(struct gen *g)
 		if (g->fp)
 			fp_clear(&g->fp[i]);
 	}
+	for (size_t i = 0; g->fds && i < g->n * g->n_workers; i++)
+		if (g->fds[i] >= 0)
+			close(g->fds[i]);
 	free(g->svc);
 	free(g->fp);
 	free(g->cfg);
+	free(g->removed);
+	free(g->fds);
 	config_ref_put(g->ref);
-	g->svc = NULL;
-	g->fp = NULL;
-	g->cfg = NULL;
-	g->ref = NULL;
+	memset(g, 0, offsetof(struct gen, err));
 }
 
-static int gen_alloc(struct gen *g, size_t n)
+static int gen_alloc(struct gen *g, size_t n, size_t old, unsigned n_workers)
 {
 	g->n = n;
+	g->old = old;
+	g->n_workers = n_workers;
 	g->cfg = calloc(n, sizeof(*g->cfg));
 	g->svc = calloc(n, sizeof(*g->svc));
 	g->fp = calloc(n, sizeof(*g->fp));
-	if (!g->cfg || !g->svc || !g->fp) {
+	g->removed = calloc(n, sizeof(*g->removed));
+	g->fds = malloc(n * n_workers * sizeof(*g->fds));
+	if (!g->cfg || !g->svc || !g->fp || !g->removed || !g->fds) {
 		snprintf(g->err, sizeof(g->err), "out of memory");
 		return -ENOMEM;
 	}
+	for (size_t i = 0; i < n * n_workers; i++)
+		g->fds[i] = -1;
 	return 0;
 }
 
 /*
  * The fd limit was checked at start against the numbers then: a default max-conns keeps
- * the cap it had; an explicit one is the operator's word (past the fd limit, accepting
- * pauses, as it does at start for a default).
+ * the cap it had (an added service takes its max-conns); an explicit one is the operator's
+ * word (past the fd limit, accepting pauses, as it does at start for a default).
  */
 static void limits_carry(struct service *s, const struct service *prev)
 {
 	const struct service_config *sc = s->cfg;
 
 	s->max_handshakes = sc->max_handshakes ? sc->max_handshakes : sc->max_conns;
-	s->conn_cap = sc->max_conns_set || prev->conn_cap > sc->max_conns ? sc->max_conns
-									  : prev->conn_cap;
+	s->conn_cap = sc->max_conns_set || !prev || prev->conn_cap > sc->max_conns ? sc->max_conns
+										   : prev->conn_cap;
 }
 
 /* The service of slot i, built from g->cfg[i], counting on into the old one's counters. */
 static int gen_build_one(struct reloader *r, struct gen *g, size_t i)
 {
-	const struct service *prev = r->rt->svc[i];
+	const struct service *prev = i < g->old ? r->rt->svc[i] : NULL;
 	const struct service_config *sc = g->cfg[i];
 	char err[CONFIG_ERR_MAX];
 	int rc;
@@ -239,21 +258,89 @@ static int gen_build_one(struct reloader *r, struct gen *g, size_t i)
 	/* Where cfg lives: the config read again, or wherever the old service's did. */
 	if (g->ref)
 		g->svc[i]->cfg_ref = config_ref_get(g->ref);
-	else if (prev->cfg_ref)
+	else if (prev && prev->cfg_ref)
 		g->svc[i]->cfg_ref = config_ref_get(prev->cfg_ref);
 	limits_carry(g->svc[i], prev);
 	return 0;
 }
 
-/* " svc:cert,key ..." for the files that changed; true if any did. */
+/* An added service's listeners, one per worker, opened now so a taken address fails here. */
+static int gen_listen(struct reloader *r, struct gen *g, size_t i)
+{
+	int fds[r->n_workers];
+	int rc = listen_group(&g->cfg[i]->listen_addr, fds, r->n_workers);
+
+	if (rc) {
+		snprintf(g->err, sizeof(g->err), "[service %s]: listen %s: %s%s", g->cfg[i]->name,
+			 g->cfg[i]->listen, listen_strerror(-rc),
+			 rc == -EADDRINUSE ? " (a service removed in the same reload still holds "
+					     "it: remove it in one reload, add in the next)"
+					   : "");
+		return rc;
+	}
+	for (unsigned w = 0; w < r->n_workers; w++)
+		g->fds[w * g->n + i] = fds[w];
+	return 0;
+}
+
+static int gen_build(struct reloader *r, struct gen *g)
+{
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < g->n; i++)
+		if (g->cfg[i])
+			rc = gen_build_one(r, g, i);
+	for (size_t i = g->old; !rc && i < g->n; i++)
+		rc = gen_listen(r, g, i);
+	return rc;
+}
+
+/* " svc:cert,key +added -removed" for what changed; true if anything did. */
 static bool gen_changes(const struct reloader *r, const struct gen *g, char *buf, size_t len)
 {
 	bool any = false;
 
 	buf[0] = '\0';
-	for (size_t i = 0; i < g->n; i++)
-		any |= fp_diff(g->cfg[i]->name, &r->fp[i], &g->fp[i], buf, len);
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->removed[i] && i < g->old && r->rt->svc[i]) {
+			appendf(buf, len, " -%s", r->rt->svc[i]->cfg->name);
+			any = true;
+		} else if (i >= g->old) {
+			appendf(buf, len, " +%s", g->cfg[i]->name);
+			any = true;
+		} else if (g->cfg[i]) {
+			any |= fp_diff(g->cfg[i]->name, &r->fp[i], &g->fp[i], buf, len);
+		}
+	}
 	return any;
+}
+
+/* Room for the added slots in the runtime and in every worker: the last step that may fail. */
+static int gen_grow(struct reloader *r, struct gen *g)
+{
+	struct worker_swap sw = { .n = g->n };
+	struct service **svc;
+	struct reload_fp *fp;
+
+	if (g->n == g->old)
+		return 0;
+	svc = realloc(r->rt->svc, g->n * sizeof(*svc));
+	if (svc)
+		r->rt->svc = svc;
+	fp = svc ? realloc(r->fp, g->n * sizeof(*fp)) : NULL;
+	if (fp)
+		r->fp = fp;
+	for (unsigned i = 0; fp && !sw.err && i < r->n_workers; i++)
+		worker_call(&r->w[i], worker_grow, &sw);
+	if (fp && !sw.err) {
+		for (size_t i = g->old; i < g->n; i++) {
+			r->rt->svc[i] = NULL;
+			r->fp[i] = (struct reload_fp){ 0 };
+		}
+		return 0;
+	}
+	snprintf(g->err, sizeof(g->err), "out of memory adding services");
+	return -ENOMEM;
 }
 
 /*
@@ -262,18 +349,24 @@ static bool gen_changes(const struct reloader *r, const struct gen *g, char *buf
  */
 static unsigned gen_commit(struct reloader *r, struct gen *g)
 {
-	struct worker_swap sw = { .n = g->n, .svc = g->svc };
-	struct reload_fp *old_fp = r->fp;
+	struct worker_swap sw = {
+		.n = g->n, .svc = g->svc, .removed = g->removed, .listen_fd = g->fds
+	};
 
 	for (unsigned i = 0; i < r->n_workers; i++)
 		worker_call(&r->w[i], worker_swap_services, &sw);
 	for (size_t i = 0; i < g->n; i++) {
+		struct reload_fp t = r->fp[i];
+
+		if (!g->svc[i] && !g->removed[i])
+			continue;
 		service_put(r->rt->svc[i]);
 		r->rt->svc[i] = g->svc[i];
 		g->svc[i] = NULL;
+		r->fp[i] = g->fp[i];
+		g->fp[i] = t;
 	}
-	r->fp = g->fp;
-	g->fp = old_fp;
+	r->rt->n_svc = g->n;
 	return sw.closed;
 }
 
@@ -292,23 +385,60 @@ static void globals_not_live(const struct run_config *a, const struct run_config
 		appendf(buf, len, "%sallow-core-dumps", buf[0] ? "," : "");
 }
 
-static const struct service_config *cfg_find(const struct run_config *c, const char *name)
+/* The running slot that new configuration sc continues (same name, mode and listen), or -1. */
+static ssize_t slot_of(const struct reloader *r, const struct service_config *sc)
 {
-	for (size_t i = 0; i < c->n_svc; i++)
-		if (!strcmp(c->svc[i].name, name))
-			return &c->svc[i];
-	return NULL;
+	for (size_t i = 0; i < r->rt->n_svc; i++) {
+		const struct service *s = r->rt->svc[i];
+
+		if (s && !strcmp(s->cfg->name, sc->name) && s->cfg->role == sc->role &&
+		    !strcmp(s->cfg->listen, sc->listen))
+			return (ssize_t)i;
+	}
+	return -1;
 }
 
 /*
- * --config: the file read again, each running service matched by name. Its listener and
- * mode stay (the sockets are open in every worker); everything else takes effect.
+ * --config: the file read again. A running service continues where name, mode and listen
+ * stay; otherwise it stops (its listener closes, its connections run on) and the new one
+ * starts in a slot of its own. Everything else in a section takes effect.
  */
-static int gen_from_file(struct reloader *r, struct gen *g, char *not_live, size_t len)
+static int gen_from_file(struct reloader *r, struct gen *g)
 {
-	struct run_config cfg;
-	const struct run_config *nc;
+	const struct run_config *nc = &g->ref->cfg;
+	size_t old = r->rt->n_svc, add = 0, k = old;
+	int rc;
 
+	for (size_t j = 0; j < nc->n_svc; j++)
+		add += slot_of(r, &nc->svc[j]) < 0;
+	if (old + add > MAX_SLOTS) {
+		snprintf(g->err, sizeof(g->err),
+			 "%s: more than %d services added over this process's life: restart ktlsd",
+			 r->cfgpath, MAX_SLOTS);
+		return -E2BIG;
+	}
+	rc = gen_alloc(g, old + add, old, r->n_workers);
+	for (size_t i = 0; !rc && i < old; i++)
+		g->removed[i] = true;
+	for (size_t j = 0; !rc && j < nc->n_svc; j++) {
+		ssize_t i = slot_of(r, &nc->svc[j]);
+		size_t at = i >= 0 ? (size_t)i : k++;
+
+		g->cfg[at] = &nc->svc[j];
+		g->removed[at] = false;
+	}
+	return rc;
+}
+
+static int cfg_read(struct reloader *r, struct gen *g, bool *ret_changed, char *not_live,
+		    size_t len)
+{
+	unsigned char sha[32];
+	struct run_config cfg;
+
+	*ret_changed = !file_sha256(r->cfgpath, sha) || memcmp(sha, r->cfg_sha, 32);
+	if (*ret_changed)
+		memcpy(r->cfg_sha, sha, 32);
 	if (config_from_file(r->cfgpath, &cfg, g->err, sizeof(g->err)))
 		return -EINVAL;
 	g->ref = config_ref_new(&cfg);
@@ -317,31 +447,24 @@ static int gen_from_file(struct reloader *r, struct gen *g, char *not_live, size
 		snprintf(g->err, sizeof(g->err), "out of memory");
 		return -ENOMEM;
 	}
-	nc = &g->ref->cfg;
-	globals_not_live(r->rt->cfg, nc, not_live, len);
-	for (size_t i = 0; i < g->n; i++) {
-		const struct service_config *old = r->rt->svc[i]->cfg;
-		const struct service_config *sc = cfg_find(nc, old->name);
+	globals_not_live(r->rt->cfg, &g->ref->cfg, not_live, len);
+	return gen_from_file(r, g);
+}
 
-		if (!sc || sc->role != old->role || strcmp(sc->listen, old->listen)) {
-			snprintf(g->err, sizeof(g->err),
-				 "%s:%d: [service %s]: %s cannot change while running (restart "
-				 "ktlsd)",
-				 r->cfgpath, sc ? sc->line : old->line, old->name,
-				 !sc			 ? "removing a service"
-				 : sc->role != old->role ? "mode"
-							 : "listen");
-			return -EINVAL;
-		}
-		g->cfg[i] = sc;
-	}
-	if (nc->n_svc != g->n) {
-		snprintf(g->err, sizeof(g->err),
-			 "%s: adding a service cannot be done while running (restart ktlsd)",
-			 r->cfgpath);
-		return -EINVAL;
-	}
-	return 0;
+/* The configuration of every slot: the file's again, or the one each service runs. */
+static int gen_configs(struct reloader *r, struct gen *g, bool *ret_cfg_changed, char *not_live,
+		       size_t len)
+{
+	int rc;
+
+	not_live[0] = '\0';
+	*ret_cfg_changed = false;
+	if (r->cfgpath)
+		return cfg_read(r, g, ret_cfg_changed, not_live, len);
+	rc = gen_alloc(g, r->rt->n_svc, r->rt->n_svc, r->n_workers);
+	for (size_t i = 0; !rc && i < g->n; i++)
+		g->cfg[i] = r->rt->svc[i]->cfg;
+	return rc;
 }
 
 static void log_failed(const struct reloader *r, const char *why, const char *reason)
@@ -379,23 +502,20 @@ static void log_ok(const struct reloader *r, const char *why, const char *change
 
 static void watch_setup(struct reloader *r);
 
-/* The configuration of every slot: the file's again, or the one each service runs. */
-static int gen_configs(struct reloader *r, struct gen *g, bool *ret_cfg_changed, char *not_live,
-		       size_t len)
+/* Every slot's fingerprints; then whether anything changed (into changed). */
+static int gen_fingerprint(struct reloader *r, struct gen *g, bool cfg_changed, char *changed,
+			   size_t len, bool *ret_any)
 {
-	unsigned char sha[32];
-
-	not_live[0] = '\0';
-	*ret_cfg_changed = false;
-	if (!r->cfgpath) {
-		for (size_t i = 0; i < g->n; i++)
-			g->cfg[i] = r->rt->svc[i]->cfg;
-		return 0;
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->cfg[i] && fp_build(g->cfg[i], &g->fp[i])) {
+			snprintf(g->err, sizeof(g->err), "out of memory");
+			return -ENOMEM;
+		}
 	}
-	*ret_cfg_changed = !file_sha256(r->cfgpath, sha) || memcmp(sha, r->cfg_sha, 32);
-	if (*ret_cfg_changed)
-		memcpy(r->cfg_sha, sha, 32);
-	return gen_from_file(r, g, not_live, len);
+	*ret_any = gen_changes(r, g, changed, len) || cfg_changed;
+	if (cfg_changed)
+		appendf(changed, len, " config");
+	return 0;
 }
 
 int runtime_reload(struct reloader *r, const char *why)
@@ -403,29 +523,22 @@ int runtime_reload(struct reloader *r, const char *why)
 	struct gen g = { .n = 0 };
 	char changed[512], not_live[96];
 	uint64_t t0 = now_ns();
-	bool cfg_changed = false, files_changed;
-	int rc = gen_alloc(&g, r->rt->n_svc);
+	bool cfg_changed = false, any = false;
+	int rc = gen_configs(r, &g, &cfg_changed, not_live, sizeof(not_live));
 
 	if (!rc)
-		rc = gen_configs(r, &g, &cfg_changed, not_live, sizeof(not_live));
-	for (size_t i = 0; !rc && i < g.n; i++)
-		rc = fp_build(g.cfg[i], &g.fp[i]);
-	if (rc) {
-		if (rc == -ENOMEM)
-			snprintf(g.err, sizeof(g.err), "out of memory");
+		rc = gen_fingerprint(r, &g, cfg_changed, changed, sizeof(changed), &any);
+	if (rc)
 		goto out_failed;
-	}
-	files_changed = gen_changes(r, &g, changed, sizeof(changed));
 	/*
 	 * An event that changed no content (a touch, an unrelated file) costs nothing; after
 	 * a failure, a write back to what is in use still gets its line saying all is well.
 	 */
-	if (strcmp(why, "SIGHUP") && !files_changed && !cfg_changed && !r->failed)
+	if (strcmp(why, "SIGHUP") && !any && !r->failed)
 		goto out_free;
-	if (cfg_changed)
-		appendf(changed, sizeof(changed), " config");
-	for (size_t i = 0; !rc && i < g.n; i++)
-		rc = gen_build_one(r, &g, i);
+	rc = gen_build(r, &g);
+	if (!rc)
+		rc = gen_grow(r, &g);
 	if (rc)
 		goto out_failed;
 	r->reloads++;
@@ -521,7 +634,8 @@ static void watch_setup(struct reloader *r)
 		if (r->cfgpath)
 			watch_dir(r, "config", r->cfgpath);
 		for (size_t i = 0; i < r->rt->n_svc; i++)
-			service_files(r->rt->svc[i]->cfg, watch_dir, r);
+			if (r->rt->svc[i])
+				service_files(r->rt->svc[i]->cfg, watch_dir, r);
 	}
 	if (old >= 0) {
 		inotify_drain(r, old);

@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/rand.h>
 
 #include "peer_chain.h"
 #include "sess_cache.h"
@@ -41,14 +44,103 @@ int worker_conn_recheck(struct worker *w, struct conn *c, struct service *s)
  */
 static void sess_reset(struct worker *w, size_t si)
 {
-	const struct service_config *sc = w->svcs[si].cur->cfg;
+	const struct service_config *sc = w->svcs[si].cur ? w->svcs[si].cur->cfg : NULL;
 
 	if (!w->sess)
 		return;
 	sess_cache_clear(&w->sess[si]);
-	if (sc->role == ROLE_CLIENT && sc->resumption && sc->session_cache &&
+	if (sc && sc->role == ROLE_CLIENT && sc->resumption && sc->session_cache &&
 	    sess_cache_init(&w->sess[si], sc->session_cache)) {
 		/* Out of memory: this worker resumes nothing for the slot (cap 0). */
+	}
+}
+
+/*
+ * A slot's per-worker arrays grow by copy: a client handshake's SSL points at its slot's
+ * ticket cache, so every live SSL is pointed at the cache's new place.
+ */
+static int grow(void **arr, size_t size, size_t old, size_t n)
+{
+	char *a = calloc(n, size);
+
+	if (!a)
+		return -ENOMEM;
+	if (*arr)
+		memcpy(a, *arr, old * size);
+	free(*arr);
+	*arr = a;
+	return 0;
+}
+
+void worker_grow(struct worker *w, void *arg)
+{
+	struct worker_swap *sw = arg;
+	size_t old = w->rt->n_svc;
+
+	if (sw->n <= old)
+		return;
+	if (grow((void **)&w->listen_fd, sizeof(int), old, sw->n) ||
+	    grow((void **)&w->svcs, sizeof(*w->svcs), old, sw->n) ||
+	    (w->sess && grow((void **)&w->sess, sizeof(*w->sess), old, sw->n))) {
+		sw->err = -ENOMEM;
+		return;
+	}
+	for (size_t si = old; si < sw->n; si++) {
+		w->listen_fd[si] = -1;
+		if (RAND_bytes((unsigned char *)&w->svcs[si].src.seed, sizeof(uint64_t)) != 1)
+			sw->err = -EIO;
+	}
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct conn *c = w->slots[i];
+
+		if (c && c->ssl && !conn_is_server(c))
+			tls_set_session_cache(c->ssl, conn_sess_cache(w, c));
+	}
+}
+
+/* A removed service: no new connections; those it has run on under its old rules. */
+static void slot_stop(struct worker *w, size_t si)
+{
+	if (w->listen_fd[si] >= 0) {
+		io_uring_prep_cancel_fd(ring_ignore_sqe(w), w->listen_fd[si],
+					IORING_ASYNC_CANCEL_ALL);
+		/* The cancel looks the fd up when it runs: submit before closing. */
+		io_uring_submit(&w->ring);
+		close(w->listen_fd[si]);
+		w->listen_fd[si] = -1;
+	}
+	service_put(w->svcs[si].cur);
+	w->svcs[si].cur = NULL;
+	sess_reset(w, si);
+}
+
+/* An added service: its listener (opened by the reload) starts accepting here. */
+static void slot_start(struct worker *w, size_t si, struct service *s, int fd)
+{
+	w->svcs[si].cur = service_get(s);
+	w->listen_fd[si] = fd;
+	sess_reset(w, si);
+	listener_arm(w, si);
+}
+
+static void slots_swap(struct worker *w, struct worker_swap *sw)
+{
+	size_t old = w->rt->n_svc;
+
+	for (size_t si = 0; si < sw->n; si++) {
+		struct service *prev = si < old ? w->svcs[si].cur : NULL;
+
+		if (sw->removed && sw->removed[si]) {
+			if (prev)
+				slot_stop(w, si);
+		} else if (si >= old) {
+			slot_start(w, si, sw->svc[si], sw->listen_fd[w->id * sw->n + si]);
+			sw->listen_fd[w->id * sw->n + si] = -1; /* the worker's now */
+		} else if (sw->svc[si] && sw->svc[si] != prev) {
+			w->svcs[si].cur = service_get(sw->svc[si]);
+			service_put(prev);
+			sess_reset(w, si);
+		}
 	}
 }
 
@@ -56,15 +148,7 @@ void worker_swap_services(struct worker *w, void *arg)
 {
 	struct worker_swap *sw = arg;
 
-	for (size_t si = 0; si < sw->n && si < w->rt->n_svc; si++) {
-		struct service *old = w->svcs[si].cur;
-
-		if (!sw->svc[si] || sw->svc[si] == old)
-			continue;
-		w->svcs[si].cur = service_get(sw->svc[si]);
-		service_put(old);
-		sess_reset(w, si);
-	}
+	slots_swap(w, sw);
 	for (uint32_t i = 0; i < w->n_slots; i++) {
 		struct conn *c = w->slots[i];
 		struct service *s;
@@ -72,7 +156,7 @@ void worker_swap_services(struct worker *w, void *arg)
 		/* Handshakes still running are judged when they finish (handshake.c). */
 		if (!c || c->closing || !c->hs_done || c->si >= sw->n)
 			continue;
-		s = sw->svc[c->si];
+		s = sw->removed && sw->removed[c->si] ? NULL : sw->svc[c->si];
 		if (!s || worker_conn_recheck(w, c, s) == 0)
 			continue;
 		sw->closed++;

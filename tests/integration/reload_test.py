@@ -16,7 +16,9 @@ broken_pair  a certificate that does not match the key, then a CA bundle that is
 memory       1,000 reloads with connections held across them and then closed: VmRSS after
              the last is within 4 MiB of what it was after the first 100
 config       --config: [global] threads changed is named in not_applied; a service added
-             or a listen address changed is refused with the reason, the old ones run on
+             starts accepting, one moved to another address stops on the old one (its
+             connection runs on), one removed stops; a change that cannot be made (mode on
+             the same address) or a broken file is refused with the reason
 """
 import os
 import signal
@@ -223,31 +225,73 @@ def t_memory(env):
     check(last - base < 4096, f"VmRSS grew {last - base} kB over 900 reloads")
 
 
+def refused_port(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return False
+    except OSError:
+        return True
+
+
 def t_config(env):
-    port, port2, eport = free_port(), free_port(), env.echo_backend()
+    port, port2, port3, eport = free_port(), free_port(), free_port(), env.echo_backend()
     cfg = os.path.join(env.dir, "ktlsd.conf")
-    svc = (f"[service s]\nlisten = 127.0.0.1:{port}\ntarget = 127.0.0.1:{eport}\n"
-           f"cert = {env.p('server.pem')}\nkey = {env.p('server.key')}\n"
-           f"cacert = {env.p('ca.pem')}\nallow-uri = spiffe://example.org/client\n")
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc).encode())
+
+    def svc(name, p):
+        return (f"[service {name}]\nlisten = 127.0.0.1:{p}\ntarget = 127.0.0.1:{eport}\n"
+                f"cert = {env.p('server.pem')}\nkey = {env.p('server.key')}\n"
+                f"cacert = {env.p('ca.pem')}\nallow-uri = spiffe://example.org/client\n")
+
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port)).encode())
     log = os.path.join(env.dir, "ktlsd-config.log")
     k = Ktlsd(env.spawn([env.args.ktlsd, "--config", cfg], stdout=subprocess.DEVNULL,
                         stderr=open(log, "w")), port, log)
     k.wait_line(r"event=listening", timeout=60)
-    px.replace(cfg, ("[global]\nthreads = 4\n" + svc).encode())
-    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5))
+    ctx = client_ctx(env, env.p("ca.pem"), env.p("client"))
+    held = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                           server_hostname="localhost")
+    # [global] cannot change live: named, the rest applies
+    px.replace(cfg, ("[global]\nthreads = 4\n" + svc("s", port)).encode())
+    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
     check(line.get("not_applied") == "threads" and line.get("changed") == "config",
           f"reload: {line}")
-    added = svc.replace("[service s]", "[service t]").replace(str(port), str(port2))
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc + added).encode())
-    line = log_fields(k.wait_line(r"event=reload result=failed", timeout=5))
-    check("adding a service" in line.get("reason", ""), f"reload: {line}")
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc.replace(str(port), str(port2))).encode())
-    k.wait_line(r"event=reload result=failed.*listen cannot change", timeout=5, new_only=True)
-    check(serve_serial(env, port), "the running service stopped")
+    # a service added starts accepting
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port) + svc("t", port2)).encode())
+    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
+    check(line.get("changed") == "+t config", f"reload: {line}")
+    check(serve_serial(env, port2), "the added service does not serve")
+    # s moves to another address: its old one closes, its connection runs on
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port3) + svc("t", port2)).encode())
+    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
+    check(line.get("changed") == "-s +s config", f"reload: {line}")
+    check(serve_serial(env, port3) and serve_serial(env, port2), "s or t not serving")
+    check(refused_port(port), "the old address of s still accepts")
+    held.sendall(b"h")
+    check(held.recv(1) == b"h", "a connection of the moved service was cut")
+    # t removed; a mode change on the same address cannot be done in one reload
+    bad = svc("s", port3).replace("[service s]", "[service s]\nmode = client\n")
+    px.replace(cfg, ("[global]\nthreads = 2\n" + bad.replace(
+        "allow-uri", "verify-uri")).encode())
+    k.wait_line(r"event=reload result=failed.*still holds it", timeout=5, new_only=True)
+    check(serve_serial(env, port2), "a failed reload stopped t")
+    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port3)).encode())
+    line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
+    check(line.get("changed") == "-t config", f"reload: {line}")
+    check(refused_port(port2), "removed service t still accepts")
     px.replace(cfg, b"[service s]\nlisten = nonsense\n")
     k.wait_line(r"event=reload result=failed.*reason=.*ktlsd.conf:2", timeout=5, new_only=True)
-    check(serve_serial(env, port), "the running service stopped")
+    check(serve_serial(env, port3), "the running service stopped")
+    tls_close_quiet(held)
+    k.proc.send_signal(signal.SIGTERM)
+    check(k.proc.wait(timeout=30) == 0, "ktlsd did not drain and exit cleanly")
+
+
+def tls_close_quiet(s):
+    try:
+        s.unwrap()
+    except (OSError, ValueError):
+        pass
+    s.close()
 
 
 TESTS = {"rotation": t_rotation, "broken_pair": t_broken_pair, "memory": t_memory,
