@@ -27,6 +27,7 @@
 #include "listen.h"
 #include "log.h"
 #include "reload.h"
+#include "tlsctx.h"
 
 /* A quiet spell this long ends a burst of writes; no burst delays a reload past the max. */
 #define DEBOUNCE_QUIET_MS 200
@@ -45,17 +46,28 @@ struct reload_fp {
 
 typedef void file_fn(void *arg, const char *what, const char *path);
 
+/* The word for one of sc's files in the reload's "changed" list. */
+static const char *file_kind(const struct service_config *sc, const char *f)
+{
+	return f == sc->cert		    ? "cert"
+	       : f == sc->key		    ? "key"
+	       : f == sc->cacert	    ? "cacert"
+	       : f == sc->key_password_file ? "key-password-file"
+	       : f == sc->ocsp_staple	    ? "ocsp-staple"
+					    : "file";
+}
+
 /*
  * Every file a service reads when it is built, in a fixed order: the one list the watcher
- * and the fingerprints use (a new file a service reads is added here, and only here).
+ * and the fingerprints use (tls_ctx_files, and the CRLs).
  */
 static void service_files(const struct service_config *sc, file_fn *fn, void *arg)
 {
-	fn(arg, "cert", sc->cert);
-	fn(arg, "key", sc->key);
-	fn(arg, "cacert", sc->cacert);
-	if (sc->key_password_file)
-		fn(arg, "key-password-file", sc->key_password_file);
+	const char *files[TLS_CTX_FILES_MAX];
+	size_t n = tls_ctx_files(sc, files);
+
+	for (size_t i = 0; i < n; i++)
+		fn(arg, file_kind(sc, files[i]), files[i]);
 	for (unsigned i = 0; i < sc->n_crl; i++)
 		fn(arg, "crl", sc->crl[i]);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/http.h>
 #include <openssl/ssl.h>
 
 #include "config.h"
@@ -30,6 +31,8 @@
 #define MAX_COUNT	     10000000 /* max-conns, max-handshakes */
 #define MAX_IDLE_S	     (30 * 24 * 3600)
 #define MAX_CRL_FILES	     64
+#define DEFAULT_OCSP_MS	     2000
+#define MAX_OCSP_MS	     60000
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -51,6 +54,7 @@ static void svc_defaults(struct service_config *s, enum service_role role)
 	s->min_tls = TLS1_2_VERSION;
 	s->ticket_lifetime_s = DEFAULT_TICKET_S;
 	s->session_cache = DEFAULT_SESS_CACHE;
+	s->ocsp_timeout_ms = DEFAULT_OCSP_MS;
 	snprintf(s->name, sizeof(s->name), "%s", role == ROLE_SERVER ? "server" : "client");
 }
 
@@ -66,6 +70,10 @@ static void svc_free(struct service_config *s)
 	for (unsigned i = 0; i < s->n_crl; i++)
 		free(s->crl[i]);
 	free(s->crl);
+	free(s->ocsp_staple);
+	free(s->ocsp_url);
+	free(s->ocsp_host);
+	free(s->ocsp_path);
 	policy_free(s->policy);
 }
 
@@ -446,6 +454,83 @@ static int set_crl(struct service_config *s, const struct svc_key *k, const char
 	return 0;
 }
 
+/* --- OCSP and PKCS#11 keys (docs/ocsp-pkcs11.md) ----------------------------------- */
+
+/* A file, or a PKCS#11 URI (RFC 7512) that OpenSSL's pkcs11 provider opens at start. */
+static int set_key(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		   size_t errlen)
+{
+	if (strncmp(v, "pkcs11:", 7))
+		return set_path(s, k, v, err, errlen);
+	if (has_control(v)) {
+		seterr(err, errlen, "%s: control character in the PKCS#11 URI", k->name);
+		return -EINVAL;
+	}
+	free(s->key);
+	s->key = strdup(v);
+	return s->key ? 0 : -ENOMEM;
+}
+
+/*
+ * http://host[:port]/path only: the worker speaks plain HTTP to the responder itself
+ * (OCSP responses are signed, RFC 6960 A.1) and resolves the host once, here, so no
+ * handshake ever waits on DNS.
+ */
+static int set_ocsp_url(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+			size_t errlen)
+{
+	char *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL, *frag = NULL;
+	char hostport[300];
+	const char *why = NULL;
+	int tls = 0, rc = -EINVAL;
+
+	if (has_control(v) ||
+	    !OSSL_HTTP_parse_url(v, &tls, &user, &host, &port, NULL, &path, &query, &frag)) {
+		seterr(err, errlen, "%s '%s': not a URL", k->name, v);
+		goto out_free;
+	}
+	if (tls || strncmp(v, "http://", 7) || (user && *user) || (frag && *frag)) {
+		seterr(err, errlen,
+		       "%s '%s': expected http://host[:port]/path (plain HTTP, no "
+		       "user or fragment)",
+		       k->name, v);
+		goto out_free;
+	}
+	snprintf(hostport, sizeof(hostport), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	if (addr_parse(hostport, false, &s->ocsp_addr, &why)) {
+		seterr(err, errlen, "%s '%s': %s", k->name, v, why);
+		goto out_free;
+	}
+	free(s->ocsp_url);
+	free(s->ocsp_host);
+	free(s->ocsp_path);
+	s->ocsp_url = strdup(v);
+	s->ocsp_host = host;
+	if (!query || !*query)
+		s->ocsp_path = strdup(path);
+	else if (asprintf(&s->ocsp_path, "%s?%s", path, query) < 0)
+		s->ocsp_path = NULL;
+	host = NULL;
+	rc = s->ocsp_url && s->ocsp_path ? 0 : -ENOMEM;
+out_free:
+	OPENSSL_free(host);
+	OPENSSL_free(port);
+	OPENSSL_free(path);
+	OPENSSL_free(user);
+	OPENSSL_free(query);
+	OPENSSL_free(frag);
+	return rc;
+}
+
+static int set_ocsp_fail(struct service_config *s, const struct svc_key *k, const char *v,
+			 char *err, size_t errlen)
+{
+	if (strcmp(v, "open") && strcmp(v, "closed"))
+		return bad_value(k->name, v, err, errlen);
+	s->ocsp_fail_closed = !strcmp(v, "closed");
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct service_config, f)
 
 /* Unnamed fields are 0: ANY_ROLE, and no field or range. */
@@ -453,7 +538,7 @@ static const struct svc_key svc_keys[] = {
 	{ .name = "listen", .set = set_listen },
 	{ .name = "target", .set = set_target },
 	{ .name = "cert", .set = set_path, .off = FIELD(cert) },
-	{ .name = "key", .set = set_path, .off = FIELD(key) },
+	{ .name = "key", .set = set_key, .off = FIELD(key) },
 	{ .name = "cacert", .set = set_path, .off = FIELD(cacert) },
 	{ .name = "key-password-file", .set = set_path, .off = FIELD(key_password_file) },
 	{ .name = "crl", .set = set_crl },
@@ -507,6 +592,15 @@ static const struct svc_key svc_keys[] = {
 	  .min = 0,
 	  .max = MAX_IDLE_S },
 	{ .name = "min-tls", .set = set_min_tls },
+	/* OCSP */
+	{ .name = "ocsp-staple", .role = SERVER_ONLY, .set = set_path, .off = FIELD(ocsp_staple) },
+	{ .name = "ocsp-url", .set = set_ocsp_url },
+	{ .name = "ocsp-timeout-ms",
+	  .set = set_uint,
+	  .off = FIELD(ocsp_timeout_ms),
+	  .min = 1,
+	  .max = MAX_OCSP_MS },
+	{ .name = "ocsp-fail", .set = set_ocsp_fail },
 };
 
 #undef FIELD
@@ -682,6 +776,10 @@ static void print_help(enum service_role role)
 		      "  --crl FILE: a PEM CRL (repeatable, reloaded): every certificate of the\n"
 		      "        peer's chain is checked, so each CA in it needs its CRL\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+		      "  --ocsp-staple FILE: DER OCSP response for --cert, stapled when asked\n"
+		      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
+		      "        check client certificates with this OCSP responder (http://)\n"
+		      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -705,6 +803,9 @@ static void print_help(enum service_role role)
 		      "  --crl FILE: a PEM CRL (repeatable, reloaded): every certificate of the\n"
 		      "        peer's chain is checked, so each CA in it needs its CRL\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+		      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
+		      "        check the server's certificate with this OCSP responder (http://)\n"
+		      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
@@ -733,6 +834,7 @@ static const struct option server_opts[] = {
 	{ "ticket-lifetime", required_argument, NULL, 0 },
 	{ "session-cache", required_argument, NULL, 0 },
 	{ "max-handshakes-per-source", required_argument, NULL, 0 },
+	{ "ocsp-staple", required_argument, NULL, 0 },
 	{ "ktls", required_argument, NULL, 0 },
 	{ "threads", required_argument, NULL, 0 },
 	{ "handshake-timeout", required_argument, NULL, 0 },
@@ -744,6 +846,9 @@ static const struct option server_opts[] = {
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "ocsp-url", required_argument, NULL, 0 },
+	{ "ocsp-timeout-ms", required_argument, NULL, 0 },
+	{ "ocsp-fail", required_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -776,6 +881,9 @@ static const struct option client_opts[] = {
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "ocsp-url", required_argument, NULL, 0 },
+	{ "ocsp-timeout-ms", required_argument, NULL, 0 },
+	{ "ocsp-fail", required_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -875,6 +983,7 @@ int config_from_argv(enum service_role role, int argc, char **argv, struct run_c
 	rc = svc_validate(s, true, err, errlen);
 	if (rc)
 		goto out_free;
+	s->log_format = r.log_format;
 	*ret_cfg = r;
 	*ret_help = false;
 	return 0;
@@ -1337,6 +1446,7 @@ int config_from_file(const char *path, struct run_config *ret_cfg, char *err, si
 			rc = -EINVAL;
 			goto out_free;
 		}
+		r.svc[i].log_format = r.log_format;
 	}
 	rc = listen_overlap_check(&r, path, err, errlen);
 	if (rc)

@@ -50,6 +50,14 @@ struct service_config {
 	unsigned session_cache;	    /* client: tickets kept per worker for the target; 0: none.
 				     * server with resumption_cache: sessions held */
 	bool session_cache_set;
+	/* OCSP (docs/ocsp-pkcs11.md); every file a service reads is named in tls_ctx_files(). */
+	char *ocsp_staple;	      /* server: DER OCSP response for our cert, stapled */
+	char *ocsp_url;		      /* check peers' certificates against this responder */
+	char *ocsp_host, *ocsp_path;  /* the URL's parts: Host header, request path */
+	struct daemon_addr ocsp_addr; /* its host:port, resolved once */
+	unsigned ocsp_timeout_ms;     /* one check, connect to answer */
+	bool ocsp_fail_closed;	      /* responder unusable: refuse (default: admit, log) */
+	enum log_format log_format;   /* the run's, for lines the TLS layer writes */
 };
 
 struct run_config {

@@ -17,7 +17,7 @@ struct ratelim {
 	unsigned suppressed;
 };
 
-enum { RL_ACCEPT, RL_MAX_CONNS, RL_HANDSHAKES, RL_PER_SOURCE, RL_N };
+enum { RL_ACCEPT, RL_MAX_CONNS, RL_HANDSHAKES, RL_PER_SOURCE, RL_OCSP, RL_N };
 
 #define RL_INTERVAL (10 * 1000000000ull) /* one line per limit kind, worker and service */
 

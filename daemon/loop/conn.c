@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "ocsp.h"
 #include "relay.h"
 #include "secmem.h"
 #include "sess_cache.h"
@@ -85,7 +86,7 @@ struct conn *conn_new(struct worker *w)
 	idx = w->free_idx[--w->n_free];
 	c->idx = idx;
 	c->gen = ++w->next_gen;
-	c->tfd = c->pfd = -1;
+	c->tfd = c->pfd = c->ofd = -1;
 	c->t2p.pipe[0] = c->t2p.pipe[1] = c->p2t.pipe[0] = c->p2t.pipe[1] = -1;
 	w->slots[idx] = c;
 	w->live++;
@@ -165,6 +166,7 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	free(c->reason);
 	tls_peer_clear(&c->id);
 	free(c->peer_der);
+	ocsp_fetch_free(c->ocsp); /* closes ofd */
 	SSL_free(c->ssl);
 	if (c->relay)
 		c->relay->release(w, c);
@@ -226,6 +228,8 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 		shutdown(c->pfd, SHUT_RDWR);
 		io_uring_prep_cancel_fd(ring_ignore_sqe(w), c->pfd, IORING_ASYNC_CANCEL_ALL);
 	}
+	if (c->ofd >= 0)
+		io_uring_prep_cancel_fd(ring_ignore_sqe(w), c->ofd, IORING_ASYNC_CANCEL_ALL);
 	if (c->timeout_armed)
 		io_uring_prep_timeout_remove(ring_ignore_sqe(w), ring_ud(OP_HS_TIMEOUT, c), 0);
 	c->cancels_queued = true;

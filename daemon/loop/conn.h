@@ -18,6 +18,7 @@
 #include "tlsctx.h"
 
 struct ktls_conn;
+struct ocsp_fetch;
 struct relay_ops;
 struct sess_cache;
 
@@ -70,6 +71,11 @@ struct conn {
 	 * reload judges again (peer_chain.h); the SSL itself may be gone (kTLS). */
 	uint8_t *peer_der;
 	uint32_t peer_der_len;
+	/* The peer's OCSP check (ocsp_check.c), between the handshake and the connect. */
+	struct ocsp_fetch *ocsp; /* in flight, with its socket ofd */
+	int ofd;
+	uint64_t ocsp_deadline_ns;
+	struct __kernel_timespec ocsp_ts; /* the poll's linked timeout */
 };
 
 /* Words for log lines: who is on each side of c. */

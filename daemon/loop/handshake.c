@@ -63,7 +63,7 @@ static void relay_handoff(struct worker *w, struct conn *c)
 
 /*
  * The peer's chain is kept for reloads to judge again. A reload that came during this
- * handshake swapped the slot's service: the new one (trust, CRLs, rules) judges it now,
+ * handshake (or its OCSP check) swapped the slot's service: the new one (trust, CRLs, rules) judges it now,
  * or it would escape a revocation that was already in force when it finished.
  */
 static bool hs_keep_peer(struct worker *w, struct conn *c)
@@ -77,31 +77,6 @@ static bool hs_keep_peer(struct worker *w, struct conn *c)
 	return !cur || cur == c->svc || worker_conn_recheck(w, c, cur) == 0;
 }
 
-static void hs_finished(struct worker *w, struct conn *c)
-{
-	c->version = SSL_get_version(c->ssl);
-	c->cipher = SSL_get_cipher_name(c->ssl);
-	if (SSL_session_reused(c->ssl)) {
-		/* No certificate this time: the peer is the one in the ticket. */
-		c->resumed = true;
-		conn_count(w, c, STAT_RESUMED);
-		if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
-			conn_count(w, c, STAT_DENIED);
-			conn_fail(w, c, "resumed session: %s", policy_verdict_str(c->id.verdict));
-			return;
-		}
-	}
-	c->hs_done = true;
-	if (!hs_keep_peer(w, c))
-		return;
-	if (conn_is_server(c)) {
-		target_connect(w, c);
-	} else {
-		deadline_cancel(w, c);
-		relay_handoff(w, c);
-	}
-}
-
 static void hs_step(struct worker *w, struct conn *c)
 {
 	int r, e, saved;
@@ -110,7 +85,20 @@ static void hs_step(struct worker *w, struct conn *c)
 	errno = 0;
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
-		hs_finished(w, c);
+		c->version = SSL_get_version(c->ssl);
+		c->cipher = SSL_get_cipher_name(c->ssl);
+		if (SSL_session_reused(c->ssl)) {
+			/* No certificate this time: the peer is the one in the ticket. */
+			c->resumed = true;
+			conn_count(w, c, STAT_RESUMED);
+			if (tls_peer_from_session(c->ssl, c->svc->cfg->policy, &c->id)) {
+				conn_count(w, c, STAT_DENIED);
+				conn_fail(w, c, "resumed session: %s",
+					  policy_verdict_str(c->id.verdict));
+				return;
+			}
+		}
+		ocsp_check_begin(w, c);
 		return;
 	}
 	saved = errno;
@@ -129,6 +117,19 @@ static void hs_step(struct worker *w, struct conn *c)
 		conn_count(w, c, c->id.denied ? STAT_DENIED : STAT_HANDSHAKE_FAILURES);
 		conn_fail(w, c, "%s", why);
 	}
+	}
+}
+
+void handshake_peer_ok(struct worker *w, struct conn *c)
+{
+	c->hs_done = true;
+	if (!hs_keep_peer(w, c))
+		return;
+	if (conn_is_server(c)) {
+		target_connect(w, c);
+	} else {
+		deadline_cancel(w, c);
+		relay_handoff(w, c);
 	}
 }
 
@@ -185,7 +186,9 @@ void handshake_on_timeout(struct worker *w, struct conn *c, int res)
 	if (res != -ETIME || c->closing)
 		return;
 	conn_count(w, c, STAT_HANDSHAKE_TIMEOUTS);
-	if (conn_is_server(c))
+	if (c->ocsp)
+		conn_fail(w, c, "handshake timeout (waiting for the OCSP responder)");
+	else if (conn_is_server(c))
 		conn_fail(w, c, c->hs_done ? "backend connect timeout" : "handshake timeout");
 	else
 		conn_fail(w, c, c->connected ? "handshake timeout" : "connect timeout");

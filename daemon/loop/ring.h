@@ -25,6 +25,7 @@ enum op {
 	OP_HS_POLL,	 /* handshake: the TLS socket is ready for what OpenSSL wants */
 	OP_HS_TIMEOUT,	 /* handshake + connect deadline */
 	OP_CONNECT,	 /* target connect */
+	OP_OCSP_POLL,	 /* peer's OCSP check: the responder's socket is ready */
 	OP_LOOP_MAX,
 	OP_RELAY = 32, /* first op a relay may use (relay.h) */
 	OP_MAX = 256,

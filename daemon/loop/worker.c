@@ -47,6 +47,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include "ocsp.h"
 #include "log.h"
 #include "relay.h"
 #include "sess_cache.h"
@@ -224,6 +225,7 @@ static void on_conn(struct worker *w, const struct io_uring_cqe *cqe)
 		[OP_HS_POLL] = handshake_on_poll,
 		[OP_HS_TIMEOUT] = handshake_on_timeout,
 		[OP_CONNECT] = handshake_on_connect,
+		[OP_OCSP_POLL] = ocsp_check_on_poll,
 	};
 	uint64_t ud = cqe->user_data;
 	unsigned op = ring_ud_op(ud);
@@ -254,6 +256,7 @@ static void handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 		[OP_HS_POLL] = on_conn,
 		[OP_HS_TIMEOUT] = on_conn,
 		[OP_CONNECT] = on_conn,
+		[OP_OCSP_POLL] = on_conn,
 	};
 	unsigned op = ring_ud_op(cqe->user_data);
 
@@ -340,6 +343,7 @@ static void worker_cleanup(struct worker *w)
 	w->sess = NULL;
 	for (size_t i = 0; w->svcs && i < w->rt->n_svc; i++) {
 		src_table_free(&w->svcs[i].src);
+		ocsp_cache_free(w->svcs[i].ocsp);
 		service_put(w->svcs[i].cur);
 	}
 	free(w->svcs);

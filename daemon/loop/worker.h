@@ -37,6 +37,7 @@ struct worker_svc {
 	struct service *cur; /* held: new connections of this slot start on it */
 	struct src_table src;
 	struct ratelim rl[RL_N];
+	struct ocsp_cache *ocsp; /* peers' OCSP answers; made at the first check */
 };
 
 /* A function run on a worker's thread for another thread (worker_call). */
@@ -138,6 +139,12 @@ void handshake_begin(struct worker *w, struct conn *c);
 void handshake_on_poll(struct worker *w, struct conn *c, int res);
 void handshake_on_timeout(struct worker *w, struct conn *c, int res);
 void handshake_on_connect(struct worker *w, struct conn *c, int res);
+/* The handshake is done and the peer admitted: connect (server) or relay (client). */
+void handshake_peer_ok(struct worker *w, struct conn *c);
+/* ocsp_check.c: with an ocsp-url, the peer's certificate is checked before
+ * handshake_peer_ok; otherwise that follows at once. */
+void ocsp_check_begin(struct worker *w, struct conn *c);
+void ocsp_check_on_poll(struct worker *w, struct conn *c, int res);
 /* keepalive on fd: TCP's own probes find a vanished peer. */
 void conn_keepalive(int fd);
 

@@ -121,6 +121,10 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_TRUNCATED] = "truncated",
 		[STAT_IDLE_TIMEOUTS] = "idle_timeouts",
 		[STAT_RECHECK_CLOSES] = "recheck_closes",
+		[STAT_OCSP_GOOD] = "ocsp_good",
+		[STAT_OCSP_REVOKED] = "ocsp_revoked",
+		[STAT_OCSP_NO_ANSWER] = "ocsp_no_answer",
+		[STAT_OCSP_CACHED] = "ocsp_cached",
 	};
 
 	return k < STAT_MAX ? names[k] : "?";

@@ -40,6 +40,10 @@ enum service_stat {
 	STAT_TRUNCATED,	     /* peer's FIN came without close_notify */
 	STAT_IDLE_TIMEOUTS,  /* established, no bytes for idle_timeout_s */
 	STAT_RECHECK_CLOSES, /* closed by a reload: revoked, untrusted or no longer allowed */
+	STAT_OCSP_GOOD,	     /* peer's certificate good (fetched or cached) */
+	STAT_OCSP_REVOKED,   /* peer refused: revoked */
+	STAT_OCSP_NO_ANSWER, /* no usable answer: refused (fail closed) or admitted (open) */
+	STAT_OCSP_CACHED,    /* answered from the worker's cache */
 	STAT_MAX
 };
 

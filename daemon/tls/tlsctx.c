@@ -14,6 +14,8 @@
 #include <openssl/x509v3.h>
 
 #include "ktlsd/ktls.h"
+#include "ocsp.h"
+#include "pkcs11_key.h"
 #include "sess_cache.h"
 #include "ticket_keys.h"
 #include "tlsctx.h"
@@ -474,11 +476,54 @@ out_cleanse:
 	return bad ? -EINVAL : 0;
 }
 
-static int key_load(SSL_CTX *ctx, const struct service_config *s, const struct key_pass *kp,
-		    char *err, size_t errlen)
+/* A key in a token (pkcs11: URI): the PIN comes from key-password-file, if any. */
+static int key_load_pkcs11(SSL_CTX *ctx, const struct service_config *s, struct key_pass *kp,
+			   char *err, size_t errlen)
+{
+	EVP_PKEY *pkey = NULL;
+	char shown[512];
+	int rc;
+
+	/*
+	 * Without a PIN the provider falls back to asking on the terminal (pkcs11-provider
+	 * 1.0 reads stdin): a daemon must never prompt, so a PIN source is required.
+	 */
+	if (!s->key_password_file && !strstr(s->key, "pin-value=") &&
+	    !strstr(s->key, "pin-source=")) {
+		tls_key_display(s->key, shown, sizeof(shown));
+		snprintf(err, errlen,
+			 "key %s: no PIN: give key-password-file (the token's PIN) or pin-source= "
+			 "in the URI",
+			 shown);
+		return -EINVAL;
+	}
+	rc = tls_pkcs11_key_load(s->key, key_pass_cb, kp, &pkey, err, errlen);
+	if (rc)
+		return rc;
+	if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
+		unsigned long e = ERR_peek_last_error();
+
+		tls_key_display(s->key, shown, sizeof(shown));
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			snprintf(err, errlen, "key %s does not match cert %s", shown, s->cert);
+			rc = -EINVAL;
+		} else {
+			rc = fail(err, errlen, "key", shown);
+		}
+	}
+	EVP_PKEY_free(pkey);
+	return rc;
+}
+
+static int key_load(SSL_CTX *ctx, const struct service_config *s, struct key_pass *kp, char *err,
+		    size_t errlen)
 {
 	unsigned long e;
 
+	if (tls_key_is_pkcs11(s->key))
+		return key_load_pkcs11(ctx, s, kp, err, errlen);
 	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) == 1)
 		return 0;
 	e = ERR_peek_last_error();
@@ -540,8 +585,11 @@ static int identity_setup(SSL_CTX *ctx, const struct service_config *s, char *er
 	if (rc)
 		return rc;
 	if (SSL_CTX_check_private_key(ctx) != 1) {
+		char shown[512];
+
 		ERR_clear_error();
-		snprintf(err, errlen, "key %s does not match cert %s", s->key, s->cert);
+		tls_key_display(s->key, shown, sizeof(shown));
+		snprintf(err, errlen, "key %s does not match cert %s", shown, s->cert);
 		return -EINVAL;
 	}
 	return 0;
@@ -720,6 +768,10 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 	if (rc)
 		goto out_free_ctx;
 	verify_setup(ctx, s);
+	/* After the certificate and trust store: the staple is checked against them. */
+	rc = ocsp_staple_setup(ctx, s, err, errlen);
+	if (rc)
+		goto out_free_ctx;
 	if (for_ktls) {
 		rc = ktls_ctx_prepare(ctx, server);
 		if (rc) {
@@ -734,4 +786,19 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 out_free_ctx:
 	SSL_CTX_free(ctx);
 	return rc;
+}
+
+size_t tls_ctx_files(const struct service_config *s, const char **ret_files)
+{
+	size_t n = 0;
+
+	ret_files[n++] = s->cert;
+	if (!tls_key_is_pkcs11(s->key))
+		ret_files[n++] = s->key;
+	ret_files[n++] = s->cacert;
+	if (s->key_password_file)
+		ret_files[n++] = s->key_password_file;
+	if (s->ocsp_staple)
+		ret_files[n++] = s->ocsp_staple;
+	return n;
 }

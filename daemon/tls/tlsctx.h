@@ -73,6 +73,14 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 		  size_t errlen);
 
 /*
+ * The files tls_ctx_build reads for s (what a reload watches): cert, key (unless a
+ * pkcs11: URI), cacert, key-password-file, ocsp-staple. Fills ret_files (room for
+ * TLS_CTX_FILES_MAX) and returns how many.
+ */
+#define TLS_CTX_FILES_MAX 8
+size_t tls_ctx_files(const struct service_config *s, const char **ret_files);
+
+/*
  * Fills *ret_id with the names of x (URI/DNS/IP SANs, CN, OUs); they point into x and into
  * *ret_sans, which the caller frees with GENERAL_NAMES_free() when done with *ret_id.
  * Names with embedded NULs are skipped: they cannot be compared safely (skipped URI SANs

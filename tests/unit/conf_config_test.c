@@ -941,6 +941,66 @@ static void test_global_once(void **state)
 		     "[global] given twice");
 }
 
+/* OCSP keys and PKCS#11 key URIs (docs/ocsp-pkcs11.md). */
+static void test_ocsp_pkcs11_keys(void **state)
+{
+	static const char *const ok[] = { "--allow-all",
+					  "--ocsp-staple",
+					  F,
+					  "--ocsp-url",
+					  "http://127.0.0.1:8080/a/b?x=1",
+					  "--ocsp-timeout-ms",
+					  "500",
+					  "--ocsp-fail",
+					  "closed",
+					  "--key",
+					  "pkcs11:token=t;object=k?pin-value=1",
+					  NULL };
+	static const char *const https[] = { "--allow-all", "--ocsp-url", "https://127.0.0.1/",
+					     NULL };
+	static const char *const user[] = { "--allow-all", "--ocsp-url", "http://u@127.0.0.1/",
+					    NULL };
+	static const char *const fail[] = { "--allow-all", "--ocsp-fail", "maybe", NULL };
+	static const char *const tmo[] = { "--allow-all", "--ocsp-timeout-ms", "60001", NULL };
+	static const char *const ctl[] = { "--allow-all", "--key", "pkcs11:object=a\nb", NULL };
+	static const char *const staple_cli[] = { "--verify-any", "--ocsp-staple", F, NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
+
+	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", ok, &cfg, err), 0);
+	assert_string_equal(cfg.svc[0].ocsp_staple, F);
+	assert_string_equal(cfg.svc[0].ocsp_host, "127.0.0.1");
+	assert_string_equal(cfg.svc[0].ocsp_path, "/a/b?x=1");
+	assert_int_equal(cfg.svc[0].ocsp_addr.n > 0, 1);
+	assert_int_equal(cfg.svc[0].ocsp_timeout_ms, 500);
+	assert_true(cfg.svc[0].ocsp_fail_closed);
+	assert_string_equal(cfg.svc[0].key, "pkcs11:token=t;object=k?pin-value=1");
+	config_free(&cfg);
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", https,
+			 "--ocsp-url 'https://127.0.0.1/': expected http://host[:port]/path (plain "
+			 "HTTP, no user or fragment)");
+	expect_cli_error(
+		ROLE_SERVER, "127.0.0.1:1", user,
+		"--ocsp-url 'http://u@127.0.0.1/': expected http://host[:port]/path (plain "
+		"HTTP, no user or fragment)");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", fail, "--ocsp-fail: invalid value 'maybe'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", tmo,
+			 "--ocsp-timeout-ms: invalid value '60001'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", ctl,
+			 "--key: control character in the PKCS#11 URI");
+	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", staple_cli, &cfg, err), -EINVAL);
+	/* Defaults: fail open, 2 s. */
+	expect_ok("[service a]\nlisten = 127.0.0.1:8443\ntarget = 127.0.0.1:80\ncert = " F
+		  "\ncacert = " F "\nallow-all = yes\nocsp-url = http://127.0.0.1:9/\n"
+		  "key = pkcs11:token=t;object=k\n",
+		  &cfg);
+	assert_false(cfg.svc[0].ocsp_fail_closed);
+	assert_int_equal(cfg.svc[0].ocsp_timeout_ms, 2000);
+	assert_string_equal(cfg.svc[0].ocsp_path, "/");
+	assert_string_equal(cfg.svc[0].key, "pkcs11:token=t;object=k");
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -960,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(test_new_keys_file),
 		cmocka_unit_test(test_cn_ou_one_name),
 		cmocka_unit_test(test_global_once),
+		cmocka_unit_test(test_ocsp_pkcs11_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

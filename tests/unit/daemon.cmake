@@ -17,6 +17,8 @@ ktlsd_unit_test(conf policy)
 ktlsd_unit_test(tls hs_want)
 ktlsd_unit_test(tls ticket_keys)
 ktlsd_unit_test(tls sess_cache)
+# OCSP response checks (responses built in the test), the answer cache, PKCS#11 URI display.
+ktlsd_unit_test(tls ocsp)
 # tls_ctx_build with a PKI that scripts/pki makes when the test starts.
 ktlsd_unit_test(tls tlsctx)
 target_compile_definitions(test_tls_tlsctx PRIVATE
