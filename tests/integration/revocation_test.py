@@ -22,6 +22,8 @@ crl_errors    a CRL file that is not one, missing, or signed by the wrong key: e
               the file named; check-config agrees
 vm_revoke     (inside a kTLS kernel, from tests/vm/server.cmake) revoke_live with
               --ktls require: the kTLS connection gets its close_notify from the kernel
+              (under TCG the 1 s counts from the end of the reload's build, which alone
+              took 1.3 s in a 7.x guest on a loaded host)
 """
 import os
 import socket
@@ -100,14 +102,18 @@ def revoke_live(env, extra=(), ktls=False):
     os.rename(env.p("crl.new"), crl)
     wait_closed(a, 1.0)
     dt = time.time() - t0
-    check(dt < 1.0, f"the revoked client's connection closed {dt:.2f} s after the CRL")
+    line = log_fields(k.wait_line(r"event=reload result=ok"))
+    # Under TCG (the VM) building the service alone can take over a second: there the
+    # second counts from the end of the reload's build; on the host from the rename.
+    build = float(line.get("duration_ms", "0")) / 1000 if ktls else 0.0
+    check(dt < 1.0 + build,
+          f"the revoked client's connection closed {dt:.2f} s after the CRL (build {build:.2f} s)")
     end = log_fields(k.conn_end(r'reason="certificate revoked"'))
     check(end.get("uri") == "spiffe://example.org/client", f"conn_end: {end}")
     if ktls:
         check(end.get("ktls") == "tx+rx", f"not a kTLS connection: {end}")
         after = tls_stat()
         check(after["TlsDecryptError"] == before["TlsDecryptError"], f"{before} -> {after}")
-    line = log_fields(k.wait_line(r"event=reload result=ok"))
     check(line.get("changed") == "server:crl" and line.get("closed") == "1", f"reload: {line}")
     check(roundtrip(b), "the other client's connection did not survive")
     check(refused(env, k.port, env.p("client.pem")), "revoked client's new handshake went through")
