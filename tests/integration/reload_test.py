@@ -16,6 +16,9 @@ broken_pair  a certificate that does not match the key, then a CA bundle that is
              still served; the next good pair is taken and logged result=ok
 memory       1,000 reloads with connections held across them and then closed: VmRSS after
              the last is within 4 MiB of what it was after the first 100
+storm        the pair rewritten by rename in a tight loop for 5 s: handshakes every 100 ms
+             all succeed, reloads stay debounced (at most one per 200 ms), RSS stays
+             within 4 MiB, the last write is served within 3 s of the storm's end
 config       --config: [global] threads changed is named in not_applied; a service added
              starts accepting, one moved to another address stops on the old one (its
              connection runs on), one removed stops; a change that cannot be made (mode on
@@ -246,6 +249,43 @@ def t_memory(env):
     check(last - base < 4096, f"VmRSS grew {last - base} kB over 900 reloads")
 
 
+def t_storm(env):
+    live = live_files(env)
+    k = start(env, live, env.echo_backend())
+    a = px.new_leaf(env.pki, "sa", env.p("ca"), "server", SAN, "server")
+    b = px.new_leaf(env.pki, "sb", env.p("ca"), "server", SAN, "server")
+    pairs = [(px.read(x + ".key"), px.read(x + ".pem")) for x in (a, b)]
+    time.sleep(0.5)
+    rss0, t0, n, fails = vmrss_kb(k.proc.pid), time.time(), 0, 0
+    ctx = client_ctx(env, env.p("ca.pem"), env.p("client"))
+    next_probe = t0
+    while time.time() - t0 < 5.0:
+        key, pem = pairs[n % 2]
+        px.replace(os.path.join(live, "server.key"), key)
+        px.replace(os.path.join(live, "server.pem"), pem)
+        n += 1
+        if time.time() >= next_probe:  # still serving, every 100 ms
+            next_probe += 0.1
+            try:
+                handshake(ctx, k.port)
+            except (OSError, ssl.SSLError):
+                fails += 1
+    t_end = time.time()
+    last = int(px.serial((a if (n - 1) % 2 == 0 else b) + ".pem"), 16)
+    deadline = t_end + 3.0
+    while time.time() < deadline and handshake(ctx, k.port) != last:
+        time.sleep(0.05)
+    check(handshake(ctx, k.port) == last, "the last write was not served within 3 s")
+    reloads = k.text().count("event=reload result=")
+    rss = vmrss_kb(k.proc.pid)
+    print(f"{n} pair rewrites in 5 s: {reloads} reloads, {fails} failed probes, "
+          f"VmRSS {rss0} -> {rss} kB")
+    check(fails == 0, f"{fails} handshakes failed during the storm")
+    # debounced: at most one reload per quiet spell, at least one per second
+    check(reloads <= 5 / 0.2 + 2, f"{reloads} reloads for a 5 s storm: not debounced")
+    check(rss - rss0 < 4096, f"VmRSS grew {rss - rss0} kB in the storm")
+
+
 def refused_port(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
@@ -316,7 +356,7 @@ def tls_close_quiet(s):
 
 
 TESTS = {"rotation": t_rotation, "broken_pair": t_broken_pair, "memory": t_memory,
-         "config": t_config}
+         "storm": t_storm, "config": t_config}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
