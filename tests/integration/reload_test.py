@@ -35,7 +35,7 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import Fail, Ktlsd, check, free_port, log_fields, main  # noqa: E402
+from harness import SANITIZER, Fail, Ktlsd, check, free_port, log_fields, main  # noqa: E402
 import pki_extra as px  # noqa: E402
 
 
@@ -246,7 +246,8 @@ def t_memory(env):
     time.sleep(0.5)
     last = vmrss_kb(k.proc.pid)
     print(f"VmRSS after 100 reloads {base} kB, after 1000 {last} kB ({last - base:+d} kB)")
-    check(last - base < 4096, f"VmRSS grew {last - base} kB over 900 reloads")
+    # A sanitizer's quarantine holds freed memory: there the reloads run for its reports.
+    check(SANITIZER or last - base < 4096, f"VmRSS grew {last - base} kB over 900 reloads")
 
 
 def t_storm(env):
@@ -283,7 +284,7 @@ def t_storm(env):
     check(fails == 0, f"{fails} handshakes failed during the storm")
     # debounced: at most one reload per quiet spell, at least one per second
     check(reloads <= 5 / 0.2 + 2, f"{reloads} reloads for a 5 s storm: not debounced")
-    check(rss - rss0 < 4096, f"VmRSS grew {rss - rss0} kB in the storm")
+    check(SANITIZER or rss - rss0 < 4096, f"VmRSS grew {rss - rss0} kB in the storm")
 
 
 def refused_port(port):
