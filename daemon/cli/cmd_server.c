@@ -429,6 +429,13 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	rlim_t nofile = 0;
 	int rc, sig;
 
+	/*
+	 * A rotation tool may send SIGHUP while the services are still being built: its
+	 * default action would kill the daemon. Held now, it reloads once the workers run.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	rc = runtime_prepare(&rt, cfgpath, &nofile);
 	if (rc)
 		goto out_free_services;
