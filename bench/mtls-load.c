@@ -302,6 +302,9 @@ static bool conn_after_recv(struct conn *c)
 			return false;
 		}
 		r->handshakes++;
+		/* connect to echo: what a client waits for a new connection */
+		if (r->nsamples < MAX_SAMPLES_PER_THREAD)
+			r->samples[r->nsamples++] = now_ns() - c->t_start;
 		if (SSL_session_reused(c->ssl))
 			r->resumed++;
 		if (cfg->resume) {
@@ -731,6 +734,30 @@ static double pct_us(const uint64_t *s, size_t n, double p)
 	return (double)s[i] / 1000.0;
 }
 
+/* ,"samples":N,"p50_us":...: every worker's samples together. Returns 0 or 1 (no memory). */
+static int print_percentiles(struct worker *workers, unsigned int threads)
+{
+	size_t n = 0, k = 0;
+	uint64_t *all;
+
+	for (unsigned int t = 0; t < threads; t++)
+		n += workers[t].res.nsamples;
+	all = malloc((n + 1) * sizeof(uint64_t));
+	if (!all)
+		return 1;
+	for (unsigned int t = 0; t < threads; t++) {
+		memcpy(all + k, workers[t].res.samples, workers[t].res.nsamples * sizeof(uint64_t));
+		k += workers[t].res.nsamples;
+	}
+	qsort(all, k, sizeof(uint64_t), cmp_u64);
+	printf(",\"samples\":%zu,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+	       "\"max_us\":%.1f",
+	       k, pct_us(all, k, 0.5), pct_us(all, k, 0.99), pct_us(all, k, 0.999),
+	       k ? (double)all[k - 1] / 1000.0 : 0.0);
+	free(all);
+	return 0;
+}
+
 static SSL_CTX *make_ctx(const struct config *cfg)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -1021,7 +1048,7 @@ int main(int argc, char **argv)
 			w->conns[i]->fd = -1;
 			w->conns[i]->state = ST_DONE;
 		}
-		if (cfg.mode == MODE_LATENCY) {
+		if (cfg.mode == MODE_LATENCY || cfg.mode == MODE_HANDSHAKE) {
 			w->res.samples = malloc(MAX_SAMPLES_PER_THREAD * sizeof(uint64_t));
 			if (!w->res.samples)
 				return 1;
@@ -1078,6 +1105,9 @@ int main(int argc, char **argv)
 	switch (cfg.mode) {
 	case MODE_HANDSHAKE:
 		printf(",\"handshakes_per_s\":%.1f", (double)tot.handshakes / secs);
+		/* connect to 1-byte echo of each handshake, in microseconds */
+		if (print_percentiles(workers, cfg.threads))
+			return 1;
 		if (cfg.rate > 0)
 			printf(",\"rate\":%g,\"parallel\":%u,\"starts_missed\":%llu", cfg.rate,
 			       cfg.parallel, (unsigned long long)tot.starts_missed);
@@ -1089,25 +1119,11 @@ int main(int argc, char **argv)
 		       (unsigned long long)tot.bytes, (unsigned long long)tot.conns_done,
 		       (unsigned long long)cfg.bytes, (double)tot.bytes / 1048576.0 / secs);
 		break;
-	case MODE_LATENCY: {
-		uint64_t *all = malloc((tot.nsamples + 1) * sizeof(uint64_t));
-		size_t k = 0;
-
-		if (!all)
+	case MODE_LATENCY:
+		printf(",\"size\":%zu", cfg.size);
+		if (print_percentiles(workers, cfg.threads))
 			return 1;
-		for (unsigned int t = 0; t < cfg.threads; t++) {
-			memcpy(all + k, workers[t].res.samples,
-			       workers[t].res.nsamples * sizeof(uint64_t));
-			k += workers[t].res.nsamples;
-		}
-		qsort(all, k, sizeof(uint64_t), cmp_u64);
-		printf(",\"size\":%zu,\"samples\":%zu,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-		       "\"p999_us\":%.1f,\"max_us\":%.1f",
-		       cfg.size, k, pct_us(all, k, 0.5), pct_us(all, k, 0.99),
-		       pct_us(all, k, 0.999), k ? (double)all[k - 1] / 1000.0 : 0.0);
-		free(all);
 		break;
-	}
 	case MODE_IDLE:
 		printf(",\"established\":%llu", (unsigned long long)tot.established);
 		break;

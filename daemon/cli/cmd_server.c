@@ -6,8 +6,8 @@
  *
  * Threads: the main thread builds everything, blocks SIGTERM/SIGINT/SIGHUP (the workers
  * inherit that mask, so only it takes them), starts one worker per --threads and waits on
- * a barrier until every worker's ring is armed, logs "listening", then sits in sigwait.
- * SIGTERM drains (workers stop accepting, connections finish up to the drain deadline),
+ * a barrier until every worker's ring is armed, logs "listening", then waits for signals
+ * and file changes (reload.c: SIGHUP and changed files rebuild the services). SIGTERM drains (workers stop accepting, connections finish up to the drain deadline),
  * SIGINT stops at once; either way it tells each worker through its eventfd, joins them,
  * and logs the counters. Nothing else is shared with the workers but the immutable
  * services and their per-worker statistics.
@@ -34,6 +34,7 @@
 #include "ktlsd/probe.h"
 #include "log.h"
 #include "notify.h"
+#include "reload.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
@@ -274,6 +275,9 @@ static void log_counters(struct runtime *rt)
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		const struct service *s = rt->svc[i];
 		char v[STAT_MAX][24];
+
+		if (!s)
+			continue; /* removed by a reload */
 		struct log_kv kv[STAT_MAX + 1] = { { "service", s->cfg->name } };
 
 		for (int k = 0; k < STAT_MAX; k++) {
@@ -398,39 +402,24 @@ static void workers_start(struct worker *w, unsigned n, pthread_barrier_t *ready
 	}
 }
 
-/*
- * One signal, or 0 when the watchdog period (us, 0: none) passed first: the main thread
- * waking up on time is what the WATCHDOG=1 ping vouches for.
- */
-static int signal_next(const sigset_t *set, uint64_t wd_us)
+/* The main thread's only job once workers run: the signals (only it takes them), reloads. */
+static int signal_wait(struct runtime *rt, struct worker *w, const char *cfgpath,
+		       const sigset_t *set)
 {
-	struct timespec ts = { (time_t)(wd_us / 1000000), (long)(wd_us % 1000000) * 1000 };
+	const struct run_config *cfg = rt->cfg;
+	struct reloader rl;
 	int sig;
 
-	if (!wd_us)
-		return sigwait(set, &sig) ? -1 : sig;
-	sig = sigtimedwait(set, NULL, &ts);
-	return sig < 0 && errno == EAGAIN ? 0 : sig;
-}
+	if (reloader_init(&rl, rt, w, cfg->threads, cfgpath)) {
+		struct log_kv kv[] = { { "msg", "out of memory: no reload, no file watching" } };
 
-/* The main thread's only job once workers run: the signals, which only it takes. */
-static int signal_wait(const struct run_config *cfg, const sigset_t *set)
-{
-	uint64_t wd_us = notify_watchdog_period_us();
-	int sig = 0;
-
-	for (;;) {
-		sig = signal_next(set, wd_us);
-		if (sig == 0)
-			notify_watchdog();
-		if (sig <= 0)
-			continue;
-		if (sig != SIGHUP)
-			break;
-		struct log_kv kv[] = { { "msg", "SIGHUP: reload is not supported yet" } };
-
-		log_kv(cfg->log_format, "warn", "reload_ignored", kv, 1);
+		log_kv(cfg->log_format, "error", "reload_unavailable", kv, 1);
+		while (sigwait(set, &sig) || sig == SIGHUP)
+			;
+	} else {
+		sig = reloader_wait(&rl, set);
 	}
+	reloader_free(&rl);
 	notify_stopping();
 	notify_status("%s", sig == SIGTERM ? "draining" : "stopping");
 	struct log_kv kv[] = { { "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT" },
@@ -509,6 +498,30 @@ static void signals_block(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Every listener accepts: /readyz, the log and systemd hear it. */
+static void announce_ready(struct runtime *rt, rlim_t nofile)
+{
+	atomic_store(&rt->ready, true);
+	log_start(rt, nofile);
+	notify_status("listening: %zu service%s, %u worker threads", rt->n_svc,
+		      rt->n_svc == 1 ? "" : "s", rt->cfg->threads);
+	notify_ready();
+}
+
+/* SIGTERM drains, SIGINT stops: the workers end, then the admin endpoint, then the tally. */
+static void stop(struct runtime *rt, struct worker *w, struct admin *admin, int sig)
+{
+	/* /readyz says 503 from here: the orchestrator stops sending while connections end. */
+	atomic_store(&rt->draining, true);
+	workers_signal(w, rt->cfg->threads, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
+	workers_join(w, rt->cfg->threads);
+	admin_stop(admin);
+	log_counters(rt);
+	struct log_kv kv[] = { { "msg", "all workers stopped" } };
+
+	log_kv(rt->cfg->log_format, "info", "exit", kv, 1);
+}
+
 static int run(struct run_config *cfg, const char *cfgpath)
 {
 	struct admin *admin = NULL;
@@ -521,6 +534,13 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	rlim_t nofile = 0;
 	int rc, sig;
 
+	/*
+	 * A rotation tool may send SIGHUP while the services are still being built: its
+	 * default action would kill the daemon. Held now, it reloads once the workers run.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	rc = runtime_prepare(&rt, cfgpath, &nofile);
 	if (rc)
 		goto out_free_services;
@@ -546,21 +566,9 @@ static int run(struct run_config *cfg, const char *cfgpath)
 		admin_stop(admin);
 		goto out_free_workers;
 	}
-	atomic_store(&rt.ready, true);
-	log_start(&rt, nofile);
-	notify_status("listening: %zu service%s, %u worker threads", rt.n_svc,
-		      rt.n_svc == 1 ? "" : "s", cfg->threads);
-	notify_ready();
-	sig = signal_wait(cfg, &set);
-	/* /readyz says 503 from here: the orchestrator stops sending while connections end. */
-	atomic_store(&rt.draining, true);
-	workers_signal(w, cfg->threads, sig == SIGTERM ? CMD_DRAIN : CMD_STOP);
-	workers_join(w, cfg->threads);
-	admin_stop(admin);
-	log_counters(&rt);
-	struct log_kv kv[] = { { "msg", "all workers stopped" } };
-
-	log_kv(cfg->log_format, "info", "exit", kv, 1);
+	announce_ready(&rt, nofile);
+	sig = signal_wait(&rt, w, cfgpath, &set);
+	stop(&rt, w, admin, sig);
 out_free_workers:
 	pthread_barrier_destroy(&ready);
 	workers_free(w, cfg->threads, rt.n_svc);

@@ -194,7 +194,7 @@ out_close:
 }
 
 /* After listen(): is every listener on our address one of ours? See the guard's comment. */
-static int listeners_exclusive(const struct daemon_addr *a, struct worker *w, unsigned n, size_t s)
+static int listeners_exclusive(const struct daemon_addr *a, const int *fds, unsigned n)
 {
 	struct listen_set *ls = calloc(1, sizeof(*ls) + n * sizeof(ls->inode[0]));
 	int rc = 0, v6only = 0;
@@ -206,14 +206,14 @@ static int listeners_exclusive(const struct daemon_addr *a, struct worker *w, un
 	for (unsigned i = 0; i < n; i++) {
 		struct stat st;
 
-		if (fstat(w[i].listen_fd[s], &st)) {
+		if (fstat(fds[i], &st)) {
 			rc = -errno;
 			goto out_free;
 		}
 		ls->inode[ls->n++] = (uint32_t)st.st_ino;
 	}
 	if (a->alt[0].ss.ss_family == AF_INET6 &&
-	    !getsockopt(w[0].listen_fd[s], IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen))
+	    !getsockopt(fds[0], IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen))
 		ls->v6only = v6only;
 	rc = diag_scan(ls, AF_INET);
 	if (!rc)
@@ -226,7 +226,7 @@ out_free:
 }
 
 /* What an operator can act on, for bind()/listen() errors in particular. */
-static const char *listen_strerror(int err)
+const char *listen_strerror(int err)
 {
 	switch (err) {
 	case EADDRINUSE:
@@ -327,6 +327,26 @@ static int systemd_listen(const struct service_config *sc, struct worker *w, uns
 	return 0;
 }
 
+int listen_group(const struct daemon_addr *a, int *fds, unsigned n)
+{
+	int err = listener_guard(a);
+
+	for (unsigned i = 0; i < n; i++)
+		fds[i] = -1;
+	for (unsigned i = 0; !err && i < n; i++)
+		err = listener_open(a, &fds[i]);
+	if (!err)
+		err = listeners_exclusive(a, fds, n);
+	if (!err)
+		return 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+	return err;
+}
+
 /*
  * Opens service s's listener in every worker, or says in one line why not. The address is
  * the operator's to fix (exit 2) unless the process ran out of something (exit 1).
@@ -335,13 +355,18 @@ int service_listen(const struct service_config *sc, const char *cfgpath, struct 
 		   unsigned n, size_t s)
 {
 	const char *why = NULL;
-	int err = sc->listen_systemd ? systemd_listen(sc, w, n, s, &why)
-				     : listener_guard(&sc->listen_addr);
+	int err;
 
-	for (unsigned i = 0; !err && !sc->listen_systemd && i < n; i++)
-		err = listener_open(&sc->listen_addr, &w[i].listen_fd[s]);
-	if (!err && !sc->listen_systemd)
-		err = listeners_exclusive(&sc->listen_addr, w, n, s);
+	if (sc->listen_systemd) {
+		err = systemd_listen(sc, w, n, s, &why);
+	} else {
+		int *fds = calloc(n, sizeof(*fds));
+
+		err = fds ? listen_group(&sc->listen_addr, fds, n) : -ENOMEM;
+		for (unsigned i = 0; !err && i < n; i++)
+			w[i].listen_fd[s] = fds[i];
+		free(fds);
+	}
 	if (!err)
 		return 0;
 	if (why) {

@@ -15,4 +15,12 @@
 int service_listen(const struct service_config *sc, const char *cfgpath, struct worker *w,
 		   unsigned n, size_t s);
 
+/*
+ * The n listeners of one address (one per worker) into fds, owned (see listen.c), or
+ * -errno with none left open (every fds[i] -1). For a service added by a reload.
+ */
+int listen_group(const struct daemon_addr *a, int *fds, unsigned n);
+/* bind()/listen() errors in words an operator can act on. */
+const char *listen_strerror(int err);
+
 #endif

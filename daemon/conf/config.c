@@ -32,6 +32,7 @@
 #define MAX_SRV_CACHE	     10000000
 #define MAX_COUNT	     10000000 /* max-conns, max-handshakes */
 #define MAX_IDLE_S	     (30 * 24 * 3600)
+#define MAX_CRL_FILES	     64
 #define DEFAULT_OCSP_MS	     2000
 #define MAX_OCSP_MS	     60000
 
@@ -68,6 +69,9 @@ static void svc_free(struct service_config *s)
 	free(s->cacert);
 	free(s->key_password_file);
 	free(s->server_name);
+	for (unsigned i = 0; i < s->n_crl; i++)
+		free(s->crl[i]);
+	free(s->crl);
 	free(s->ocsp_staple);
 	free(s->ocsp_url);
 	free(s->ocsp_host);
@@ -85,6 +89,32 @@ void config_free(struct run_config *cfg)
 	free(cfg->admin);
 	free(cfg->user);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+struct config_ref *config_ref_new(struct run_config *cfg)
+{
+	struct config_ref *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	atomic_init(&r->refs, 1);
+	r->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	return r;
+}
+
+struct config_ref *config_ref_get(struct config_ref *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	return r;
+}
+
+void config_ref_put(struct config_ref *r)
+{
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	config_free(&r->cfg);
+	free(r);
 }
 
 static int parse_uint(const char *v, unsigned min, unsigned max, unsigned *ret_n)
@@ -489,6 +519,30 @@ static int set_min_tls(struct service_config *s, const struct svc_key *k, const 
 	return 0;
 }
 
+/* Repeatable: each --crl adds a file (one CA's CRL each, typically). */
+static int set_crl(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		   size_t errlen)
+{
+	char **grown, *path = NULL;
+	int rc;
+
+	if (s->n_crl == MAX_CRL_FILES) {
+		seterr(err, errlen, "%s: more than %d files", k->name, MAX_CRL_FILES);
+		return -EINVAL;
+	}
+	rc = set_file(&path, k->name, v, err, errlen);
+	if (rc)
+		return rc;
+	grown = realloc(s->crl, (s->n_crl + 1) * sizeof(*grown));
+	if (!grown) {
+		free(path);
+		return -ENOMEM;
+	}
+	s->crl = grown;
+	s->crl[s->n_crl++] = path;
+	return 0;
+}
+
 /* --- OCSP and PKCS#11 keys (docs/ocsp-pkcs11.md) ----------------------------------- */
 
 /* A file, or a PKCS#11 URI (RFC 7512) that OpenSSL's pkcs11 provider opens at start. */
@@ -584,6 +638,7 @@ static const struct svc_key svc_keys[] = {
 	{ .name = "key", .set = set_key, .off = FIELD(key) },
 	{ .name = "cacert", .set = set_path, .off = FIELD(cacert) },
 	{ .name = "key-password-file", .set = set_path, .off = FIELD(key_password_file) },
+	{ .name = "crl", .set = set_crl },
 	{ .name = "allow-uri", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_URI },
 	{ .name = "allow-dns", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_DNS },
 	{ .name = "allow-cn", .role = SERVER_ONLY, .set = set_rules, .kind = POLICY_CN },
@@ -846,7 +901,8 @@ static void print_help_server(void)
 	      "         [--idle-timeout S] [--key-password-file FILE] "
 	      "[--allow-core-dumps]\n"
 	      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
-	      "         [--ocsp-staple FILE] [--ocsp-url URL] [--ocsp-timeout-ms MS]\n"
+	      "         [--crl FILE]... [--ocsp-staple FILE] [--ocsp-url URL]\n"
+	      "         [--ocsp-timeout-ms MS]\n"
 	      "         [--ocsp-fail open|closed] [--admin ADDR] [--admin-allow-remote]\n"
 	      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
 	      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
@@ -856,6 +912,8 @@ static void print_help_server(void)
 	      "        0: never)\n"
 	      "  --key-password-file: the passphrase of an encrypted --key\n"
 	      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+	      "  --crl FILE: a PEM CRL (repeatable, reloaded): every certificate of the\n"
+	      "        peer's chain is checked, so each CA in it needs its CRL\n"
 	      "  --ocsp-staple FILE: DER OCSP response for --cert, stapled when asked\n"
 	      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
 	      "        check client certificates with this OCSP responder (http://)\n"
@@ -888,7 +946,7 @@ static void print_help_client(void)
 	      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
 	      "FILE]\n"
 	      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
-	      "         [--no-landlock] [--no-seccomp] [--ocsp-url URL]\n"
+	      "         [--no-landlock] [--no-seccomp] [--crl FILE]... [--ocsp-url URL]\n"
 	      "         [--ocsp-timeout-ms MS] [--ocsp-fail open|closed] [--admin ADDR]\n"
 	      "         [--admin-allow-remote]\n"
 	      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
@@ -896,6 +954,8 @@ static void print_help_client(void)
 	      "        0: never)\n"
 	      "  --key-password-file: the passphrase of an encrypted --key\n"
 	      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+	      "  --crl FILE: a PEM CRL (repeatable, reloaded): every certificate of the\n"
+	      "        peer's chain is checked, so each CA in it needs its CRL\n"
 	      "  --ocsp-url URL [--ocsp-timeout-ms MS] [--ocsp-fail open|closed]:\n"
 	      "        check the server's certificate with this OCSP responder (http://)\n"
 	      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
@@ -931,6 +991,7 @@ static const struct option server_opts[] = {
 	{ "cert", required_argument, NULL, 0 },
 	{ "key", required_argument, NULL, 0 },
 	{ "cacert", required_argument, NULL, 0 },
+	{ "crl", required_argument, NULL, 0 },
 	{ "allow-uri", required_argument, NULL, 0 },
 	{ "allow-dns", required_argument, NULL, 0 },
 	{ "allow-cn", required_argument, NULL, 0 },
@@ -973,6 +1034,7 @@ static const struct option client_opts[] = {
 	{ "cert", required_argument, NULL, 0 },
 	{ "key", required_argument, NULL, 0 },
 	{ "cacert", required_argument, NULL, 0 },
+	{ "crl", required_argument, NULL, 0 },
 	{ "verify-uri", required_argument, NULL, 0 },
 	{ "verify-dns", required_argument, NULL, 0 },
 	{ "verify-cn", required_argument, NULL, 0 },
@@ -1232,7 +1294,7 @@ static const struct ini_kv *ini_find(const struct ini_state *st, size_t before, 
 	return NULL;
 }
 
-/* Rules add up (allow-uri = a, allow-uri = b); any other key given twice is a mistake
+/* Rules and CRLs add up (allow-uri = a, allow-uri = b); any other key given twice is a mistake
  * whichever of the two was meant, so neither silently wins. */
 static bool key_repeats(const char *name)
 {
@@ -1240,7 +1302,7 @@ static bool key_repeats(const char *name)
 
 	if (!k)
 		k = svc_key_find(ROLE_CLIENT, name);
-	return k && k->set == set_rules;
+	return k && (k->set == set_rules || k->set == set_crl);
 }
 
 static int ini_check_repeat(struct ini_state *st, size_t i)

@@ -7,6 +7,7 @@
 #ifndef KTLSD_DAEMON_CONFIG_H
 #define KTLSD_DAEMON_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -38,7 +39,10 @@ struct service_config {
 	unsigned max_handshakes_per_source; /* per client address (server); 0: no limit */
 	unsigned idle_timeout_s;	    /* established, no bytes either way; 0: never */
 	char *key_password_file;	    /* unlocks an encrypted key; never a prompt */
-	int min_tls;			    /* TLS1_2_VERSION / TLS1_3_VERSION */
+	char **crl;			    /* PEM CRL files (--crl, repeatable), checked for
+					     * every certificate of the peer's chain */
+	unsigned n_crl;
+	int min_tls;	     /* TLS1_2_VERSION / TLS1_3_VERSION */
 	bool proxy_protocol; /* server: PROXY v2 header with the verified identity to the backend */
 	bool resumption;     /* default: client yes, server no */
 	bool resumption_set; /* given explicitly; else the role decides once the role is known */
@@ -77,6 +81,22 @@ struct run_config {
 	struct service_config *svc;
 	size_t n_svc;
 };
+
+/*
+ * A run_config that outlives its parser: a reload builds services from a config file read
+ * again, and each service holds a reference on the configuration it points into, so the
+ * old one is freed with its last service (after its last connection).
+ */
+struct config_ref {
+	atomic_uint refs;
+	struct run_config cfg;
+};
+
+/* Takes over *cfg (left empty). Returns the reference, or NULL (out of memory, cfg kept). */
+struct config_ref *config_ref_new(struct run_config *cfg);
+struct config_ref *config_ref_get(struct config_ref *r);
+/* NULL is fine; the last put frees the configuration. */
+void config_ref_put(struct config_ref *r);
 
 #define CONFIG_ERR_MAX 512
 

@@ -171,6 +171,7 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	conn_hs_end(w, c);
 	free(c->reason);
 	tls_peer_clear(&c->id);
+	free(c->peer_der);
 	ocsp_fetch_free(c->ocsp); /* closes ofd */
 	SSL_free(c->ssl);
 	if (c->relay) {

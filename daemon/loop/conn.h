@@ -68,6 +68,10 @@ struct conn {
 	char *reason;		      /* set once, when the connection ends */
 	const char *note;	      /* why kTLS was not used (static text) */
 	struct tls_peer id;
+	/* The peer's certificates (DER, leaf first) from the end of the handshake: what a
+	 * reload judges again (peer_chain.h); the SSL itself may be gone (kTLS). */
+	uint8_t *peer_der;
+	uint32_t peer_der_len;
 	/* The peer's OCSP check (ocsp_check.c), between the handshake and the connect. */
 	struct ocsp_fetch *ocsp; /* in flight, with its socket ofd */
 	int ofd;

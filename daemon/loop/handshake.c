@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
+#include "peer_chain.h"
 #include "sess_cache.h"
 #include "worker.h"
 
@@ -60,6 +61,22 @@ static void relay_handoff(struct worker *w, struct conn *c)
 	c->relaying = true;
 	conn_touch(w, c);
 	w->rt->relay_begin(w, c);
+}
+
+/*
+ * The peer's chain is kept for reloads to judge again. A reload that came during this
+ * handshake (or its OCSP check) swapped the slot's service: the new one (trust, CRLs, rules) judges it now,
+ * or it would escape a revocation that was already in force when it finished.
+ */
+static bool hs_keep_peer(struct worker *w, struct conn *c)
+{
+	struct service *cur = worker_service(w, c->si);
+
+	if (tls_peer_chain_der(c->ssl, &c->peer_der, &c->peer_der_len)) {
+		conn_fail(w, c, "out of memory keeping the peer's certificate");
+		return false;
+	}
+	return !cur || cur == c->svc || worker_conn_recheck(w, c, cur) == 0;
 }
 
 static void hs_step(struct worker *w, struct conn *c)
@@ -122,6 +139,8 @@ static void hs_again(struct worker *w, struct conn *c, int r, int saved)
 void handshake_peer_ok(struct worker *w, struct conn *c)
 {
 	c->hs_done = true;
+	if (!hs_keep_peer(w, c))
+		return;
 	service_count_hs_ok(c->svc, w->id, (loop_now_ns() - c->hs_start_ns) / 1000);
 	if (conn_is_server(c)) {
 		target_connect(w, c);

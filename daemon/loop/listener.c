@@ -201,6 +201,12 @@ static void accept_failed(struct worker *w, uint32_t si, int err, bool more)
 
 void listener_on_accept(struct worker *w, uint32_t si, int res, unsigned flags)
 {
+	/* A service a reload removed: its cancelled accept's last completions. */
+	if (!worker_service(w, si)) {
+		if (res >= 0)
+			close(res);
+		return;
+	}
 	if (res >= 0) {
 		accept_one(w, si, res);
 	} else if (res != -ECANCELED && !w->draining) {
@@ -214,6 +220,6 @@ void listener_on_accept(struct worker *w, uint32_t si, int res, unsigned flags)
 
 void listener_on_retry(struct worker *w, uint32_t si)
 {
-	if (!w->draining)
+	if (!w->draining && worker_service(w, si))
 		listener_arm(w, si);
 }

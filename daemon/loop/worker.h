@@ -100,6 +100,41 @@ static inline struct service *worker_service(const struct worker *w, size_t si)
 	return w->svcs[si].cur;
 }
 
+/*
+ * Reload (reeval.c). n: the slots after it, the runtime's n_svc or more where services were
+ * added (at the end: slots are never reused, an old connection's si stays its own).
+ */
+struct worker_swap {
+	size_t n;
+	struct service **svc; /* [n]: each slot's new service; NULL: unchanged or removed */
+	const bool *removed;  /* [n] or NULL: the slot stops (listener closed, service dropped) */
+	int *listen_fd;	      /* [n_workers * n] or NULL: the added slots' listeners, taken */
+	unsigned closed;      /* out: connections the new services no longer admit, closed */
+	int err;	      /* out, worker_grow: -ENOMEM or -EIO */
+};
+
+/*
+ * For worker_call before worker_swap_services when sw->n grows: the worker's per-slot
+ * arrays to sw->n (the only step that can fail: sw->err; nothing changes in use).
+ */
+void worker_grow(struct worker *w, void *arg);
+
+/*
+ * For worker_call(w, worker_swap_services, sw): new connections of each slot start on its
+ * new service (added slots start accepting, removed ones stop: their connections run on),
+ * and every established connection of a changed slot is judged again by the new service
+ * (worker_conn_recheck), in this worker. Cannot fail. The caller sets the runtime's n_svc
+ * to sw->n once every worker has run it.
+ */
+void worker_swap_services(struct worker *w, void *arg);
+
+/*
+ * Does s (trust store, CRLs, rules) still admit c's peer? 0 if so; otherwise c is closed
+ * (conn_fail: close_notify, the reason on its conn_end line) and counted, and the reason's
+ * -errno returned (tls_peer_recheck's, -ENOENT: no peer certificate was kept).
+ */
+int worker_conn_recheck(struct worker *w, struct conn *c, struct service *s);
+
 /* The loop's modules (listener.c, handshake.c), for the dispatcher in worker.c. */
 void listener_arm(struct worker *w, size_t si);
 void listener_on_accept(struct worker *w, uint32_t si, int res, unsigned flags);

@@ -111,6 +111,8 @@ static int paths_collect(const struct run_config *cfg, const char *cfgpath, stru
 			rc = paths_add_pin_source(l, s->key);
 		if (!rc)
 			rc = paths_add_file(l, s->ocsp_staple);
+		for (unsigned c = 0; !rc && c < s->n_crl; c++)
+			rc = paths_add_file(l, s->crl[c]);
 		if (!rc)
 			rc = paths_add_file(l, s->cacert);
 		if (!rc)
@@ -161,6 +163,8 @@ static void check_readable(const struct run_config *cfg, const char *cfgpath)
 		if (s->key && strncmp(s->key, "pkcs11:", 7))
 			warn_unreadable(cfg, s->key);
 		warn_unreadable(cfg, s->ocsp_staple);
+		for (unsigned c = 0; c < s->n_crl; c++)
+			warn_unreadable(cfg, s->crl[c]);
 		warn_unreadable(cfg, s->cacert);
 		warn_unreadable(cfg, s->key_password_file);
 	}

@@ -107,7 +107,12 @@ static const char *const allow[] = {
 	"sendmmsg",
 	"poll",
 	"ppoll",
-	/* reload: the watcher's inotify on the configured files' directories */
+	/* reload: the main thread's signalfd, the watcher's inotify on the configured files'
+	 * directories and its debounce timerfd */
+	"signalfd4",
+	"timerfd_create",
+	"timerfd_settime",
+	"timerfd_gettime",
 	"inotify_init1",
 	"inotify_add_watch",
 	"inotify_rm_watch",

@@ -94,6 +94,7 @@ void service_put(struct service *s)
 		return;
 	SSL_CTX_free(s->ctx);
 	counters_put(s->counters);
+	config_ref_put(s->cfg_ref);
 	free(s);
 }
 
@@ -133,6 +134,7 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_RESUMED] = "resumed",
 		[STAT_TRUNCATED] = "truncated",
 		[STAT_IDLE_TIMEOUTS] = "idle_timeouts",
+		[STAT_RECHECK_CLOSES] = "recheck_closes",
 		[STAT_OCSP_GOOD] = "ocsp_good",
 		[STAT_OCSP_REVOKED] = "ocsp_revoked",
 		[STAT_OCSP_NO_ANSWER] = "ocsp_no_answer",

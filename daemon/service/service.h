@@ -40,6 +40,7 @@ enum service_stat {
 	STAT_RESUMED,
 	STAT_TRUNCATED,	     /* peer's FIN came without close_notify */
 	STAT_IDLE_TIMEOUTS,  /* established, no bytes for idle_timeout_s */
+	STAT_RECHECK_CLOSES, /* closed by a reload: revoked, untrusted or no longer allowed */
 	STAT_OCSP_GOOD,	     /* peer's certificate good (fetched or cached) */
 	STAT_OCSP_REVOKED,   /* peer refused: revoked */
 	STAT_OCSP_NO_ANSWER, /* no usable answer: refused (fail closed) or admitted (open) */
@@ -98,6 +99,7 @@ struct service {
 	struct service_counters *counters; /* shared with the slot's other generations */
 	struct service_stats *stats;	   /* counters->w */
 	int64_t cert_not_after;		   /* the service's own certificate's notAfter (Unix s) */
+	struct config_ref *cfg_ref;	   /* held where cfg lives in a reloaded configuration */
 };
 
 /*

@@ -52,6 +52,11 @@ void tls_fail_reason(SSL *ssl, int ssl_error, int saved_errno, const struct tls_
 	if (peer && peer->denied) {
 		snprintf(buf, len, "%s", policy_verdict_str(peer->verdict));
 	} else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		   ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+		   SSL_get_verify_result(ssl) == X509_V_ERR_CERT_REVOKED) {
+		/* The words operators grep for, whichever certificate of the chain it was. */
+		snprintf(buf, len, "certificate revoked");
+	} else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		   ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
 		snprintf(buf, len, "certificate verify failed: %s",
 			 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "ktlsd/ktls.h"
@@ -213,6 +214,11 @@ static enum policy_verdict peer_decide(X509 *x, const struct policy *pol, bool v
 	}
 	GENERAL_NAMES_free(sans);
 	return v;
+}
+
+enum policy_verdict tls_policy_verdict(X509 *x, const struct policy *pol)
+{
+	return peer_decide(x, pol, true, NULL);
 }
 
 int tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer)
@@ -610,6 +616,81 @@ static int trust_setup(SSL_CTX *ctx, const struct service_config *s, char *err, 
 	return 0;
 }
 
+/*
+ * A CRL whose issuer is in the trust store must be signed by it: a CRL for the wrong CA, or
+ * a forged one, is an error now rather than every handshake failing later. A CRL of an
+ * intermediate (not in cacert) is checked when a chain through it is.
+ */
+static int crl_issuer_check(X509_STORE *store, X509_CRL *crl, const char *file, char *err,
+			    size_t errlen)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+	bool found = false;
+
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+		if (!ca || X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)))
+			continue;
+		found = true;
+		if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+			return 0;
+	}
+	ERR_clear_error();
+	if (!found)
+		return 0;
+	snprintf(err, errlen, "crl %s: signature does not verify with its issuer's key in cacert",
+		 file);
+	return -EINVAL;
+}
+
+/* Every CRL of one PEM file into store (at least one). */
+static int crl_file_load(X509_STORE *store, const char *file, char *err, size_t errlen)
+{
+	BIO *b = BIO_new_file(file, "r");
+	X509_CRL *crl;
+	int n = 0, rc = 0;
+
+	if (!b)
+		return fail(err, errlen, "crl", file);
+	while (!rc && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL))) {
+		rc = crl_issuer_check(store, crl, file, err, errlen);
+		if (!rc && X509_STORE_add_crl(store, crl) != 1)
+			rc = fail(err, errlen, "crl", file);
+		X509_CRL_free(crl);
+		n++;
+	}
+	BIO_free(b);
+	if (rc)
+		return rc;
+	ERR_clear_error(); /* the end of the file reads as "no start line" */
+	if (!n) {
+		snprintf(err, errlen, "crl %s: no CRL in file (expected PEM X509 CRL)", file);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * With CRLs, every certificate of the chain is checked (CRL_CHECK_ALL), as Envoy does: a CA
+ * in the chain without a CRL fails the handshake ("unable to get certificate CRL") rather
+ * than its certificates going unchecked. An expired CRL fails too: revocation fails closed.
+ */
+static int crl_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+
+	for (unsigned i = 0; i < s->n_crl; i++) {
+		int rc = crl_file_load(store, s->crl[i], err, errlen);
+
+		if (rc)
+			return rc;
+	}
+	if (s->n_crl)
+		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	return 0;
+}
+
 /* Versions, suites and groups, and the options every connection runs with. */
 static int protocol_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
 {
@@ -676,6 +757,8 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 	if (rc)
 		goto out_free_ctx;
 	rc = trust_setup(ctx, s, err, errlen);
+	if (!rc)
+		rc = crl_setup(ctx, s, err, errlen);
 	if (rc)
 		goto out_free_ctx;
 	rc = protocol_setup(ctx, s, err, errlen);

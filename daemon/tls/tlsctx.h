@@ -49,6 +49,9 @@ void tls_peer_clear(struct tls_peer *peer);
  */
 int tls_peer_from_session(SSL *ssl, const struct policy *pol, struct tls_peer *peer);
 
+/* pol's verdict on certificate x, taken as verified (the caller verified its chain). */
+enum policy_verdict tls_policy_verdict(X509 *x, const struct policy *pol);
+
 struct sess_cache;
 /* Client resumption: tickets the server sends on ssl go into cache (the worker's). */
 void tls_set_session_cache(SSL *ssl, struct sess_cache *cache);

@@ -31,6 +31,8 @@ vm_admin  the admin endpoint against the kernel's own view: each kTLS connection
           /connections shows ulp "tls", tx/rx "sw" (sock_diag), /proc/net/tls_stat's
           TlsCurrTxSw/RxSw equal the number listed and /metrics' kernel gauge says the same
           (promtool runs on the host: integration.admin.metrics)
+vm_revoke a CRL revoking a client with a live kTLS connection (revocation_test.py): closed
+          with close_notify within 1 s, reason="certificate revoked", others untouched
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -726,8 +728,14 @@ def t_vm_admin(env):
         tls_close(h)
 
 
+def t_vm_revoke(env):
+    """revocation_test.py's revoke_live on kTLS, in the boot that runs the others."""
+    import revocation_test
+    revocation_test.t_vm_revoke(env)
+
+
 TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay,
-         "vm_admin": t_vm_admin}
+         "vm_admin": t_vm_admin, "vm_revoke": t_vm_revoke}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))

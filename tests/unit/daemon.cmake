@@ -23,6 +23,10 @@ ktlsd_unit_test(tls ocsp)
 ktlsd_unit_test(tls tlsctx)
 target_compile_definitions(test_tls_tlsctx PRIVATE
 	KTLSD_PKI_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/pki")
+# What a connection keeps of its peer, judged again after a reload (CRLs, rules, trust).
+ktlsd_unit_test(tls peer_chain)
+target_compile_definitions(test_tls_peer_chain PRIVATE
+	KTLSD_PKI_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/pki")
 # PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
 # independent parser in tests/fuzz/pp2_decode.h.
 ktlsd_unit_test(relay proxy_v2)

@@ -3,7 +3,8 @@
 # says ktls=tx+rx and /proc/net/tls_stat saw the sockets (TlsCurrTxSw/TlsCurrRxSw > 0 while
 # connected, TlsDecryptError unchanged); then, in the same boot, the relay's edge cases
 # (vm_relay: half-close before install, empty records, truncation, KeyUpdate, small pipes),
-# and the admin endpoint against the kernel's view (vm_admin: sock_diag ULP, tls_stat).
+# the admin endpoint against the kernel's view (vm_admin: sock_diag ULP, tls_stat), and a
+# client revoked by a CRL while its kTLS connection is live (vm_revoke).
 # Both are in tests/integration/ktls_vm_test.py. Small on purpose: the guests run under TCG.
 if(COMMAND ktlsd_add_vm_test)
 	ktlsd_add_vm_test(vm.server.ktls
@@ -13,5 +14,5 @@ if(COMMAND ktlsd_add_vm_test)
 		ENV KTLSD_BULK_MIB=8 KTLSD_VM_TIMEOUT=840
 		COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/ktls_vm_test.py
 			--ktlsd ${PROJECT_BINARY_DIR}/ktlsd
-			--pki-script ${PROJECT_SOURCE_DIR}/scripts/pki vm_ktls vm_relay vm_admin)
+			--pki-script ${PROJECT_SOURCE_DIR}/scripts/pki vm_ktls vm_relay vm_admin vm_revoke)
 endif()

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+/* A peer's chain kept as DER past the handshake, and judged again after a reload. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "peer_chain.h"
+#include "tlsctx.h"
+
+static int der_append(X509 *x, uint8_t **buf, uint32_t *len)
+{
+	int n = i2d_X509(x, NULL);
+	uint8_t *grown, *p;
+
+	if (n <= 0)
+		return -ENOMEM;
+	grown = realloc(*buf, *len + (size_t)n);
+	if (!grown)
+		return -ENOMEM;
+	*buf = grown;
+	p = grown + *len;
+	if (i2d_X509(x, &p) != n)
+		return -ENOMEM;
+	*len += (uint32_t)n;
+	return 0;
+}
+
+int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
+{
+	X509 *leaf = SSL_get0_peer_certificate(ssl);
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	uint8_t *buf = NULL;
+	uint32_t len = 0;
+	int rc, kept = 1;
+
+	if (!leaf)
+		return -ENOENT;
+	rc = der_append(leaf, &buf, &len);
+	/* A client's view of the chain starts with the leaf, a server's does not. */
+	for (int i = 0; !rc && chain && i < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+
+		if (!X509_cmp(x, leaf))
+			continue;
+		if (++kept > PEER_CHAIN_MAX_CERTS)
+			break;
+		rc = der_append(x, &buf, &len);
+	}
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*ret_der = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/* der back into a leaf and the rest of its chain (untrusted: the store decides). */
+static int chain_parse(const uint8_t *der, uint32_t len, X509 **ret_leaf,
+		       STACK_OF(X509) * *ret_rest)
+{
+	const unsigned char *p = der, *end = der + len;
+	STACK_OF(X509) *rest = sk_X509_new_null();
+	X509 *leaf = d2i_X509(NULL, &p, end - p);
+
+	if (!leaf || !rest)
+		goto out_free;
+	while (p < end) {
+		X509 *x = d2i_X509(NULL, &p, end - p);
+
+		if (!x || !sk_X509_push(rest, x)) {
+			X509_free(x);
+			goto out_free;
+		}
+	}
+	*ret_leaf = leaf;
+	*ret_rest = rest;
+	return 0;
+
+out_free:
+	X509_free(leaf);
+	sk_X509_pop_free(rest, X509_free);
+	ERR_clear_error();
+	return -EINVAL;
+}
+
+/* X509_verify_cert with the SSL purpose of the peer's role, dates not checked. */
+static int chain_verify(SSL_CTX *ctx, bool server, X509 *leaf, STACK_OF(X509) * rest, int *ret_err)
+{
+	X509_STORE_CTX *xs = X509_STORE_CTX_new();
+	int ok;
+
+	if (!xs)
+		return -ENOMEM;
+	if (!X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(ctx), leaf, rest)) {
+		X509_STORE_CTX_free(xs);
+		return -ENOMEM;
+	}
+	/* The parameters a handshake of ctx uses: peer's purpose, depth, CRL flags. */
+	X509_STORE_CTX_set_default(xs, server ? "ssl_client" : "ssl_server");
+	X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(ctx));
+	X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(xs), 8);
+	X509_STORE_CTX_set_flags(xs, X509_V_FLAG_NO_CHECK_TIME);
+	ok = X509_verify_cert(xs);
+	*ret_err = ok == 1 ? X509_V_OK : X509_STORE_CTX_get_error(xs);
+	X509_STORE_CTX_free(xs);
+	ERR_clear_error();
+	return 0;
+}
+
+int tls_peer_recheck(SSL_CTX *ctx, bool server, const uint8_t *der, uint32_t len, char *why,
+		     size_t whylen)
+{
+	X509 *leaf = NULL;
+	STACK_OF(X509) *rest = NULL;
+	int rc, verr = X509_V_OK;
+
+	rc = chain_parse(der, len, &leaf, &rest);
+	if (rc) {
+		snprintf(why, whylen, "peer certificate kept for re-evaluation does not parse");
+		return rc;
+	}
+	rc = chain_verify(ctx, server, leaf, rest, &verr);
+	if (rc) {
+		snprintf(why, whylen, "out of memory");
+	} else if (verr == X509_V_ERR_CERT_REVOKED) {
+		snprintf(why, whylen, "certificate revoked");
+		rc = -EKEYREVOKED;
+	} else if (verr != X509_V_OK) {
+		snprintf(why, whylen, "certificate no longer trusted: %s",
+			 X509_verify_cert_error_string(verr));
+		rc = -EPERM;
+	} else if (tls_policy_verdict(leaf, SSL_CTX_get_app_data(ctx)) != POLICY_ALLOW) {
+		snprintf(why, whylen, "identity no longer allowed");
+		rc = -EACCES;
+	}
+	X509_free(leaf);
+	sk_X509_pop_free(rest, X509_free);
+	return rc;
+}

@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: MIT
+/*
+ * peer_chain.c: what an established connection keeps of its peer (DER, leaf first) and the
+ * verdict a reloaded service gives on it: still admitted, revoked by a new CRL, no longer
+ * allowed by the rules, no longer trusted, or unreadable, each with its errno and words.
+ * Also the CRL files a service loads (--crl): accepted, repeated, refused with the reason.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "peer_chain.h"
+#include "tls_test_util.h"
+#include "tlsctx.h"
+
+static char dir[64];
+
+static const char *p(const char *name)
+{
+	static char bufs[8][256];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
+	return b;
+}
+
+static int run(const char *cmd)
+{
+	int rc = system(cmd);
+
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* scripts/pki, then empty.crl (nothing revoked) and revoked.crl (client.pem), both by ca. */
+static int pki_setup(void **state)
+{
+	char cmd[2048];
+
+	if (run("command -v openssl >/dev/null")) {
+		fprintf(stderr, "skip: the openssl command is needed to make the test PKI\n");
+		exit(77);
+	}
+	snprintf(dir, sizeof(dir), "/tmp/ktlsd-peerchain-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(
+		cmd, sizeof(cmd),
+		"cd %s && %s . >/dev/null && mkdir db && : >db/index.txt && echo 01 "
+		">db/crlnumber && printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=db/index.txt\\n"
+		"crlnumber=db/crlnumber\\ndefault_md=sha256\\ndefault_crl_days=30\\n' >db/c.cnf && "
+		"openssl ca -config db/c.cnf -gencrl -cert ca.pem -keyfile ca.key -out empty.crl "
+		"2>/dev/null && openssl ca -config db/c.cnf -revoke client.pem -cert ca.pem "
+		"-keyfile ca.key 2>/dev/null && openssl ca -config db/c.cnf -gencrl -cert ca.pem "
+		"-keyfile ca.key -out revoked.crl 2>/dev/null && echo junk >junk.crl",
+		dir, KTLSD_PKI_SCRIPT);
+	return run(cmd) ? -1 : 0;
+}
+
+static int pki_teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return run(cmd) ? -1 : 0;
+}
+
+/* A server service from the command line: server.pem, cacert, then extra (NULL-ended). */
+static int server_cfg(const char *cacert, const char *const *extra, struct run_config *ret_cfg,
+		      char *err, size_t errlen)
+{
+	const char *argv[32] = { "server",	  "--listen", "127.0.0.1:1",   "--target",
+				 "127.0.0.1:2",	  "--cert",   p("server.pem"), "--key",
+				 p("server.key"), "--cacert", p(cacert) };
+	int argc = 11;
+	bool help;
+
+	for (; extra && *extra; extra++)
+		argv[argc++] = *extra;
+	argv[argc] = NULL;
+	return config_from_argv(ROLE_SERVER, argc, (char **)argv, ret_cfg, &help, err, errlen);
+}
+
+static SSL_CTX *server_ctx(const char *cacert, const char *const *extra, struct run_config *cfg)
+{
+	char err[CONFIG_ERR_MAX] = "";
+	SSL_CTX *ctx = NULL;
+
+	if (server_cfg(cacert, extra, cfg, err, sizeof(err)))
+		fail_msg("config refused: %s", err);
+	if (tls_ctx_build(&cfg->svc[0], false, &ctx, err, sizeof(err)))
+		fail_msg("build refused: %s", err);
+	return ctx;
+}
+
+/* The DER of a PEM certificate file. */
+static uint8_t *der_of(const char *name, uint32_t *ret_len)
+{
+	FILE *f = fopen(p(name), "r");
+	X509 *x;
+	uint8_t *der = NULL;
+	int n;
+
+	assert_non_null(f);
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(x);
+	n = i2d_X509(x, &der);
+	assert_true(n > 0);
+	X509_free(x);
+	*ret_len = (uint32_t)n;
+	return der;
+}
+
+static void expect(SSL_CTX *ctx, const char *cert, int rc, const char *why_prefix)
+{
+	uint32_t len;
+	uint8_t *der = der_of(cert, &len);
+	char why[192] = "";
+
+	assert_int_equal(tls_peer_recheck(ctx, true, der, len, why, sizeof(why)), rc);
+	if (why_prefix && strncmp(why, why_prefix, strlen(why_prefix)))
+		fail_msg("'%s' does not start with '%s'", why, why_prefix);
+	assert_int_equal(ERR_peek_error(), 0);
+	OPENSSL_free(der);
+}
+
+static void test_recheck(void **state)
+{
+	static const char *const empty[] = { "--allow-uri", "spiffe://example.org/client", "--crl",
+					     NULL, NULL };
+	static const char *const other_rule[] = { "--allow-uri", "spiffe://example.org/other",
+						  NULL };
+	const char *e[5], *r[5];
+	char empty_crl[256], revoked_crl[256]; /* p()'s buffers are reused */
+	struct run_config c1, c2, c3, c4;
+	SSL_CTX *ok, *revoked, *rules, *untrusted;
+
+	memcpy(e, empty, sizeof(e));
+	memcpy(r, empty, sizeof(r));
+	snprintf(empty_crl, sizeof(empty_crl), "%s", p("empty.crl"));
+	snprintf(revoked_crl, sizeof(revoked_crl), "%s", p("revoked.crl"));
+	e[3] = empty_crl;
+	r[3] = revoked_crl;
+	ok = server_ctx("ca.pem", e, &c1);
+	revoked = server_ctx("ca.pem", r, &c2);
+	rules = server_ctx("ca.pem", other_rule, &c3);
+	untrusted = server_ctx("other-ca.pem", e + 0, &c4);
+	expect(ok, "client.pem", 0, NULL);
+	/* dates are not judged again: it was valid when presented */
+	expect(ok, "expired-client.pem", 0, NULL);
+	expect(revoked, "client.pem", -EKEYREVOKED, "certificate revoked");
+	expect(rules, "client.pem", -EACCES, "identity no longer allowed");
+	expect(untrusted, "client.pem", -EPERM, "certificate no longer trusted: ");
+	{
+		uint8_t junk[8] = { 0x30, 0x82, 0x10, 0x00, 1, 2, 3, 4 };
+		char why[192];
+
+		assert_int_equal(tls_peer_recheck(ok, true, junk, sizeof(junk), why, sizeof(why)),
+				 -EINVAL);
+	}
+	SSL_CTX_free(ok);
+	SSL_CTX_free(revoked);
+	SSL_CTX_free(rules);
+	SSL_CTX_free(untrusted);
+	config_free(&c1);
+	config_free(&c2);
+	config_free(&c3);
+	config_free(&c4);
+}
+
+/* What a finished handshake keeps: the client's certificate, as DER. */
+static void test_chain_der(void **state)
+{
+	const char *const extra[] = { "--allow-all", NULL };
+	struct run_config cfg;
+	SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL *s, *c;
+	int sv[2];
+	uint8_t *der = NULL, *want;
+	uint32_t len = 0, want_len;
+
+	assert_int_equal(SSL_CTX_use_certificate_file(cctx, p("client.pem"), SSL_FILETYPE_PEM), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey_file(cctx, p("client.key"), SSL_FILETYPE_PEM), 1);
+	tu_pair(sctx, cctx, &s, &c, sv);
+	tu_handshake(s, c);
+	assert_int_equal(tls_peer_chain_der(s, &der, &len), 0);
+	want = der_of("client.pem", &want_len);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(der, want, len);
+	free(der);
+	OPENSSL_free(want);
+	SSL_free(s);
+	SSL_free(c);
+	close(sv[0]);
+	close(sv[1]);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	config_free(&cfg);
+}
+
+/* --crl: repeatable; a file that holds no CRL, or is missing, is refused with its name. */
+static void test_crl_files(void **state)
+{
+	const char *two[] = { "--allow-all", "--crl", NULL, "--crl", NULL, NULL };
+	const char *junk[] = { "--allow-all", "--crl", NULL, NULL };
+	const char *missing[] = { "--allow-all", "--crl", NULL, NULL };
+	char err[CONFIG_ERR_MAX] = "", want[CONFIG_ERR_MAX], a[256], b[256];
+	struct run_config cfg;
+	SSL_CTX *ctx = NULL;
+
+	snprintf(a, sizeof(a), "%s", p("empty.crl"));
+	snprintf(b, sizeof(b), "%s", p("revoked.crl"));
+	two[2] = a;
+	two[4] = b;
+	SSL_CTX_free(server_ctx("ca.pem", two, &cfg));
+	assert_int_equal(cfg.svc[0].n_crl, 2);
+	config_free(&cfg);
+	snprintf(a, sizeof(a), "%s", p("junk.crl"));
+	junk[2] = a;
+	assert_int_equal(server_cfg("ca.pem", junk, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(tls_ctx_build(&cfg.svc[0], false, &ctx, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "crl %s: no CRL in file (expected PEM X509 CRL)",
+		 p("junk.crl"));
+	assert_string_equal(err, want);
+	assert_null(ctx);
+	config_free(&cfg);
+	snprintf(a, sizeof(a), "%s", p("nope.crl"));
+	missing[2] = a;
+	assert_int_equal(server_cfg("ca.pem", missing, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "--crl %s: No such file or directory", p("nope.crl"));
+	assert_string_equal(err, want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_recheck),
+		cmocka_unit_test(test_chain_der),
+		cmocka_unit_test(test_crl_files),
+	};
+
+	return cmocka_run_group_tests(tests, pki_setup, pki_teardown);
+}
