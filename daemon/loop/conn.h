@@ -27,7 +27,8 @@ struct sess_cache;
 struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
-	int pipe[2]; /* kTLS: socket -> pipe -> socket */
+	uint32_t dirty; /* how much of buf has held plaintext since it was taken */
+	int pipe[2];	/* kTLS: socket -> pipe -> socket */
 	uint32_t in_pipe, pipe_sz;
 	bool eof;     /* source finished */
 	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
@@ -110,10 +111,18 @@ void conn_hs_end(struct worker *w, struct conn *c);
 
 /*
  * Relay buffers: RELAY_BUF bytes from a small per-worker pool of secmem pages, wiped when
- * they go back. conn_buf_get returns NULL when out of memory; conn_buf_put takes NULL.
+ * they go back (the d->dirty bytes the relay wrote). conn_buf_get returns NULL when out
+ * of memory; conn_buf_put takes a direction without a buffer.
  */
 uint8_t *conn_buf_get(struct worker *w);
-void conn_buf_put(struct worker *w, uint8_t **slot);
+void conn_buf_put(struct worker *w, struct dir *d);
+/* d->buf holds plaintext up to len now (d->len): what conn_buf_put must wipe. */
+static inline void conn_buf_filled(struct dir *d, uint32_t len)
+{
+	d->len = len;
+	if (d->len > d->dirty)
+		d->dirty = d->len;
+}
 void conn_buf_pool_free(struct worker *w);
 
 /* This worker's ticket cache for c's service, or NULL (server, or resumption off). */
