@@ -67,6 +67,8 @@ struct conn {
 	char *reason;		      /* set once, when the connection ends */
 	const char *note;	      /* why kTLS was not used (static text) */
 	struct tls_peer id;
+	uint64_t ops_used; /* bit op: op was queued for c (conn_sqe); what conn_fail cancels */
+	bool ops_wide;	   /* an op >= 64 was queued: ops_used cannot name it */
 };
 
 /* Words for log lines: who is on each side of c. */
