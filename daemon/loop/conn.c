@@ -5,12 +5,14 @@
  * relays use (conn.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -59,6 +61,92 @@ void conn_buf_put(struct worker *w, struct dir *d)
 	*(void **)b = w->pool;
 	w->pool = b;
 	w->n_pool++;
+}
+
+/*
+ * Non-blocking (the loop writes it: a blocking write into a full pipe would wait for the
+ * very loop that drains it), and PIPE_SZ asked for rather than assumed: past the per-user
+ * soft limit the kernel refuses to grow a pipe (EPERM) and makes new ones 8 KiB. The
+ * relay works with whatever size it got.
+ */
+static int pipe_open(int fd[2], uint32_t *ret_sz)
+{
+	int sz;
+
+	if (pipe2(fd, O_CLOEXEC | O_NONBLOCK))
+		return -errno;
+	sz = fcntl(fd[1], F_SETPIPE_SZ, (int)PIPE_SZ);
+	if (sz < 0)
+		sz = fcntl(fd[1], F_GETPIPE_SZ);
+	if (sz <= 0) {
+		int err = sz < 0 ? -errno : -EIO;
+
+		close(fd[0]);
+		close(fd[1]);
+		return err;
+	}
+	*ret_sz = (uint32_t)sz;
+	return 0;
+}
+
+int conn_pipe_get(struct worker *w, struct dir *d)
+{
+	if (d->pipe[0] >= 0)
+		return 0;
+	if (w->n_pipes) {
+		w->n_pipes--;
+		d->pipe[0] = w->pipes[w->n_pipes][0];
+		d->pipe[1] = w->pipes[w->n_pipes][1];
+		d->pipe_sz = w->pipe_sz[w->n_pipes];
+		return 0;
+	}
+	return pipe_open(d->pipe, &d->pipe_sz);
+}
+
+/* Empty by the relay's count and by the kernel's: pipes reach other connections. */
+static bool pipe_empty(const struct dir *d)
+{
+	int n = -1;
+
+	return !d->in_pipe && !ioctl(d->pipe[0], FIONREAD, &n) && n == 0;
+}
+
+void conn_pipe_put(struct worker *w, struct dir *d)
+{
+	bool empty;
+
+	if (d->pipe[0] < 0)
+		return;
+	empty = pipe_empty(d);
+	if (empty && !w->pipes) {
+		w->pipes = calloc(PIPE_POOL_MAX, sizeof(*w->pipes));
+		w->pipe_sz = calloc(PIPE_POOL_MAX, sizeof(*w->pipe_sz));
+		if (!w->pipes || !w->pipe_sz)
+			conn_pipe_pool_free(w);
+	}
+	if (empty && w->pipes && w->n_pipes < PIPE_POOL_MAX) {
+		w->pipes[w->n_pipes][0] = d->pipe[0];
+		w->pipes[w->n_pipes][1] = d->pipe[1];
+		w->pipe_sz[w->n_pipes++] = d->pipe_sz;
+	} else {
+		close(d->pipe[0]);
+		close(d->pipe[1]);
+	}
+	d->pipe[0] = d->pipe[1] = -1;
+	d->in_pipe = 0;
+}
+
+void conn_pipe_pool_free(struct worker *w)
+{
+	for (unsigned i = 0; w->pipes && i < w->n_pipes; i++) {
+		close(w->pipes[i][0]);
+		close(w->pipes[i][1]);
+	}
+	free(w->pipes);
+	free(w->pipe_sz);
+	w->pipes = NULL;
+	w->pipe_sz = NULL;
+	w->n_pipes = 0;
 }
 
 struct conn *conn_new(struct worker *w)

@@ -28,7 +28,7 @@ struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
 	uint32_t dirty; /* how much of buf has held plaintext since it was taken */
-	int pipe[2];	/* kTLS: socket -> pipe -> socket */
+	int pipe[2];	/* kTLS: socket -> pipe -> socket, pooled: held while bytes move */
 	uint32_t in_pipe, pipe_sz;
 	bool eof;     /* source finished */
 	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
@@ -126,6 +126,20 @@ static inline void conn_buf_filled(struct dir *d, uint32_t len)
 		d->dirty = d->len;
 }
 void conn_buf_pool_free(struct worker *w);
+
+/*
+ * Splice pipes for the kTLS relay, from a per-worker pool, so that a connection holds a
+ * pipe only while bytes are in flight (an idle one holds its two sockets and nothing
+ * else). conn_pipe_get gives d an empty pipe (O_NONBLOCK, PIPE_SZ asked for: d->pipe_sz
+ * is what the kernel granted) or -errno; conn_pipe_put takes d's pipe back into the pool
+ * only if it is empty (by d->in_pipe and FIONREAD), else closes it: one
+ * connection's bytes never reach another. Both take a d without a pipe.
+ */
+#define PIPE_SZ	      (64u << 10)
+#define PIPE_POOL_MAX 64 /* pipes kept per worker: 128 descriptors (cmd_server.c) */
+int conn_pipe_get(struct worker *w, struct dir *d);
+void conn_pipe_put(struct worker *w, struct dir *d);
+void conn_pipe_pool_free(struct worker *w);
 
 /* This worker's ticket cache for c's service, or NULL (server, or resumption off). */
 struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c);

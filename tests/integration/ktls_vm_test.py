@@ -58,6 +58,19 @@ def need_ktls():
     return tls_stat()
 
 
+def fds_of(pid):
+    """(open descriptors, how many of them pipes) of process pid."""
+    d = f"/proc/{pid}/fd"
+    names = os.listdir(d)
+    pipes = 0
+    for n in names:
+        try:
+            pipes += os.readlink(os.path.join(d, n)).startswith("pipe:")
+        except OSError:
+            pass
+    return len(names), pipes
+
+
 def t_vm_ktls(env):
     """Inside a kTLS kernel: --ktls require, good clients, bulk; kernel counters agree."""
     need_ktls()
@@ -110,6 +123,7 @@ def t_vm_ktls(env):
         h.recv(1)
     time.sleep(0.5)
     p0 = pss_kb(k.proc.pid)
+    f0, pipes0 = fds_of(k.proc.pid)
     for _ in range(n):
         h = tls_connect(env, k.port, timeout=60)
         h.sendall(b"i")
@@ -117,9 +131,14 @@ def t_vm_ktls(env):
         held.append(h)
     time.sleep(0.5)
     p1 = pss_kb(k.proc.pid)
+    f1, pipes1 = fds_of(k.proc.pid)
     per = (p1 - p0) * 1024 / n
-    print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each")
+    print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each; "
+          f"descriptors {f0} -> {f1}, pipes among them {pipes0} -> {pipes1}")
     check(per < 8192, f"{per:.0f} bytes of userspace memory per idle kTLS connection")
+    # An idle kTLS connection holds its two sockets and no pipe (the worker's pool does).
+    check(f1 - f0 == 2 * n, f"{(f1 - f0) / n:.2f} descriptors per idle kTLS connection, not 2")
+    check(pipes1 <= pipes0, f"idle connections hold pipes: {pipes0} -> {pipes1}")
     for h in held:
         tls_close(h)
     for _ in range(n + 10):

@@ -21,7 +21,7 @@ ktlsd_unit_test(tls sess_cache)
 ktlsd_unit_test(tls tlsctx)
 target_compile_definitions(test_tls_tlsctx PRIVATE
 	KTLSD_PKI_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/pki")
-# conn_fail's cancels against a real io_uring (loop/conn.c).
+# conn_fail's cancels against a real io_uring, and the pipe pool (loop/conn.c).
 ktlsd_unit_test(loop conn)
 # PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
 # independent parser in tests/fuzz/pp2_decode.h.

@@ -2,7 +2,8 @@
 /*
  * conn_fail cancels everything a connection has in flight, whatever the op: by user_data
  * for ops the connection's mask names, by fd for a relay op beyond it. The ops here poll
- * pipes, which shutdown() cannot wake: only the cancels end them.
+ * pipes, which shutdown() cannot wake: only the cancels end them. And the kTLS relay's
+ * pipe pool hands out only empty pipes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -88,11 +90,45 @@ static void test_fail_cancels_wide_op_by_fd(void **state)
 	fail_cancels(true);
 }
 
+/*
+ * The pipe pool: an empty pipe goes back and is handed out again; one with bytes in it is
+ * closed, even where the relay's count says empty (another connection would read them).
+ */
+static void test_pipe_pool(void **state)
+{
+	struct worker w = { 0 };
+	struct dir d = { .pipe = { -1, -1 } };
+	int r0, w0;
+
+	assert_int_equal(conn_pipe_get(&w, &d), 0);
+	assert_true(d.pipe[0] >= 0 && d.pipe_sz > 0);
+	r0 = d.pipe[0];
+	w0 = d.pipe[1];
+	conn_pipe_put(&w, &d);
+	assert_int_equal(d.pipe[0], -1);
+	assert_int_equal(w.n_pipes, 1);
+	assert_int_equal(conn_pipe_get(&w, &d), 0);
+	assert_int_equal(d.pipe[0], r0); /* the pooled one */
+	assert_int_equal(w.n_pipes, 0);
+
+	assert_int_equal(write(w0, "x", 1), 1); /* bytes the count missed */
+	conn_pipe_put(&w, &d);
+	assert_int_equal(w.n_pipes, 0);
+	assert_int_equal(fcntl(r0, F_GETFD), -1); /* closed */
+
+	assert_int_equal(conn_pipe_get(&w, &d), 0);
+	d.in_pipe = 1; /* the count says bytes are in flight */
+	conn_pipe_put(&w, &d);
+	assert_int_equal(w.n_pipes, 0);
+	conn_pipe_pool_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fail_cancels_by_user_data),
 		cmocka_unit_test(test_fail_cancels_wide_op_by_fd),
+		cmocka_unit_test(test_pipe_pool),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
