@@ -192,6 +192,54 @@ def t_vm_ktls(env):
     print(f"kTLS bulk {size >> 20} MiB each way in {dt:.2f}s; tls_stat {after}")
 
 
+def slab_kb():
+    with open("/proc/meminfo") as f:
+        for ln in f:
+            if ln.startswith("Slab:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def t_vm_idle_mem(env):
+    """Memory per idle established connection, userspace (ktlsd's PSS) and kernel (Slab in
+    /proc/meminfo, clients and backend included: the same for every mode), kTLS against the
+    userspace relay in the same boot. A measurement (printed), not registered in ctest:
+
+        run-in-vm 7 -- ktls_vm_test.py ... vm_idle_mem   (KTLSD_IDLE_CONNS, default 200;
+        KTLSD_IDLE_BINS=a,b to compare builds)"""
+    need_ktls()
+    n = int(os.environ.get("KTLSD_IDLE_CONNS", "200"))
+    eport = env.echo_backend()
+    bins = list(filter(None, os.environ.get("KTLSD_IDLE_BINS", "").split(","))) or [env.args.ktlsd]
+    for b in bins:
+        env.args.ktlsd = b
+        for mode in ("require", "off"):
+            k = env.ktlsd(["--ktls", mode, "--threads", "1"], target_port=eport)
+            warm = [tls_connect(env, k.port, timeout=60) for _ in range(10)]
+            for h in warm:
+                h.sendall(b"w")
+                h.recv(1)
+            time.sleep(1)
+            p0, s0, (f0, _) = pss_kb(k.proc.pid), slab_kb(), fds_of(k.proc.pid)
+            held = []
+            for _ in range(n):
+                h = tls_connect(env, k.port, timeout=60)
+                h.sendall(b"i")
+                h.recv(1)
+                held.append(h)
+            time.sleep(2)
+            p1, s1, (f1, pipes) = pss_kb(k.proc.pid), slab_kb(), fds_of(k.proc.pid)
+            user, kern = (p1 - p0) * 1024 / n, (s1 - s0) * 1024 / n
+            print(f"idle {mode:7} {os.path.basename(b)}: {n} conns, per connection: ktlsd PSS "
+                  f"{user:.0f} B, kernel slab {kern:.0f} B (clients, backend included), total "
+                  f"{user + kern:.0f} B; ktlsd fds {(f1 - f0) / n:.2f} each, {pipes} pipes")
+            for h in warm + held:
+                tls_close(h)
+            k.proc.terminate()
+            k.proc.wait(timeout=30)
+            time.sleep(1)
+
+
 def t_vm_bulk(env):
     """Debug helper (not registered): just the kTLS bulk echo."""
     need_ktls()
@@ -668,7 +716,8 @@ def t_vm_relay(env):
           f"TlsDecryptError rose: {before} -> {after}")
 
 
-TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay}
+TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay,
+         "vm_idle_mem": t_vm_idle_mem}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))
