@@ -84,6 +84,7 @@ struct config {
 	double duration, grace;
 	double rate;	/* handshake: new connections per second in total; 0 = closed loop */
 	uint64_t bytes; /* per connection, up/down; 0 = for --duration */
+	uint64_t count; /* handshake, closed loop: this many connections in all, then stop */
 	size_t size;	/* latency message size */
 	bool resume, verify;
 };
@@ -122,6 +123,7 @@ struct worker {
 	struct conn **conns;
 	uint64_t t0, deadline, hard_deadline;
 	uint64_t next_start, start_interval; /* --rate: this worker's share, in ns */
+	uint64_t to_start;		     /* --count: this worker's share not started yet */
 	atomic_bool *stop;		     /* set by whichever worker reads the signal */
 	bool stopping;
 	struct result res;
@@ -141,10 +143,11 @@ static void usage(FILE *f)
 		"usage: mtls-load MODE --connect HOST:PORT --cert FILE --key FILE --cacert FILE\n"
 		"                 [--threads N] [--conns N] [--duration S] [--bytes N] [--size N]\n"
 		"                 [--resume] [--verify] [--parallel N] [--ready-file F]\n"
-		"                 [--servername NAME] [--grace S] [--rate N]\n"
+		"                 [--servername NAME] [--grace S] [--rate N] [--count N]\n"
 		"  MODE: handshake | up | down | latency | idle\n"
 		"  handshake  full mTLS handshake + 1-byte echo + close, repeated for --duration\n"
 		"             on --conns concurrent slots (--resume: reuse session tickets)\n"
+		"             --count N: exactly N connections in all, then exit (profiles)\n"
 		"             --rate N: start N new connections per second in total instead\n"
 		"             (paced per thread, at most --parallel (64) in flight; starts due\n"
 		"             while all are busy for over 1 s count as starts_missed)\n"
@@ -602,6 +605,11 @@ static void worker_fill(struct worker *w)
 			return;
 		if (cfg->rate > 0 && !rate_take(w, t))
 			return;
+		if (cfg->count) {
+			if (!w->to_start)
+				return;
+			w->to_start--;
+		}
 		if (conn_open(c) != 0) {
 			c->t_start = now_ns(); /* don't retry a slot that fails to open */
 			continue;
@@ -641,6 +649,8 @@ static void *worker_run(void *arg)
 		if (w->stopping && !bounded)
 			break;
 		if (bounded && worker_all_done(w))
+			break;
+		if (cfg->count && !w->to_start && worker_all_done(w))
 			break;
 		if (cfg->mode == MODE_IDLE && !ready_written && w->opening == 0) {
 			/*
@@ -844,6 +854,7 @@ int main(int argc, char **argv)
 		{ "servername", required_argument, NULL, 'S' },
 		{ "grace", required_argument, NULL, 'g' },
 		{ "rate", required_argument, NULL, 'N' },
+		{ "count", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -901,6 +912,12 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			cfg.verify = true;
+			break;
+		case 'k':
+			if (parse_u64(optarg, &cfg.count) != 0 || !cfg.count) {
+				fprintf(stderr, "mtls-load: bad --count '%s'\n", optarg);
+				return 2;
+			}
 			break;
 		case 't':
 		case 'n':
@@ -983,6 +1000,12 @@ int main(int argc, char **argv)
 				"flight (--conns is for the closed loop)\n");
 		return 2;
 	}
+	if (cfg.count && (cfg.mode != MODE_HANDSHAKE || cfg.rate > 0)) {
+		fprintf(stderr, "mtls-load: --count is for handshake mode's closed loop\n");
+		return 2;
+	}
+	if (cfg.count && !duration_set)
+		cfg.duration = 86400; /* the count ends the run; --duration still bounds it */
 	if (cfg.rate > 0)
 		cfg.conns = cfg.parallel;
 	else if (!conns_set)
@@ -1037,6 +1060,7 @@ int main(int argc, char **argv)
 		w->stop = &stop;
 		w->ep = epoll_create1(EPOLL_CLOEXEC);
 		w->nconns = cfg.conns / cfg.threads + (t < cfg.conns % cfg.threads);
+		w->to_start = cfg.count / cfg.threads + (t < cfg.count % cfg.threads);
 		w->conns = calloc(w->nconns, sizeof(*w->conns));
 		if (w->ep < 0 || !w->conns)
 			return 1;

@@ -99,18 +99,30 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
 }
 
 /*
- * Descriptors a connection holds at most: its two sockets, and the kTLS relay's two pipes
- * (four fds). Beside them: stdio, and per worker its ring, eventfd and one listener per
- * service; NOFILE_SPARE covers what libraries open (OpenSSL's files) and the socket a
- * worker accepts only to refuse it.
+ * Descriptors a connection holds: its two sockets. The kTLS relay's pipes come from a
+ * per-worker pool while bytes are in flight (conn_pipe_get): each worker keeps up to
+ * PIPE_POOL_MAX of them, reserved below; a pipe a worker cannot get ends that connection
+ * with reason "pipe: ...". Beside them: stdio, and per worker its ring, eventfd and one
+ * listener per service; NOFILE_SPARE covers what libraries open (OpenSSL's files) and the
+ * socket a worker accepts only to refuse it.
  */
 #define FDS_PER_CONN	  2
-#define FDS_PER_CONN_KTLS 6
+#define FDS_PER_CONN_KTLS 2
+#define FDS_PIPE_POOL	  (2 * PIPE_POOL_MAX)
 #define NOFILE_SPARE	  32
 
 static unsigned fds_per_conn(const struct service *s)
 {
 	return s->use_ktls ? FDS_PER_CONN_KTLS : FDS_PER_CONN;
+}
+
+/* The pipe pools' descriptors, where a service relays with kTLS. */
+static uint64_t pipe_fds(const struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->n_svc; i++)
+		if (rt->svc[i]->use_ktls)
+			return (uint64_t)rt->cfg->threads * FDS_PIPE_POOL;
+	return 0;
 }
 
 /*
@@ -135,7 +147,7 @@ static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_lim
 		if (!setrlimit(RLIMIT_NOFILE, &up))
 			rl = up;
 	}
-	fixed = 3 + NOFILE_SPARE + (uint64_t)rt->cfg->threads * (rt->n_svc + 2);
+	fixed = 3 + NOFILE_SPARE + (uint64_t)rt->cfg->threads * (rt->n_svc + 2) + pipe_fds(rt);
 	avail = rl.rlim_cur > fixed ? rl.rlim_cur - fixed : 0;
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		const struct service *s = rt->svc[i];

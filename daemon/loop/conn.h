@@ -28,7 +28,8 @@ struct sess_cache;
 struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
-	int pipe[2]; /* kTLS: socket -> pipe -> socket */
+	uint32_t dirty; /* how much of buf has held plaintext since it was taken */
+	int pipe[2];	/* kTLS: socket -> pipe -> socket, pooled: held while bytes move */
 	uint32_t in_pipe, pipe_sz;
 	bool eof;     /* source finished */
 	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
@@ -77,6 +78,8 @@ struct conn {
 	int ofd;
 	uint64_t ocsp_deadline_ns;
 	struct __kernel_timespec ocsp_ts; /* the poll's linked timeout */
+	uint64_t ops_used; /* bit op: op was queued for c (conn_sqe); what conn_fail cancels */
+	bool ops_wide;	   /* an op >= 64 was queued: ops_used cannot name it */
 };
 
 /* Words for log lines: who is on each side of c. */
@@ -125,11 +128,33 @@ void conn_hs_end(struct worker *w, struct conn *c);
 
 /*
  * Relay buffers: RELAY_BUF bytes from a small per-worker pool of secmem pages, wiped when
- * they go back. conn_buf_get returns NULL when out of memory; conn_buf_put takes NULL.
+ * they go back (the d->dirty bytes the relay wrote). conn_buf_get returns NULL when out
+ * of memory; conn_buf_put takes a direction without a buffer.
  */
 uint8_t *conn_buf_get(struct worker *w);
-void conn_buf_put(struct worker *w, uint8_t **slot);
+void conn_buf_put(struct worker *w, struct dir *d);
+/* d->buf holds plaintext up to len now (d->len): what conn_buf_put must wipe. */
+static inline void conn_buf_filled(struct dir *d, uint32_t len)
+{
+	d->len = len;
+	if (d->len > d->dirty)
+		d->dirty = d->len;
+}
 void conn_buf_pool_free(struct worker *w);
+
+/*
+ * Splice pipes for the kTLS relay, from a per-worker pool, so that a connection holds a
+ * pipe only while bytes are in flight (an idle one holds its two sockets and nothing
+ * else). conn_pipe_get gives d an empty pipe (O_NONBLOCK, PIPE_SZ asked for: d->pipe_sz
+ * is what the kernel granted) or -errno; conn_pipe_put takes d's pipe back into the pool
+ * only if it is empty (by d->in_pipe and FIONREAD), else closes it: one
+ * connection's bytes never reach another. Both take a d without a pipe.
+ */
+#define PIPE_SZ	      (64u << 10)
+#define PIPE_POOL_MAX 64 /* pipes kept per worker: 128 descriptors (cmd_server.c) */
+int conn_pipe_get(struct worker *w, struct dir *d);
+void conn_pipe_put(struct worker *w, struct dir *d);
+void conn_pipe_pool_free(struct worker *w);
 
 /* This worker's ticket cache for c's service, or NULL (server, or resumption off). */
 struct sess_cache *conn_sess_cache(struct worker *w, const struct conn *c);

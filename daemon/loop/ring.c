@@ -31,6 +31,10 @@ struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c, unsigned op)
 	struct io_uring_sqe *sqe = ring_sqe(w);
 
 	io_uring_sqe_set_data64(sqe, ring_ud(op, c));
+	if (op < 64)
+		c->ops_used |= 1ull << op;
+	else
+		c->ops_wide = true;
 	c->pending++;
 	return sqe;
 }

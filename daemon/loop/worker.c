@@ -333,6 +333,7 @@ static void worker_cleanup(struct worker *w)
 		conn_release_now(w, c, w->draining ? "drain deadline" : "stopped");
 	}
 	conn_buf_pool_free(w);
+	conn_pipe_pool_free(w);
 	free(w->slots);
 	free(w->free_idx);
 	w->slots = NULL;

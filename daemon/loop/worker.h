@@ -69,6 +69,9 @@ struct worker {
 	struct __kernel_timespec sweep_ts; /* idle sweep period; 0: no service times out */
 	void *pool;			   /* free relay buffers, singly linked */
 	unsigned n_pool;
+	int (*pipes)[2];   /* free, empty splice pipes (kTLS relay), PIPE_POOL_MAX at most */
+	uint32_t *pipe_sz; /* their sizes */
+	unsigned n_pipes;
 	bool draining, stop;
 	struct __kernel_timespec drain_ts, accept_backoff;
 	int init_rc;

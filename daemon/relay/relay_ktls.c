@@ -12,6 +12,10 @@
  * first data record is through; then RX goes to the kernel at the counted sequence and
  * the SSL is freed. Tickets that come later are consumed on kTLS RX and dropped.
  *
+ * A direction holds a pipe only while bytes are in flight: it takes one from the worker's
+ * pool (conn_pipe_get) to splice in and gives it back once it is empty and the direction
+ * waits for its source again, so an idle connection holds its two sockets and no pipe.
+ *
  * Nothing here blocks the worker thread: the pipes are O_NONBLOCK (an unprivileged user
  * past fs.pipe-user-pages-soft gets 8 KiB pipes, and a full pipe written with a blocking
  * write would wait for the very loop that drains it), splices carry SPLICE_F_NONBLOCK and
@@ -34,7 +38,6 @@
 #include "relays.h"
 
 #define SPLICE_CHUNK (1u << 20)
-#define PIPE_SZ	     (64u << 10) /* asked for explicitly: the default is a sysctl's */
 
 bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err)
 {
@@ -66,6 +69,12 @@ bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err)
 
 static void splice_in(struct worker *w, struct conn *c, struct dir *d, int src, unsigned op)
 {
+	int rc = conn_pipe_get(w, d);
+
+	if (rc) {
+		conn_fail(w, c, "pipe: %s", strerror(-rc));
+		return;
+	}
 	d->busy = true;
 	io_uring_prep_splice(conn_sqe(w, c, op), src, -1, d->pipe[1], -1, SPLICE_CHUNK,
 			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -139,6 +148,7 @@ static void pump(struct worker *w, struct conn *c, bool t2p)
 		splice_in(w, c, d, src, t2p ? OP_SPLICE_T_IN : OP_SPLICE_P_IN);
 		return;
 	}
+	conn_pipe_put(w, d); /* drained, and nothing more comes this way */
 	if (!d->shut) {
 		/* Half-close: TLS peer's close_notify -> FIN on the plaintext side; FIN
 		 * from the plaintext side -> close_notify alert (through the kernel) then
@@ -212,6 +222,11 @@ static void split_read(struct worker *w, struct conn *c)
 			pump(w, c, true);
 			return;
 		}
+		rc = conn_pipe_get(w, d);
+		if (rc) {
+			conn_fail(w, c, "pipe: %s", strerror(-rc));
+			return;
+		}
 		ERR_clear_error();
 		errno = 0;
 		r = SSL_peek(c->ssl, buf,
@@ -232,6 +247,7 @@ static void split_read(struct worker *w, struct conn *c)
 		case TLS_WANT_READ:
 			rc = c->id.tickets ? split_finish(w, c) : -KTLS_E_PENDING;
 			if (rc == -KTLS_E_PENDING) {
+				conn_pipe_put(w, d); /* empty: an idle connection holds none */
 				d->busy = true;
 				io_uring_prep_poll_add(conn_sqe(w, c, OP_KPOLL_SPLIT), c->tfd,
 						       POLLIN);
@@ -254,26 +270,6 @@ static void split_read(struct worker *w, struct conn *c)
 		conn_fail(w, c, "ktls rx install failed: %s", ktls_strerror(rc));
 }
 
-/*
- * Non-blocking (the loop writes it, see the top), and PIPE_SZ asked for rather than assumed:
- * past the per-user soft limit the kernel refuses to grow a pipe (EPERM) and makes new
- * ones 8 KiB. The relay works with whatever size it got; split_read needs to know it.
- */
-static int pipe_open(struct dir *d)
-{
-	int sz;
-
-	if (pipe2(d->pipe, O_CLOEXEC | O_NONBLOCK))
-		return -errno;
-	sz = fcntl(d->pipe[1], F_SETPIPE_SZ, (int)PIPE_SZ);
-	if (sz < 0)
-		sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
-	if (sz <= 0)
-		return sz < 0 ? -errno : -EIO;
-	d->pipe_sz = (uint32_t)sz;
-	return 0;
-}
-
 static int ktls_start(struct worker *w, struct conn *c)
 {
 	struct ktls_conn *kc = NULL;
@@ -288,13 +284,7 @@ static int ktls_start(struct worker *w, struct conn *c)
 	c->ktls = true;
 	if (!split)
 		ssl_handed_over(c);
-	rc = pipe_open(&c->t2p);
-	if (!rc)
-		rc = pipe_open(&c->p2t);
-	if (rc) {
-		conn_fail(w, c, "pipe: %s", strerror(-rc));
-		return rc;
-	}
+	/* No pipes yet: each direction takes one from the worker's pool when bytes come. */
 	if (split)
 		split_read(w, c);
 	else
@@ -368,9 +358,28 @@ static void splice_wait(struct worker *w, struct conn *c, struct dir *d, bool t2
 {
 	int fd = in ? (t2p ? c->tfd : c->pfd) : (t2p ? c->pfd : c->tfd);
 
+	if (in)
+		conn_pipe_put(w, d); /* empty (a splice in runs only then): idle holds none */
 	d->busy = true;
 	io_uring_prep_poll_add(conn_sqe(w, c, t2p ? OP_KPOLL_T2P : OP_KPOLL_P2T), fd,
 			       in ? POLLIN : POLLOUT);
+}
+
+/*
+ * What a splice moved through d's pipe, counted even once c is closing: a pipe goes back
+ * to the pool only if in_pipe says it is empty.
+ */
+static void pipe_account(const struct worker *w, struct conn *c, struct dir *d, unsigned op,
+			 int res)
+{
+	if (res <= 0)
+		return;
+	if (op == OP_SPLICE_T_IN || op == OP_SPLICE_P_IN) {
+		d->in_pipe += (uint32_t)res;
+	} else if (op == OP_SPLICE_P_OUT || op == OP_SPLICE_T_OUT) {
+		d->in_pipe -= (uint32_t)res;
+		conn_moved(w, c, d, (uint64_t)res);
+	}
 }
 
 static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
@@ -383,6 +392,7 @@ static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 	d->busy = false;
 	if (op == OP_SPLICE_P_OUT || op == OP_SPLICE_T_OUT)
 		d->writing = false;
+	pipe_account(w, c, d, op, res);
 	if (c->closing)
 		return;
 	/* Bytes through a splice are this relay's activity, for the idle sweep. */
@@ -403,8 +413,8 @@ static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 	case OP_SPLICE_T_IN:
 	case OP_SPLICE_P_IN:
 		if (res > 0)
-			d->in_pipe += (uint32_t)res;
-		else if (res == 0 && t2p)
+			break;
+		if (res == 0 && t2p)
 			tls_read_zero(w, c);
 		else if (res == 0)
 			d->eof = true;
@@ -415,13 +425,9 @@ static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 				  strerror(-res));
 		break;
 	default:
-		if (res > 0) {
-			d->in_pipe -= (uint32_t)res;
-			conn_moved(w, c, d, (uint64_t)res);
-		} else {
+		if (res <= 0)
 			conn_fail(w, c, "%s write: %s", t2p ? conn_plain_side(c) : conn_tls_side(c),
 				  strerror(res ? -res : EPIPE));
-		}
 		break;
 	}
 	pump(w, c, t2p);
@@ -437,13 +443,9 @@ static void ktls_release(struct worker *w, struct conn *c)
 {
 	ktls_conn_free(c->kc);
 	c->kc = NULL;
-	for (int i = 0; i < 2; i++) {
-		if (c->t2p.pipe[i] >= 0)
-			close(c->t2p.pipe[i]);
-		if (c->p2t.pipe[i] >= 0)
-			close(c->p2t.pipe[i]);
-		c->t2p.pipe[i] = c->p2t.pipe[i] = -1;
-	}
+	/* Back to the pool if empty; a pipe with bytes left in it is closed. */
+	conn_pipe_put(w, &c->t2p);
+	conn_pipe_put(w, &c->p2t);
 }
 
 const struct relay_ops relay_ktls_ops = {

@@ -77,7 +77,7 @@ static int dir_next(struct worker *w, struct conn *c, struct dir *d,
 {
 	d->off = d->len = 0;
 	if (d->eof) {
-		conn_buf_put(w, &d->buf);
+		conn_buf_put(w, d);
 		if (!d->shut) {
 			shut_dst(c);
 			d->shut = true;
@@ -124,7 +124,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 			errno = 0;
 			r = SSL_read(c->ssl, d->buf + d->len, (int)(RELAY_BUF - d->len));
 			if (r > 0) {
-				d->len += (uint32_t)r;
+				conn_buf_filled(d, d->len + (uint32_t)r);
 				conn_touch(w, c);
 				if (d->len == RELAY_BUF)
 					break;
@@ -135,7 +135,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 			case TLS_WANT_WRITE:
 				if (d->len)
 					break;
-				conn_buf_put(w, &d->buf);
+				conn_buf_put(w, d);
 				d->busy = true;
 				conn_poll(w, c, OP_US_T2P, c->tfd,
 					  tls_want(c->ssl, r) == TLS_WANT_READ ? POLLIN : POLLOUT);
@@ -187,12 +187,12 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 		ssize_t n = recv(c->pfd, d->buf, RELAY_BUF, 0);
 
 		if (n > 0) {
-			d->len = (uint32_t)n;
+			conn_buf_filled(d, (uint32_t)n);
 			conn_touch(w, c);
 		} else if (n == 0) {
 			d->eof = true;
 		} else if (errno == EAGAIN) {
-			conn_buf_put(w, &d->buf);
+			conn_buf_put(w, d);
 			d->busy = true;
 			conn_poll(w, c, OP_US_P2T, c->pfd, POLLIN);
 			return;
@@ -234,8 +234,8 @@ static void us_close_notify(struct worker *w, struct conn *c)
 
 static void us_release(struct worker *w, struct conn *c)
 {
-	conn_buf_put(w, &c->t2p.buf);
-	conn_buf_put(w, &c->p2t.buf);
+	conn_buf_put(w, &c->t2p);
+	conn_buf_put(w, &c->p2t);
 }
 
 const struct relay_ops relay_us_ops = {

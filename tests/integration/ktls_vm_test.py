@@ -65,6 +65,19 @@ def need_ktls():
     return tls_stat()
 
 
+def fds_of(pid):
+    """(open descriptors, how many of them pipes) of process pid."""
+    d = f"/proc/{pid}/fd"
+    names = os.listdir(d)
+    pipes = 0
+    for n in names:
+        try:
+            pipes += os.readlink(os.path.join(d, n)).startswith("pipe:")
+        except OSError:
+            pass
+    return len(names), pipes
+
+
 def t_vm_ktls(env):
     """Inside a kTLS kernel: --ktls require, good clients, bulk; kernel counters agree."""
     need_ktls()
@@ -117,6 +130,7 @@ def t_vm_ktls(env):
         h.recv(1)
     time.sleep(0.5)
     p0 = pss_kb(k.proc.pid)
+    f0, pipes0 = fds_of(k.proc.pid)
     for _ in range(n):
         h = tls_connect(env, k.port, timeout=60)
         h.sendall(b"i")
@@ -124,9 +138,14 @@ def t_vm_ktls(env):
         held.append(h)
     time.sleep(0.5)
     p1 = pss_kb(k.proc.pid)
+    f1, pipes1 = fds_of(k.proc.pid)
     per = (p1 - p0) * 1024 / n
-    print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each")
+    print(f"kTLS idle connections: PSS {p0} -> {p1} KiB for {n}: {per:.0f} bytes each; "
+          f"descriptors {f0} -> {f1}, pipes among them {pipes0} -> {pipes1}")
     check(per < 8192, f"{per:.0f} bytes of userspace memory per idle kTLS connection")
+    # An idle kTLS connection holds its two sockets and no pipe (the worker's pool does).
+    check(f1 - f0 == 2 * n, f"{(f1 - f0) / n:.2f} descriptors per idle kTLS connection, not 2")
+    check(pipes1 <= pipes0, f"idle connections hold pipes: {pipes0} -> {pipes1}")
     for h in held:
         tls_close(h)
     for _ in range(n + 10):
@@ -178,6 +197,54 @@ def t_vm_ktls(env):
     check(after["TlsTxSw"] > before["TlsTxSw"] and after["TlsRxSw"] > before["TlsRxSw"],
           f"kernel TLS counters did not move: {before} -> {after}")
     print(f"kTLS bulk {size >> 20} MiB each way in {dt:.2f}s; tls_stat {after}")
+
+
+def slab_kb():
+    with open("/proc/meminfo") as f:
+        for ln in f:
+            if ln.startswith("Slab:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def t_vm_idle_mem(env):
+    """Memory per idle established connection, userspace (ktlsd's PSS) and kernel (Slab in
+    /proc/meminfo, clients and backend included: the same for every mode), kTLS against the
+    userspace relay in the same boot. A measurement (printed), not registered in ctest:
+
+        run-in-vm 7 -- ktls_vm_test.py ... vm_idle_mem   (KTLSD_IDLE_CONNS, default 200;
+        KTLSD_IDLE_BINS=a,b to compare builds)"""
+    need_ktls()
+    n = int(os.environ.get("KTLSD_IDLE_CONNS", "200"))
+    eport = env.echo_backend()
+    bins = list(filter(None, os.environ.get("KTLSD_IDLE_BINS", "").split(","))) or [env.args.ktlsd]
+    for b in bins:
+        env.args.ktlsd = b
+        for mode in ("require", "off"):
+            k = env.ktlsd(["--ktls", mode, "--threads", "1"], target_port=eport)
+            warm = [tls_connect(env, k.port, timeout=60) for _ in range(10)]
+            for h in warm:
+                h.sendall(b"w")
+                h.recv(1)
+            time.sleep(1)
+            p0, s0, (f0, _) = pss_kb(k.proc.pid), slab_kb(), fds_of(k.proc.pid)
+            held = []
+            for _ in range(n):
+                h = tls_connect(env, k.port, timeout=60)
+                h.sendall(b"i")
+                h.recv(1)
+                held.append(h)
+            time.sleep(2)
+            p1, s1, (f1, pipes) = pss_kb(k.proc.pid), slab_kb(), fds_of(k.proc.pid)
+            user, kern = (p1 - p0) * 1024 / n, (s1 - s0) * 1024 / n
+            print(f"idle {mode:7} {os.path.basename(b)}: {n} conns, per connection: ktlsd PSS "
+                  f"{user:.0f} B, kernel slab {kern:.0f} B (clients, backend included), total "
+                  f"{user + kern:.0f} B; ktlsd fds {(f1 - f0) / n:.2f} each, {pipes} pipes")
+            for h in warm + held:
+                tls_close(h)
+            k.proc.terminate()
+            k.proc.wait(timeout=30)
+            time.sleep(1)
 
 
 def t_vm_bulk(env):
@@ -735,7 +802,7 @@ def t_vm_revoke(env):
 
 
 TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay,
-         "vm_admin": t_vm_admin, "vm_revoke": t_vm_revoke}
+         "vm_admin": t_vm_admin, "vm_revoke": t_vm_revoke, "vm_idle_mem": t_vm_idle_mem}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))

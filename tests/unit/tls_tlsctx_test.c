@@ -408,6 +408,51 @@ static void test_policy_decides(void **state)
 	config_free(&ccfg);
 }
 
+/* The certificates a client receives from a server built with cacert. */
+static int chain_seen(const char *cacert)
+{
+	struct run_config scfg, ccfg;
+	SSL_CTX *sctx, *cctx;
+	STACK_OF(X509) *chain = NULL;
+	SSL *s, *c;
+	int sv[2], n;
+
+	svc(ROLE_SERVER, "server.pem", "server.key", cacert, allow_all, &scfg);
+	svc(ROLE_CLIENT, "client.pem", "client.key", "ca.pem", NULL, &ccfg);
+	sctx = expect_ok(&scfg.svc[0], false);
+	cctx = expect_ok(&ccfg.svc[0], false);
+	/* Built once: a NULL chain would have OpenSSL build one in every handshake. */
+	assert_int_equal(SSL_CTX_get0_chain_certs(sctx, &chain), 1);
+	assert_non_null(chain);
+	/* Only what the server sends matters here: no verification either way. */
+	SSL_CTX_set_verify(sctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+	tu_pair(sctx, cctx, &s, &c, sv);
+	SSL_set_app_data(s, NULL);
+	tu_handshake(s, c);
+	n = sk_X509_num(SSL_get_peer_cert_chain(c));
+	SSL_free(s);
+	SSL_free(c);
+	close(sv[0]);
+	close(sv[1]);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	config_free(&scfg);
+	config_free(&ccfg);
+	return n;
+}
+
+/*
+ * server.pem holds the leaf alone: the chain sent is what OpenSSL's per-handshake build
+ * found in the trust store (leaf and CA), now built once; with a trust store that does
+ * not hold the server's CA, the leaf goes alone, as before.
+ */
+static void test_chain_built_once(void **state)
+{
+	assert_int_equal(chain_seen("ca.pem"), 2);
+	assert_int_equal(chain_seen("other-ca.pem"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,7 +460,7 @@ int main(void)
 		cmocka_unit_test(test_client_good),    cmocka_unit_test(test_for_ktls),
 		cmocka_unit_test(test_key_mismatch),   cmocka_unit_test(test_bad_cert),
 		cmocka_unit_test(test_ca_missing),     cmocka_unit_test(test_encrypted_key),
-		cmocka_unit_test(test_policy_decides),
+		cmocka_unit_test(test_policy_decides), cmocka_unit_test(test_chain_built_once),
 	};
 	return cmocka_run_group_tests(tests, pki_setup, pki_teardown);
 }
