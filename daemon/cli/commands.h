@@ -10,5 +10,6 @@ int cmd_server(int argc, char **argv);	     /* ktlsd server ... */
 int cmd_client(int argc, char **argv);	     /* ktlsd client ... */
 int cmd_config(int argc, char **argv);	     /* ktlsd --config FILE */
 int cmd_check_config(int argc, char **argv); /* ktlsd check-config FILE */
+int cmd_agent(int argc, char **argv);	     /* ktlsd agent ... (kernel handshake upcalls) */
 
 #endif

@@ -20,6 +20,8 @@ static void usage(FILE *f)
 	      "       ktlsd --config FILE\n"
 	      "       ktlsd check-config FILE\n"
 	      "       ktlsd probe [--json]\n"
+	      "       ktlsd agent --cacert FILE [--cert FILE --key FILE] [--client-cert FILE "
+	      "--client-key FILE] ...\n"
 	      "       ktlsd SUBCOMMAND --help for the full option list\n",
 	      f);
 }
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
 		return cmd_server(argc - 1, argv + 1);
 	if (!strcmp(sub, "client"))
 		return cmd_client(argc - 1, argv + 1);
+	if (!strcmp(sub, "agent"))
+		return cmd_agent(argc - 1, argv + 1);
 	if (!strcmp(sub, "check-config"))
 		return cmd_check_config(argc - 1, argv + 1);
 	if (!strcmp(sub, "--config") || !strncmp(sub, "--config=", 9))
