@@ -143,7 +143,9 @@ static void hs_log(struct agent *a, const struct hs_slot *s, const struct hs_res
 	snprintf(ms, sizeof(ms), "%.1f", (double)(now_ns() - s->start_ns) / 1e6);
 	snprintf(serial, sizeof(serial), "%d", r->remote_auth);
 	snprintf(st, sizeof(st), "%d", r->status);
-	snprintf(timeout, sizeof(timeout), "%u", s->req.timeout_ms);
+	/* The timeout in force: the kernel's TIMEOUT, or ours where it gave none or more. */
+	snprintf(timeout, sizeof(timeout), "%llu",
+		 (unsigned long long)((s->deadline_ns - s->start_ns) / 1000000ull));
 	struct log_kv kv[] = {
 		{ "consumer", s->consumer },
 		{ "role", s->server ? "server" : "client" },

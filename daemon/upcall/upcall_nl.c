@@ -12,6 +12,7 @@
  *           caller closes it afterwards: the kernel looks the request up by that fd.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,14 @@ static void sock_free(struct nl_sock *sk)
 		return;
 	nl_close(sk);
 	nl_socket_free(sk);
+}
+
+/* Notifications carry no sequence number worth checking. */
+static int seq_any(struct nl_msg *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	return NL_OK;
 }
 
 static int count_ready(struct nl_msg *msg, void *arg)
@@ -193,6 +202,7 @@ int upcall_nl_read_events(struct upcall_nl *nl)
 
 	if (!cb)
 		return -ENOMEM;
+	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, seq_any, NULL);
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, count_ready, &n);
 	/* Each call reads one datagram; 0 once the socket is empty. */
 	do {
@@ -267,11 +277,65 @@ static int accept_reply(struct nl_msg *msg, void *arg)
 	return NL_SKIP;
 }
 
+/*
+ * One command's answer on the command socket. libnl's own sequence check assumes every
+ * request is acked; ACCEPT is not (its reply is the answer), so the check is ours: only
+ * messages carrying the sequence number of the request we just sent count.
+ */
+struct cmd_wait {
+	uint32_t seq;
+	bool acked;
+};
+
+static int seq_match(struct nl_msg *msg, void *arg)
+{
+	const struct cmd_wait *w = arg;
+
+	return nlmsg_hdr(msg)->nlmsg_seq == w->seq ? NL_OK : NL_SKIP;
+}
+
+static int on_ack(struct nl_msg *msg, void *arg)
+{
+	struct cmd_wait *w = arg;
+
+	(void)msg;
+	w->acked = true;
+	return NL_STOP;
+}
+
+/* Sends msg and reads until done(w) says the answer came, or an error reply. */
+static int cmd_exchange(struct upcall_nl *nl, struct nl_msg *msg, struct nl_cb *cb,
+			struct cmd_wait *w, bool (*done)(const struct cmd_wait *w, void *arg),
+			void *arg)
+{
+	int rc = nl_send_auto(nl->cmd, msg);
+
+	if (rc < 0)
+		return nl_errno(rc);
+	w->seq = nlmsg_hdr(msg)->nlmsg_seq;
+	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, seq_match, w);
+	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_ack, w);
+	/* The kernel answers at once; a few reads bound what stale messages could cost. */
+	for (int i = 0; i < 8 && !done(w, arg); i++) {
+		rc = nl_recvmsgs(nl->cmd, cb);
+		if (rc < 0)
+			return nl_errno(rc);
+	}
+	return done(w, arg) ? 0 : -EPROTO;
+}
+
+static bool accept_done(const struct cmd_wait *w, void *arg)
+{
+	(void)w;
+	return ((const struct upcall_req *)arg)->fd >= 0;
+}
+
 int upcall_nl_accept(struct upcall_nl *nl, struct upcall_req *ret_req)
 {
 	struct upcall_req req = { .fd = -1 };
 	struct nl_msg *msg = nlmsg_alloc();
 	struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
+	struct cmd_wait w = { 0 };
 	int rc = -ENOMEM;
 
 	if (!msg || !cb)
@@ -282,16 +346,12 @@ int upcall_nl_accept(struct upcall_nl *nl, struct upcall_req *ret_req)
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, accept_reply, &req);
 	/* No ack: the reply (or the error, -EAGAIN when nothing is pending) is the answer. */
 	nl_socket_disable_auto_ack(nl->cmd);
-	rc = nl_send_auto(nl->cmd, msg);
-	if (rc >= 0)
-		rc = nl_recvmsgs(nl->cmd, cb);
-	if (rc < 0) {
-		rc = nl_errno(rc);
-		goto out_free;
-	}
-	rc = req.fd >= 0 ? 0 : -EPROTO;
+	rc = cmd_exchange(nl, msg, cb, &w, accept_done, &req);
 	if (!rc)
 		*ret_req = req;
+	else if (req.fd >= 0)
+		/* Cannot happen (done once fd is set), but an fd must never leak its DONE. */
+		upcall_nl_done(nl, req.fd, EIO, NULL, 0);
 out_free:
 	nl_cb_put(cb);
 	nlmsg_free(msg);
@@ -300,13 +360,21 @@ out_free:
 
 /* --- DONE ---------------------------------------------------------------------------- */
 
+static bool acked(const struct cmd_wait *w, void *arg)
+{
+	(void)arg;
+	return w->acked;
+}
+
 int upcall_nl_done(struct upcall_nl *nl, int fd, int status, const int32_t *remote_auth, size_t n)
 {
 	struct nl_msg *msg = nlmsg_alloc();
+	struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
+	struct cmd_wait w = { 0 };
 	int rc = -ENOMEM;
 
-	if (!msg)
-		return rc;
+	if (!msg || !cb)
+		goto out_free;
 	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, nl->family, 0, 0, HS_CMD_DONE, 0) ||
 	    nla_put_u32(msg, HS_A_DONE_STATUS, (uint32_t)status) < 0 ||
 	    nla_put_s32(msg, HS_A_DONE_SOCKFD, fd) < 0)
@@ -316,10 +384,9 @@ int upcall_nl_done(struct upcall_nl *nl, int fd, int status, const int32_t *remo
 			goto out_free;
 	/* With an ack: a DONE the kernel refused is worth a log line. */
 	nl_socket_enable_auto_ack(nl->cmd);
-	rc = nl_send_sync(nl->cmd, msg); /* frees msg */
-	return rc < 0 ? nl_errno(rc) : 0;
-
+	rc = cmd_exchange(nl, msg, cb, &w, acked, NULL);
 out_free:
+	nl_cb_put(cb);
 	nlmsg_free(msg);
 	return rc;
 }
