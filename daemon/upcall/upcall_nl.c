@@ -218,16 +218,19 @@ int upcall_nl_read_events(struct upcall_nl *nl)
 
 /* --- ACCEPT -------------------------------------------------------------------------- */
 
+static uint32_t attr_u32(struct nlattr *a)
+{
+	return a && nla_len(a) >= 4 ? nla_get_u32(a) : 0;
+}
+
 static void parse_certificate(struct nlattr *nest, struct upcall_req *req)
 {
 	struct nlattr *tb[HS_A_X509_MAX + 1];
 
 	if (nla_parse_nested(tb, HS_A_X509_MAX, nest, NULL) < 0)
 		return;
-	if (tb[HS_A_X509_CERT])
-		req->cert_serial = nla_get_s32(tb[HS_A_X509_CERT]);
-	if (tb[HS_A_X509_PRIVKEY])
-		req->privkey_serial = nla_get_s32(tb[HS_A_X509_PRIVKEY]);
+	req->cert_serial = (int32_t)attr_u32(tb[HS_A_X509_CERT]);
+	req->privkey_serial = (int32_t)attr_u32(tb[HS_A_X509_PRIVKEY]);
 }
 
 /* PEER_IDENTITY repeats: one key serial per attribute, kept up to UPCALL_MAX_PEERIDS. */
@@ -248,32 +251,33 @@ static void parse_peerids(struct nlmsghdr *h, struct upcall_req *req)
 	}
 }
 
-static uint32_t attr_u32(struct nlattr *a)
+int upcall_nl_parse_accept(struct nlmsghdr *h, struct upcall_req *ret_req)
 {
-	return a && nla_len(a) >= 4 ? nla_get_u32(a) : 0;
+	struct upcall_req req = { .fd = -1 };
+	struct nlattr *tb[HS_A_ACCEPT_MAX + 1];
+
+	if (h->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN || genlmsg_hdr(h)->cmd != HS_CMD_ACCEPT ||
+	    genlmsg_parse(h, 0, tb, HS_A_ACCEPT_MAX, NULL) < 0 || !tb[HS_A_ACCEPT_SOCKFD] ||
+	    nla_len(tb[HS_A_ACCEPT_SOCKFD]) < 4 || nla_get_s32(tb[HS_A_ACCEPT_SOCKFD]) < 0)
+		return -EPROTO;
+	req.fd = nla_get_s32(tb[HS_A_ACCEPT_SOCKFD]);
+	req.msg_type = attr_u32(tb[HS_A_ACCEPT_MESSAGE_TYPE]);
+	req.auth = attr_u32(tb[HS_A_ACCEPT_AUTH_MODE]);
+	req.timeout_ms = attr_u32(tb[HS_A_ACCEPT_TIMEOUT]);
+	req.keyring = attr_u32(tb[HS_A_ACCEPT_KEYRING]);
+	if (tb[HS_A_ACCEPT_CERTIFICATE])
+		parse_certificate(tb[HS_A_ACCEPT_CERTIFICATE], &req);
+	if (tb[HS_A_ACCEPT_PEERNAME])
+		/* nla_strlcpy stops at the attribute's end even without a NUL. */
+		nla_strlcpy(req.peername, tb[HS_A_ACCEPT_PEERNAME], sizeof(req.peername));
+	parse_peerids(h, &req);
+	*ret_req = req;
+	return 0;
 }
 
 static int accept_reply(struct nl_msg *msg, void *arg)
 {
-	struct nlmsghdr *h = nlmsg_hdr(msg);
-	struct nlattr *tb[HS_A_ACCEPT_MAX + 1];
-	struct upcall_req *req = arg;
-
-	if (genlmsg_hdr(h)->cmd != HS_CMD_ACCEPT ||
-	    genlmsg_parse(h, 0, tb, HS_A_ACCEPT_MAX, NULL) < 0 || !tb[HS_A_ACCEPT_SOCKFD] ||
-	    nla_len(tb[HS_A_ACCEPT_SOCKFD]) < 4)
-		return NL_SKIP;
-	req->fd = nla_get_s32(tb[HS_A_ACCEPT_SOCKFD]);
-	req->msg_type = attr_u32(tb[HS_A_ACCEPT_MESSAGE_TYPE]);
-	req->auth = attr_u32(tb[HS_A_ACCEPT_AUTH_MODE]);
-	req->timeout_ms = attr_u32(tb[HS_A_ACCEPT_TIMEOUT]);
-	req->keyring = attr_u32(tb[HS_A_ACCEPT_KEYRING]);
-	if (tb[HS_A_ACCEPT_CERTIFICATE])
-		parse_certificate(tb[HS_A_ACCEPT_CERTIFICATE], req);
-	if (tb[HS_A_ACCEPT_PEERNAME])
-		/* nla_strlcpy stops at the attribute's end even without a NUL. */
-		nla_strlcpy(req->peername, tb[HS_A_ACCEPT_PEERNAME], sizeof(req->peername));
-	parse_peerids(h, req);
+	upcall_nl_parse_accept(nlmsg_hdr(msg), arg);
 	return NL_SKIP;
 }
 

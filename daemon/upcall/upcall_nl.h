@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/netlink.h>
 
 enum upcall_msg_type { UPCALL_MSG_UNSPEC, UPCALL_MSG_CLIENTHELLO, UPCALL_MSG_SERVERHELLO };
 enum upcall_auth { UPCALL_AUTH_UNSPEC, UPCALL_AUTH_UNAUTH, UPCALL_AUTH_PSK, UPCALL_AUTH_X509 };
@@ -67,6 +68,13 @@ int upcall_nl_accept(struct upcall_nl *nl, struct upcall_req *ret_req);
  * Does not close fd: the caller closes it afterwards either way.
  */
 int upcall_nl_done(struct upcall_nl *nl, int fd, int status, const int32_t *remote_auth, size_t n);
+
+/*
+ * The ACCEPT reply in h, into *ret_req (exposed for tests): 0, or -EPROTO when h is no
+ * ACCEPT or carries no socket. Bounded: PEER_IDENTITY past UPCALL_MAX_PEERIDS is counted and
+ * dropped, PEERNAME cut to UPCALL_PEERNAME_MAX - 1 bytes, short attributes read as 0.
+ */
+int upcall_nl_parse_accept(struct nlmsghdr *h, struct upcall_req *ret_req);
 
 /* "clienthello" / "serverhello", "unauth" / "psk" / "x509" (for logs). */
 const char *upcall_msg_type_name(enum upcall_msg_type t);

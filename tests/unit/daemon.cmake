@@ -24,3 +24,5 @@ target_compile_definitions(test_tls_tlsctx PRIVATE
 # PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
 # independent parser in tests/fuzz/pp2_decode.h.
 ktlsd_unit_test(relay proxy_v2)
+# The handshake upcall's ACCEPT reply parsing (daemon/upcall/upcall_nl.c), bounds included.
+ktlsd_unit_test(upcall nl)
