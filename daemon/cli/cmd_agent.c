@@ -23,7 +23,7 @@
 #define AGENT_MAX_HANDSHAKES 1024
 
 struct agent_args {
-	const char *cert, *key, *client_cert, *client_key, *cacert, *crl;
+	const char *cert, *key, *client_cert, *client_key, *cacert, *crl, *psk_keyring;
 	struct policy *allow;  /* client certificates presented to kernel servers */
 	struct policy *verify; /* servers kernel clients connect to; empty: PEERNAME */
 	bool allow_all;
@@ -38,15 +38,17 @@ static void agent_usage(FILE *f)
 	      "NAME]...\n"
 	      "                   [--allow-ou NAME]... [--allow-ip ADDR]... [--allow-all]\n"
 	      "                   [--verify-uri PATTERN]... [--verify-dns NAME]...\n"
-	      "                   [--max-handshakes N] [--handshake-timeout MS]\n"
+	      "                   [--psk-keyring NAME] [--max-handshakes N] [--handshake-timeout "
+	      "MS]\n"
 	      "                   [--log-format logfmt|json]\n"
 	      "Serves the kernel's TLS handshake upcalls (netlink family \"handshake\", Linux "
 	      "6.5+):\n"
-	      "NFS xprtsec=tls|mtls. --cert/--key: nfsd's server side; "
+	      "NFS xprtsec=tls|mtls, NVMe/TCP TLS 1.3 PSK. --cert/--key: nfsd's server side; "
 	      "--client-cert/--client-key:\n"
 	      "NFS clients mounting with xprtsec=mtls. --allow-*: which client certificates the\n"
 	      "kernel's servers accept; --verify-*: which servers its clients accept (default:\n"
-	      "the name the consumer asked for).\n",
+	      "the name the consumer asked for). --psk-keyring: where PSKs are looked up when the\n"
+	      "kernel names no keyring (default .nvme).\n",
 	      f);
 }
 
@@ -65,6 +67,7 @@ enum {
 	O_ALLOW_ALL,
 	O_VERIFY_URI,
 	O_VERIFY_DNS,
+	O_PSK_KEYRING,
 	O_MAXHS,
 	O_TIMEOUT,
 	O_LOGFMT,
@@ -86,6 +89,7 @@ static const struct option agent_options[] = {
 	{ "allow-all", no_argument, NULL, O_ALLOW_ALL },
 	{ "verify-uri", required_argument, NULL, O_VERIFY_URI },
 	{ "verify-dns", required_argument, NULL, O_VERIFY_DNS },
+	{ "psk-keyring", required_argument, NULL, O_PSK_KEYRING },
 	{ "max-handshakes", required_argument, NULL, O_MAXHS },
 	{ "handshake-timeout", required_argument, NULL, O_TIMEOUT },
 	{ "log-format", required_argument, NULL, O_LOGFMT },
@@ -160,6 +164,8 @@ static int agent_opt(struct agent_args *g, int c, const char *v)
 	case O_VERIFY_URI:
 	case O_VERIFY_DNS:
 		return add_rule(g->verify, (enum policy_kind)(c - O_VERIFY_URI), name, v);
+	case O_PSK_KEYRING:
+		return g->psk_keyring = v, 0;
 	case O_MAXHS:
 		return parse_uint(name, v, 1, AGENT_MAX_HANDSHAKES, &g->o.max_handshakes);
 	case O_TIMEOUT:
@@ -199,6 +205,7 @@ static int agent_args_parse(int argc, char **argv, struct agent_args *g)
 	int c, rc;
 
 	g->o.max_handshakes = 64;
+	g->psk_keyring = ".nvme";
 	g->o.timeout_ms = 30000;
 	g->o.log_format = LOG_LOGFMT;
 	if (policy_new(&g->allow) || policy_new(&g->verify))
@@ -281,6 +288,7 @@ static int agent_tls_build(const struct agent_args *g, struct agent_tls *t)
 	int rc;
 
 	t->client_cert = g->client_cert != NULL;
+	t->psk_keyring = g->psk_keyring;
 	t->verify_peername = policy_is_empty(g->verify);
 	if (t->verify_peername)
 		/* The chain must verify; the name check is OpenSSL's, against PEERNAME. */

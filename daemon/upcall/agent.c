@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "hs_want.h"
 #include "ktlsd/ktls.h"
 #include "peer_key.h"
+#include "psk.h"
 #include "tlsctx.h"
 
 enum { OP_NL = 1, OP_SIG, OP_TICK, OP_HS, OP_CANCEL };
@@ -50,6 +52,7 @@ struct hs_slot {
 	int saved_flags; /* the consumer's file flags, given back before DONE */
 	SSL *ssl;
 	struct tls_peer peer;
+	struct psk psk; /* auth=psk: the key agreed on (len 0 until then) */
 	struct upcall_req req;
 	bool server;
 	uint64_t start_ns, deadline_ns;
@@ -201,6 +204,7 @@ static void hs_end(struct agent *a, struct hs_slot *s, const struct hs_result *r
 	hs_count(a, r, rc);
 	SSL_free(s->ssl);
 	tls_peer_clear(&s->peer);
+	psk_clear(&s->psk);
 	uint32_t gen = s->gen + 1;
 
 	memset(s, 0, sizeof(*s));
@@ -246,6 +250,16 @@ static int hs_remote_auth(struct agent *a, struct hs_slot *s, int32_t *ret_seria
 	return 0;
 }
 
+static int hs_psk_auth(struct hs_slot *s, int32_t *ret_serial, char *reason, size_t len)
+{
+	if (!s->psk.len || !SSL_session_reused(s->ssl)) {
+		snprintf(reason, len, "no PSK was agreed on");
+		return -EACCES;
+	}
+	*ret_serial = s->psk.serial;
+	return 0;
+}
+
 static void hs_complete(struct agent *a, struct hs_slot *s)
 {
 	struct hs_result r = { .outcome = "ok" };
@@ -255,7 +269,10 @@ static void hs_complete(struct agent *a, struct hs_slot *s)
 
 	r.version = SSL_get_version(s->ssl);
 	r.cipher = SSL_get_cipher_name(s->ssl);
-	if (s->server)
+	if (s->req.auth == UPCALL_AUTH_PSK)
+		/* NVMe wants the serial of the PSK the handshake used, on both sides. */
+		rc = hs_psk_auth(s, &r.remote_auth, reason, sizeof(reason));
+	else if (s->server)
 		rc = hs_remote_auth(a, s, &r.remote_auth, reason, sizeof(reason));
 	if (!rc) {
 		rc = ktls_install(s->ssl, s->fd, &kc);
@@ -267,8 +284,8 @@ static void hs_complete(struct agent *a, struct hs_slot *s)
 	/* The kernel owns the session now; nothing of it stays here. */
 	ktls_conn_free(kc);
 	if (rc) {
-		r.status = EIO;
-		r.outcome = "failed";
+		r.status = rc == -EACCES ? EACCES : EIO;
+		r.outcome = rc == -EACCES ? "refused" : "failed";
 		r.remote_auth = 0;
 	}
 	r.reason = reason[0] ? reason : NULL;
@@ -371,12 +388,82 @@ static int client_setup(struct agent *a, struct hs_slot *s, const char **reason)
 	return 0;
 }
 
+/* --- TLS 1.3 external PSK (NVMe/TCP) ------------------------------------------------------ */
+
+static struct hs_slot *slot_of(SSL *ssl)
+{
+	return (struct hs_slot *)((char *)SSL_get_app_data(ssl) - offsetof(struct hs_slot, peer));
+}
+
+/* Client: offer the PSK the consumer named; after a HelloRetryRequest only if its hash fits. */
+static int psk_use_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
+		      SSL_SESSION **sess)
+{
+	struct hs_slot *s = slot_of(ssl);
+	SSL_SESSION *ps = NULL;
+
+	*sess = NULL;
+	if (psk_session(ssl, &s->psk, &ps))
+		return 0;
+	if (md && md != SSL_CIPHER_get_handshake_digest(SSL_SESSION_get0_cipher(ps))) {
+		SSL_SESSION_free(ps);
+		return 1;
+	}
+	*id = (const unsigned char *)s->psk.identity;
+	*idlen = strlen(s->psk.identity);
+	*sess = ps;
+	return 1;
+}
+
+/* Server: the identity the client offered, looked up in the consumer's keyring. */
+static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
+{
+	struct hs_slot *s = slot_of(ssl);
+	int rc;
+
+	*sess = NULL;
+	rc = psk_find((int32_t)s->req.keyring, id, idlen, &s->psk);
+	if (rc == -ENOKEY || rc == -EINVAL)
+		return 1; /* unknown identity: no PSK, and hs_psk_auth refuses */
+	if (rc || psk_session(ssl, &s->psk, sess))
+		return 0;
+	return 1;
+}
+
+static int psk_client_key(struct hs_slot *s)
+{
+	int rc = -ENOKEY;
+
+	for (size_t i = 0; i < s->req.n_peerids && rc; i++)
+		rc = psk_read(s->req.peerids[i], &s->psk);
+	return rc;
+}
+
+static int psk_setup(struct agent *a, struct hs_slot *s, const char **reason)
+{
+	int32_t ring = (int32_t)s->req.keyring;
+
+	/* Kernels that name no keyring: the one configured (--psk-keyring, ".nvme"). */
+	if (!ring && psk_keyring_by_name(a->tls->psk_keyring, &ring))
+		return *reason = "no KEYRING given and --psk-keyring not found", -ENOKEY;
+	s->req.keyring = (uint32_t)ring;
+	/* Possessing the keyring is what lets us search it and read its keys. */
+	psk_keyring_link(ring);
+	SSL_certs_clear(s->ssl);
+	if (s->server) {
+		SSL_set_psk_find_session_callback(s->ssl, psk_find_cb);
+		SSL_set_verify(s->ssl, SSL_VERIFY_NONE, NULL);
+		return 0;
+	}
+	if (psk_client_key(s))
+		return *reason = "no PSK readable among the PEER_IDENTITY key serials", -ENOKEY;
+	SSL_set_psk_use_session_callback(s->ssl, psk_use_cb);
+	return 0;
+}
+
 static int hs_setup(struct agent *a, struct hs_slot *s, const char **reason)
 {
 	SSL_CTX *ctx;
-
-	if (s->req.auth == UPCALL_AUTH_PSK)
-		return *reason = "TLS 1.3 PSK (NVMe/TCP) is not supported yet", -EOPNOTSUPP;
 	if (s->req.msg_type != UPCALL_MSG_CLIENTHELLO && s->req.msg_type != UPCALL_MSG_SERVERHELLO)
 		return *reason = "unknown MESSAGE_TYPE", -EINVAL;
 	s->server = s->req.msg_type == UPCALL_MSG_SERVERHELLO;
@@ -393,6 +480,8 @@ static int hs_setup(struct agent *a, struct hs_slot *s, const char **reason)
 		SSL_set_accept_state(s->ssl);
 	else
 		SSL_set_connect_state(s->ssl);
+	if (s->req.auth == UPCALL_AUTH_PSK)
+		return psk_setup(a, s, reason);
 	if (!s->server)
 		return client_setup(a, s, reason);
 	return 0;

@@ -20,6 +20,7 @@ struct agent_tls {
 	SSL_CTX *client;      /* clienthello requests (NFS client); NULL: refused */
 	bool client_cert;     /* client has --client-cert: used where the consumer asks x509 */
 	bool verify_peername; /* no --verify-* rule: the server must match the kernel's PEERNAME */
+	const char *psk_keyring; /* PSKs where the kernel names no KEYRING (default ".nvme") */
 };
 
 struct agent_opts {
@@ -38,7 +39,7 @@ struct agent_stats {
 	uint64_t refused;     /* peer certificate untrusted or not allowed by the rules */
 	uint64_t failed;      /* any other handshake failure */
 	uint64_t timeouts;    /* the request's TIMEOUT passed */
-	uint64_t unsupported; /* a request this agent cannot serve (PSK, no certificate) */
+	uint64_t unsupported; /* a request this agent cannot serve (no certificate for the role) */
 	uint64_t ktls_errors; /* handshake done, kTLS install failed */
 	uint64_t done_errors; /* the kernel refused our DONE (consumer gave up meanwhile) */
 	uint64_t peer_keys;   /* REMOTE_AUTH keys added */
