@@ -12,6 +12,7 @@
 #include "psk.h"
 
 #define KEY_SPEC_SESSION_KEYRING (-3)
+static const unsigned char psk_sid_ctx[] = "ktlsd-psk";
 enum { KEYCTL_DESCRIBE = 6, KEYCTL_LINK = 8, KEYCTL_SEARCH = 10, KEYCTL_READ = 11 };
 
 static long keyctl(int cmd, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)
@@ -113,7 +114,10 @@ int psk_session(SSL *ssl, const struct psk *p, SSL_SESSION **ret_sess)
 	s = SSL_SESSION_new();
 	if (!s)
 		return -ENOMEM;
-	if (SSL_SESSION_set1_master_key(s, p->key, p->len) != 1 ||
+	/* OpenSSL refuses a PSK session whose id context differs from the SSL's. */
+	if (SSL_set_session_id_context(ssl, psk_sid_ctx, sizeof(psk_sid_ctx) - 1) != 1 ||
+	    SSL_SESSION_set1_id_context(s, psk_sid_ctx, sizeof(psk_sid_ctx) - 1) != 1 ||
+	    SSL_SESSION_set1_master_key(s, p->key, p->len) != 1 ||
 	    SSL_SESSION_set_cipher(s, c) != 1 ||
 	    SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION) != 1) {
 		SSL_SESSION_free(s);
