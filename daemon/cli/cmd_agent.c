@@ -28,6 +28,7 @@ struct agent_args {
 	struct policy *verify; /* servers kernel clients connect to; empty: PEERNAME */
 	bool allow_all;
 	struct agent_opts o;
+	char *file; /* --config: the file's text, which the values above may point into */
 };
 
 static void agent_usage(FILE *f)
@@ -40,7 +41,7 @@ static void agent_usage(FILE *f)
 	      "                   [--verify-uri PATTERN]... [--verify-dns NAME]...\n"
 	      "                   [--psk-keyring NAME] [--max-handshakes N] [--handshake-timeout "
 	      "MS]\n"
-	      "                   [--log-format logfmt|json]\n"
+	      "                   [--log-format logfmt|json] [--config FILE]\n"
 	      "Serves the kernel's TLS handshake upcalls (netlink family \"handshake\", Linux "
 	      "6.5+):\n"
 	      "NFS xprtsec=tls|mtls, NVMe/TCP TLS 1.3 PSK. --cert/--key: nfsd's server side; "
@@ -48,7 +49,9 @@ static void agent_usage(FILE *f)
 	      "NFS clients mounting with xprtsec=mtls. --allow-*: which client certificates the\n"
 	      "kernel's servers accept; --verify-*: which servers its clients accept (default:\n"
 	      "the name the consumer asked for). --psk-keyring: where PSKs are looked up when the\n"
-	      "kernel names no keyring (default .nvme).\n",
+	      "kernel names no keyring (default .nvme). --config FILE: the [agent] section of an\n"
+	      "INI file, the same keys without the dashes (allow-all = yes); other sections are\n"
+	      "skipped, and options after --config override it.\n",
 	      f);
 }
 
@@ -71,6 +74,7 @@ enum {
 	O_MAXHS,
 	O_TIMEOUT,
 	O_LOGFMT,
+	O_CONFIG,
 	O_HELP,
 };
 
@@ -93,6 +97,7 @@ static const struct option agent_options[] = {
 	{ "max-handshakes", required_argument, NULL, O_MAXHS },
 	{ "handshake-timeout", required_argument, NULL, O_TIMEOUT },
 	{ "log-format", required_argument, NULL, O_LOGFMT },
+	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -135,6 +140,8 @@ static int logfmt_parse(const char *v, enum log_format *ret)
 	return 0;
 }
 
+static int agent_file(struct agent_args *g, const char *path);
+
 /* One option; 1 for --help. */
 static int agent_opt(struct agent_args *g, int c, const char *v)
 {
@@ -172,9 +179,102 @@ static int agent_opt(struct agent_args *g, int c, const char *v)
 		return parse_uint(name, v, 100, 600000, &g->o.timeout_ms);
 	case O_LOGFMT:
 		return logfmt_parse(v, &g->o.log_format);
+	case O_CONFIG:
+		return agent_file(g, v);
 	default:
 		return 1;
 	}
+}
+
+/* --- [agent] in an INI file ---------------------------------------------------------------- */
+
+static char *trim(char *p)
+{
+	char *e;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	e = p + strlen(p);
+	while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return p;
+}
+
+static int file_fail(const char *path, int line, const char *what, const char *key)
+{
+	fprintf(stderr, "ktlsd agent: %s:%d: %s%s%s\n", path, line, what, key ? key : "",
+		key ? "'" : "");
+	return -EINVAL;
+}
+
+/* One "key = value" line of [agent]: the option of that name, flags as yes/no. */
+static int file_key(struct agent_args *g, const char *path, int line, char *p)
+{
+	char *eq = strchr(p, '=');
+	const char *key, *val;
+
+	if (!eq)
+		return file_fail(path, line, "malformed line (expected 'key = value')", NULL);
+	*eq = '\0';
+	key = trim(p);
+	val = trim(eq + 1);
+	for (const struct option *o = agent_options; o->name; o++) {
+		if (strcmp(o->name, key) || o->val == O_CONFIG || o->val == O_HELP)
+			continue;
+		if (o->has_arg == no_argument) {
+			if (!strcmp(val, "no"))
+				return 0;
+			if (strcmp(val, "yes"))
+				return file_fail(path, line, "expected yes or no for '", key);
+			val = NULL;
+		}
+		return agent_opt(g, o->val, val) ? file_fail(path, line, "bad value for '", key)
+						 : 0;
+	}
+	return file_fail(path, line, "unknown key in [agent]: '", key);
+}
+
+static int file_lines(struct agent_args *g, const char *path)
+{
+	bool in_agent = false;
+	int line = 0, rc = 0;
+
+	for (char *next = g->file, *l; !rc && next; line++) {
+		l = next;
+		next = strchr(l, '\n');
+		if (next)
+			*next++ = '\0';
+		l = trim(l);
+		if (!*l || *l == '#' || *l == ';')
+			continue;
+		if (*l == '[')
+			in_agent = !strcmp(l, "[agent]");
+		else if (in_agent)
+			rc = file_key(g, path, line + 1, l);
+	}
+	return rc;
+}
+
+static int agent_file(struct agent_args *g, const char *path)
+{
+	FILE *f;
+	long n;
+
+	if (g->file)
+		return file_fail(path, 0, "--config given twice", NULL);
+	f = fopen(path, "re");
+	if (!f) {
+		fprintf(stderr, "ktlsd agent: --config %s: %s\n", path, strerror(errno));
+		return -EINVAL;
+	}
+	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || n > (1 << 20) || fseek(f, 0, SEEK_SET) ||
+	    !(g->file = calloc(1, (size_t)n + 1)) || fread(g->file, 1, (size_t)n, f) != (size_t)n) {
+		fclose(f);
+		fprintf(stderr, "ktlsd agent: --config %s: cannot read it (at most 1 MiB)\n", path);
+		return -EINVAL;
+	}
+	fclose(f);
+	return file_lines(g, path);
 }
 
 /* The combinations that make no agent. */
@@ -350,5 +450,6 @@ out:
 	SSL_CTX_free(t.client);
 	policy_free(g.allow);
 	policy_free(g.verify);
+	free(g.file);
 	return ret;
 }
