@@ -26,3 +26,5 @@ target_compile_definitions(test_tls_tlsctx PRIVATE
 ktlsd_unit_test(relay proxy_v2)
 # The handshake upcall's ACCEPT reply parsing (daemon/upcall/upcall_nl.c), bounds included.
 ktlsd_unit_test(upcall nl)
+# NVMe TLS PSKs (daemon/upcall/psk.c): the session and suite a PSK becomes, identity bounds.
+ktlsd_unit_test(upcall psk)
