@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -299,6 +300,30 @@ static int agent_args_check(const struct agent_args *g)
 	return -EINVAL;
 }
 
+/* Each file named, readable: OpenSSL's own words for a missing one are "system lib". */
+static int agent_files_check(const struct agent_args *g)
+{
+	const struct {
+		const char *opt, *path;
+	} f[] = {
+		{ "cacert", g->cacert },
+		{ "cert", g->cert },
+		{ "key", g->key },
+		{ "client-cert", g->client_cert },
+		{ "client-key", g->client_key },
+		{ "crl", g->crl },
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		if (f[i].path && access(f[i].path, R_OK)) {
+			fprintf(stderr, "ktlsd agent: --%s %s: %s\n", f[i].opt, f[i].path,
+				strerror(errno));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /* 0, 1 for --help, or -EINVAL (message printed). */
 static int agent_args_parse(int argc, char **argv, struct agent_args *g)
 {
@@ -328,7 +353,8 @@ static int agent_args_parse(int argc, char **argv, struct agent_args *g)
 	}
 	if (g->allow_all)
 		policy_set_allow_all(g->allow);
-	return agent_args_check(g);
+	rc = agent_args_check(g);
+	return rc ? rc : agent_files_check(g);
 }
 
 /* Revoked peers: the CRL joins the trust store and every chain is checked against it. */
