@@ -11,5 +11,6 @@ int cmd_client(int argc, char **argv);	     /* ktlsd client ... */
 int cmd_config(int argc, char **argv);	     /* ktlsd --config FILE */
 int cmd_check_config(int argc, char **argv); /* ktlsd check-config FILE */
 int cmd_status(int argc, char **argv);	     /* ktlsd status [--admin ADDR] [--connections] */
+int cmd_agent(int argc, char **argv);	     /* ktlsd agent ... (kernel handshake upcalls) */
 
 #endif

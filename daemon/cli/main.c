@@ -25,6 +25,8 @@ static void usage(FILE *f)
 	      "       ktlsd probe [--json]\n"
 	      "       ktlsd status [--admin ADDR] [--connections]\n"
 	      "       ktlsd --version\n"
+	      "       ktlsd agent --cacert FILE [--cert FILE --key FILE] [--client-cert FILE "
+	      "--client-key FILE] ...\n"
 	      "       ktlsd SUBCOMMAND --help for the full option list\n",
 	      f);
 }
@@ -64,6 +66,8 @@ int main(int argc, char **argv)
 		return cmd_client(argc - 1, argv + 1);
 	if (!strcmp(sub, "status"))
 		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(sub, "agent"))
+		return cmd_agent(argc - 1, argv + 1);
 	if (!strcmp(sub, "check-config"))
 		return cmd_check_config(argc - 1, argv + 1);
 	if (!strcmp(sub, "--config") || !strncmp(sub, "--config=", 9))

@@ -1205,6 +1205,7 @@ struct ini_state {
 	int line; /* the line being parsed */
 	struct run_config *r;
 	bool in_global, seen_global;
+	bool in_agent;		    /* [agent]: `ktlsd agent --config` reads it, not this */
 	struct service_config *cur; /* the [service] being collected; NULL in [global] */
 	struct ini_kv *kv;	    /* its keys, in file order */
 	size_t n_kv, cap_kv;
@@ -1421,6 +1422,7 @@ static int ini_section_end(struct ini_state *st)
 		rc = ini_apply_service(st);
 	ini_kv_clear(st);
 	st->in_global = false;
+	st->in_agent = false;
 	st->cur = NULL;
 	if (rc)
 		st->apply_failed = true;
@@ -1439,10 +1441,16 @@ static int ini_section_begin(struct ini_state *st, const char *section)
 		st->in_global = true;
 		return 0;
 	}
+	/* `ktlsd agent --config` reads [agent]; one file may hold both. */
+	if (!strcmp(section, "agent")) {
+		st->in_agent = true;
+		return 0;
+	}
 	if (strncmp(section, "service ", 8) || !*name)
-		return ini_fail(st, st->line,
-				"unknown section [%s] (expected [global] or [service NAME])",
-				section);
+		return ini_fail(
+			st, st->line,
+			"unknown section [%s] (expected [global], [service NAME] or [agent])",
+			section);
 	if (strlen(name) >= sizeof(st->cur->name))
 		return ini_fail(st, st->line, "service name too long (at most %zu bytes)",
 				sizeof(st->cur->name) - 1);
@@ -1490,6 +1498,8 @@ static int ini_key(struct ini_state *st, char *p)
 	if (comment)
 		*comment = '\0';
 	strip_trailing_space(value);
+	if (st->in_agent)
+		return 0;
 	if (!st->in_global && !st->cur)
 		return ini_fail(st, st->line, "key '%s' outside any section", p);
 	if (st->n_kv == st->cap_kv) {

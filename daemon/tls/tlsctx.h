@@ -58,7 +58,8 @@ void tls_set_session_cache(SSL *ssl, struct sess_cache *cache);
 
 /*
  * Builds the SSL_CTX of service s (server or client role): certificate + key (checked
- * to match), trust store from cacert, client certificates required (server), TLS 1.2
+ * to match; a client may have none), trust store from cacert, client certificates
+ * required (server), TLS 1.2
  * ECDHE+AEAD / TLS 1.3 only, verify callback applying s->policy. Resumption
  * (s->resumption): a server issues stateless tickets under rotated keys (ticket_keys.c)
  * and accepts one only while the certificate inside is unexpired and still allowed; a

@@ -1144,6 +1144,19 @@ static void test_sandbox_keys(void **state)
 		     "landlock: invalid value 'maybe'");
 }
 
+/* [agent] belongs to `ktlsd agent --config`: the services' parser passes over it whole. */
+static void test_agent_section_skipped(void **state)
+{
+	struct run_config cfg;
+
+	expect_ok("[agent]\ncacert = /nowhere\nnot-a-service-key = 1\n" SVC "allow-all = yes\n",
+		  &cfg);
+	assert_int_equal(cfg.n_svc, 1);
+	assert_string_equal(cfg.svc[0].name, "a");
+	config_free(&cfg);
+	expect_error("[agents]\n" SVC "allow-all = yes\n", 1, "unknown section [agents]");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1165,6 +1178,7 @@ int main(void)
 		cmocka_unit_test(test_global_once),
 		cmocka_unit_test(test_ocsp_pkcs11_keys),
 		cmocka_unit_test(test_admin),
+		cmocka_unit_test(test_agent_section_skipped),
 		cmocka_unit_test(test_plaintext_local),
 		cmocka_unit_test(test_sandbox_keys),
 		cmocka_unit_test(test_listen_systemd),

@@ -35,3 +35,7 @@ ktlsd_unit_test(relay proxy_v2)
 # The admin endpoint's formatting (daemon/admin): label escaping, tls_stat names, the ULP
 # view parsed from netlink attributes built as the kernel builds them.
 ktlsd_unit_test(admin format)
+# The handshake upcall's ACCEPT reply parsing (daemon/upcall/upcall_nl.c), bounds included.
+ktlsd_unit_test(upcall nl)
+# NVMe TLS PSKs (daemon/upcall/psk.c): the session and suite a PSK becomes, identity bounds.
+ktlsd_unit_test(upcall psk)
