@@ -702,6 +702,8 @@ static int chain_setup(SSL_CTX *ctx, const struct service_config *s, char *err, 
 {
 	STACK_OF(X509) *chain = NULL;
 
+	if (!SSL_CTX_get0_certificate(ctx))
+		return 0; /* a client without a certificate (the agent's unauthenticated role) */
 	if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1 && sk_X509_num(chain) > 0)
 		return 0; /* the file's chain goes out as it is, never rebuilt */
 	if (SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR |
