@@ -32,6 +32,7 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "steer.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
@@ -416,6 +417,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 {
 	struct runtime rt = { .cfg = cfg, .relay_begin = relay_begin };
 	struct worker *w = NULL;
+	struct steer **steers = NULL;
 	pthread_barrier_t ready;
 	sigset_t set;
 	rlim_t nofile = 0;
@@ -432,6 +434,8 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rc = workers_create(&rt, cfgpath, &ready, &w);
+	if (!rc && (rc = steers_attach(cfg, cfgpath, w, &steers)))
+		workers_free(w, cfg->threads, rt.n_svc);
 	if (rc)
 		goto out_free_services;
 	workers_start(w, cfg->threads, &ready);
@@ -445,6 +449,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 
 	log_kv(cfg->log_format, "info", "exit", kv, 1);
 	pthread_barrier_destroy(&ready);
+	steers_free(steers, cfg->n_svc);
 	workers_free(w, cfg->threads, rt.n_svc);
 out_free_services:
 	services_free(&rt);

@@ -62,6 +62,7 @@ static void svc_free(struct service_config *s)
 	free(s->cacert);
 	free(s->key_password_file);
 	free(s->server_name);
+	free(s->intercepts);
 	policy_free(s->policy);
 }
 
@@ -104,6 +105,12 @@ static const struct word ktls_words[] = {
 	{ "auto", KTLS_MODE_AUTO },
 	{ "require", KTLS_MODE_REQUIRE },
 	{ "off", KTLS_MODE_OFF },
+	{ NULL, 0 },
+};
+static const struct word relay_words[] = {
+	{ "auto", RELAY_MODE_AUTO },
+	{ "splice", RELAY_MODE_SPLICE },
+	{ "sockmap", RELAY_MODE_SOCKMAP },
 	{ NULL, 0 },
 };
 static const struct word log_format_words[] = {
@@ -392,6 +399,40 @@ static int set_min_tls(struct service_config *s, const struct svc_key *k, const 
 	return 0;
 }
 
+/* bpf/ keys (docs/bpf.md): --relay, --intercept (repeatable, like the rules). */
+static int set_relay(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		     size_t errlen)
+{
+	int val;
+
+	if (parse_word(v, relay_words, &val))
+		return bad_value(k->name, v, err, errlen);
+	s->relay = (enum relay_mode)val;
+	return 0;
+}
+
+static int set_intercept(struct service_config *s, const struct svc_key *k, const char *v,
+			 char *err, size_t errlen)
+{
+	struct intercept_rule r, *grown;
+	const char *why = NULL;
+
+	if (intercept_parse(v, &r, &why)) {
+		seterr(err, errlen, "%s '%s': %s", k->name, v, why);
+		return -EINVAL;
+	}
+	if (s->n_intercepts >= INTERCEPT_MAX) {
+		seterr(err, errlen, "%s: more than %d in one service", k->name, INTERCEPT_MAX);
+		return -EINVAL;
+	}
+	grown = realloc(s->intercepts, (s->n_intercepts + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	grown[s->n_intercepts++] = r;
+	s->intercepts = grown;
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct service_config, f)
 
 /* Unnamed fields are 0: ANY_ROLE, and no field or range. */
@@ -452,6 +493,8 @@ static const struct svc_key svc_keys[] = {
 	  .min = 0,
 	  .max = MAX_IDLE_S },
 	{ .name = "min-tls", .set = set_min_tls },
+	{ .name = "relay", .set = set_relay },
+	{ .name = "intercept", .role = SERVER_ONLY, .set = set_intercept },
 };
 
 #undef FIELD
@@ -625,6 +668,9 @@ static void print_help(enum service_role role)
 		      "        0: never)\n"
 		      "  --key-password-file: the passphrase of an encrypted --key\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+		      "  --relay auto|splice|sockmap: how plaintext moves after kTLS\n"
+		      "  --intercept CIDR:PORT[-PORT]: take TCP connections to these addresses\n"
+		      "        and ports (sk_lookup; repeatable; needs CAP_BPF, CAP_NET_ADMIN)\n"
 		      "  ADDR: host:port, [v6addr]:port, or unix:/path (target only)\n"
 		      "  PATTERN: an exact URI SAN, or spiffe://trust.domain/* for a trust "
 		      "domain\n",
@@ -646,6 +692,7 @@ static void print_help(enum service_role role)
 		      "        0: never)\n"
 		      "  --key-password-file: the passphrase of an encrypted --key\n"
 		      "  --allow-core-dumps: let the process dump core (keys would be in it)\n"
+		      "  --relay auto|splice|sockmap: how plaintext moves after kTLS\n"
 		      "  HOST: a name also sets the default --server-name (SNI) and, without\n"
 		      "        --verify-* or --verify-any, a --verify-dns rule for it\n",
 		      stdout);
@@ -684,6 +731,8 @@ static const struct option server_opts[] = {
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "relay", required_argument, NULL, 0 },
+	{ "intercept", required_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -715,6 +764,7 @@ static const struct option client_opts[] = {
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
+	{ "relay", required_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -946,7 +996,7 @@ static bool key_repeats(const char *name)
 
 	if (!k)
 		k = svc_key_find(ROLE_CLIENT, name);
-	return k && k->set == set_rules;
+	return k && (k->set == set_rules || k->set == set_intercept);
 }
 
 static int ini_check_repeat(struct ini_state *st, size_t i)

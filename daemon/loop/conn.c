@@ -104,6 +104,7 @@ static void conn_log_end(struct worker *w, struct conn *c)
 	struct log_kv kv[] = {
 		{ "service", s->cfg->name },
 		{ "peer", c->peer },
+		{ "dst", c->dst[0] ? c->dst : NULL },
 		{ "reason", c->reason ? c->reason : "(out of memory)" },
 		/* The verified identity under its kind's name, or what an unadmitted peer claimed. */
 		{ policy_kind_name(c->id.id_kind), c->hs_done ? c->id.id : NULL },

@@ -63,6 +63,7 @@ struct conn {
 	uint64_t t_start_ns;
 	const char *version, *cipher; /* OpenSSL's static strings */
 	char peer[56];		      /* "[v6addr]:port" at most */
+	char dst[56];		      /* --intercept: the address the client dialled */
 	char *reason;		      /* set once, when the connection ends */
 	const char *note;	      /* why kTLS was not used (static text) */
 	struct tls_peer id;
