@@ -34,6 +34,18 @@ struct ktlsd_relay_peer {
 	__u16 pad;
 };
 
+/*
+ * sk_msg programs have no bpf_get_socket_cookie before 6.x's later releases, so the sent
+ * counter of a kTLS socket is keyed by its addresses (ports host order, addresses network
+ * order, IPv4 in rip[0]).
+ */
+struct ktlsd_relay_tuple {
+	__u32 family;
+	__u32 lport;
+	__u32 rport;
+	__u32 rip[4];
+};
+
 /* steer.bpf.c: --intercept rules, an array walked in order (bounded loop). */
 #define KTLSD_STEER_MAX_RULES 64
 

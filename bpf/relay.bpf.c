@@ -10,6 +10,7 @@
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #include "ktlsd_bpf.h"
 
@@ -46,6 +47,7 @@ int relay_parser(struct __sk_buff *skb)
 	return skb->len;
 }
 
+#define AF_INET		   2
 #define TLS13_MAX_PAD_SCAN 64
 #define TLS_CT_DATA	   23
 
@@ -111,6 +113,42 @@ int relay_verdict(struct __sk_buff *skb)
 	}
 	__sync_fetch_and_add(&p->redirected, skb->len);
 	return bpf_sk_redirect_hash(skb, &targets, &p->peer_cookie, 0);
+}
+
+/*
+ * On `targets` (the kTLS sockets): counts the plaintext bytes each one's TLS layer takes,
+ * its own sends (close_notify) and the forwarded ones alike, so ktlsd can tell when
+ * everything the verdict forwarded has been handed to TLS: only then may close_notify
+ * follow a backend's EOF (the forwarding queue outlives the source's FIN).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KTLSD_RELAY_MAX_SOCKS);
+	__type(key, struct ktlsd_relay_tuple);
+	__type(value, __u64);
+} sent SEC(".maps");
+
+SEC("sk_msg")
+int relay_count(struct sk_msg_md *msg)
+{
+	struct ktlsd_relay_tuple t = { .family = msg->family, .lport = msg->local_port };
+	/* remote_port: network order, in the upper half on little-endian hosts (skmsg ctx) */
+	__u32 rp = msg->remote_port > 0xffff ? msg->remote_port >> 16 : msg->remote_port;
+
+	t.rport = bpf_ntohs((__u16)rp);
+	if (t.family == AF_INET) {
+		t.rip[0] = msg->remote_ip4;
+	} else {
+		t.rip[0] = msg->remote_ip6[0];
+		t.rip[1] = msg->remote_ip6[1];
+		t.rip[2] = msg->remote_ip6[2];
+		t.rip[3] = msg->remote_ip6[3];
+	}
+	__u64 *n = bpf_map_lookup_elem(&sent, &t);
+
+	if (n)
+		__sync_fetch_and_add(n, msg->size);
+	return SK_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

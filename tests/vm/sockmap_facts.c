@@ -105,9 +105,45 @@ static uint64_t cookie(int fd)
 	return c;
 }
 
+static struct ktlsd_relay_tuple tuple(int fd)
+{
+	struct ktlsd_relay_tuple t = { 0 };
+	struct sockaddr_in l, r;
+	socklen_t ll = sizeof(l), rl = sizeof(r);
+
+	getsockname(fd, (void *)&l, &ll);
+	getpeername(fd, (void *)&r, &rl);
+	t.family = AF_INET;
+	t.lport = ntohs(l.sin_port);
+	t.rport = ntohs(r.sin_port);
+	t.rip[0] = r.sin_addr.s_addr;
+	return t;
+}
+
+static uint64_t sent_of(int fd)
+{
+	struct ktlsd_relay_tuple k = tuple(fd);
+	uint64_t v = 0;
+
+	bpf_map_lookup_elem(bpf_map__fd(skel->maps.sent), &k, &v);
+	return v;
+}
+
+static uint64_t redirected_of(int fd)
+{
+	uint64_t k = cookie(fd);
+	struct ktlsd_relay_peer p = { 0 };
+
+	bpf_map_lookup_elem(bpf_map__fd(skel->maps.peer), &k, &p);
+	return p.redirected;
+}
+
 static int target_add(int fd)
 {
-	uint64_t k = cookie(fd), v = (uint64_t)fd;
+	uint64_t k = cookie(fd), v = (uint64_t)fd, zero = 0;
+	struct ktlsd_relay_tuple t = tuple(fd);
+
+	bpf_map_update_elem(bpf_map__fd(skel->maps.sent), &t, &zero, BPF_ANY);
 
 	return bpf_map_update_elem(bpf_map__fd(skel->maps.targets), &k, &v, BPF_ANY) ? -errno : 0;
 }
@@ -400,13 +436,31 @@ static void fact_eof_flush(void)
 
 	poll(&pc, 1, 2000);
 	unsigned char tmp = 0;
+	uint64_t r0 = redirected_of(q.c), s0 = sent_of(q.b);
 	size_t early = drain(q.a, 1 << 20, 1, &tmp);
-	size_t got = early + drain(q.a, (1u << 20) - early, 1000, &tmp);
+	size_t got = early;
+	int polls = 0;
+
+	/* what the relay does at a backend EOF: wait until B's TLS took all C forwarded */
+	while (sent_of(q.b) < redirected_of(q.c) && polls++ < 1000)
+		got += drain(q.a, (1u << 20) - got, 2, &tmp);
+	unsigned char alert[2] = { 1, 0 };
+	ssize_t cn = send_rec(q.b, 21, alert, 2);
+	uint64_t r1 = redirected_of(q.c), s1 = sent_of(q.b);
+	int type = 0;
+	char rb[64];
+
+	got += drain(q.a, (1u << 20) - got, 1000, &tmp);
+	ssize_t an = recv_rec(q.a, rb, sizeof(rb), &type, MSG_DONTWAIT);
 
 	FACT("eof_flush",
-	     "EOF on C seen (revents 0x%x) while A had read %zu of %u bytes; A got %zu "
-	     "in the end: the backlog toward B outlives the source's EOF",
-	     pc.revents, early, 1u << 20, got);
+	     "EOF on C seen (revents 0x%x) with A at %zu of %u bytes, forwarded %llu, TLS took "
+	     "%llu: the queue toward B outlives the source's FIN. Waiting for sent >= forwarded "
+	     "(%d polls), then close_notify (%zd): A got %zu bytes, then record type %d",
+	     pc.revents, early, 1u << 20, (unsigned long long)r0, (unsigned long long)s0, polls, cn,
+	     got, type);
+	MUST(got == (1u << 20) && type == 21 && an == 2 && s1 == r1 + 2,
+	     "the sent counter says when the forwarded bytes are out");
 	(void)s_out;
 	teardown(&q);
 }
@@ -653,7 +707,9 @@ int main(void)
 	if (bpf_prog_attach(bpf_program__fd(skel->progs.relay_parser), mfd,
 			    BPF_SK_SKB_STREAM_PARSER, 0) ||
 	    bpf_prog_attach(bpf_program__fd(skel->progs.relay_verdict), mfd,
-			    BPF_SK_SKB_STREAM_VERDICT, 0)) {
+			    BPF_SK_SKB_STREAM_VERDICT, 0) ||
+	    bpf_prog_attach(bpf_program__fd(skel->progs.relay_count),
+			    bpf_map__fd(skel->maps.targets), BPF_SK_MSG_VERDICT, 0)) {
 		printf("FAIL: attach: %s\n", strerror(errno));
 		return 1;
 	}
