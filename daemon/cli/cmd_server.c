@@ -32,6 +32,7 @@
 #include "ktlsd/ktls.h"
 #include "ktlsd/probe.h"
 #include "log.h"
+#include "relay_mode.h"
 #include "steer.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
@@ -217,6 +218,9 @@ static void log_listening(const struct runtime *rt, const struct service *s, con
 		{ "target", sc->target },
 		{ "ktls", ktls_mode_name(sc->ktls) },
 		{ "kernel_ktls", rt->kernel_ktls ? "yes" : "no" },
+		{ "relay", s->sockmap	 ? "sockmap"
+			   : s->use_ktls ? "splice"
+					 : "userspace" },
 		{ "threads", threads },
 		{ "resumption", sc->resumption ? "yes" : "no" },
 		{ "server_name", sc->role == ROLE_CLIENT ? sc->server_name : NULL },
@@ -418,12 +422,15 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	struct runtime rt = { .cfg = cfg, .relay_begin = relay_begin };
 	struct worker *w = NULL;
 	struct steer **steers = NULL;
+	struct sockmap *sm = NULL;
 	pthread_barrier_t ready;
 	sigset_t set;
 	rlim_t nofile = 0;
 	int rc, sig;
 
 	rc = runtime_prepare(&rt, cfgpath, &nofile);
+	if (!rc)
+		rc = relay_mode_setup(&rt, cfgpath, &sm);
 	if (rc)
 		goto out_free_services;
 	/* Workers inherit a mask with these blocked; only this thread takes them. */
@@ -453,6 +460,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	workers_free(w, cfg->threads, rt.n_svc);
 out_free_services:
 	services_free(&rt);
+	sockmap_close(sm);
 	return rc;
 }
 

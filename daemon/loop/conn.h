@@ -24,6 +24,8 @@ struct sess_cache;
 #define RELAY_BUF (64 * 1024)
 
 /* One direction of a relay. */
+struct sockmap_conn;
+
 struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
@@ -33,6 +35,7 @@ struct dir {
 	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
 	bool busy;    /* an operation of this direction is in flight */
 	bool writing; /* kTLS: that operation is a splice into the destination socket */
+	bool kernel;  /* sockmap: the kernel forwards this direction, ktlsd watches for its end */
 	uint64_t bytes;
 };
 
@@ -58,6 +61,7 @@ struct conn {
 	int tfd, pfd;
 	SSL *ssl;
 	struct ktls_conn *kc;
+	struct sockmap_conn *smc; /* the sockmap relay's map entries (relay/relay_sockmap.c) */
 	struct __kernel_timespec deadline;
 	struct dir t2p, p2t; /* TLS peer -> plaintext side, and back */
 	uint64_t t_start_ns;

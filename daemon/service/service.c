@@ -119,6 +119,7 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_RESUMED] = "resumed",
 		[STAT_TRUNCATED] = "truncated",
 		[STAT_IDLE_TIMEOUTS] = "idle_timeouts",
+		[STAT_SOCKMAP_FALLBACKS] = "sockmap_fallbacks",
 	};
 
 	return k < STAT_MAX ? names[k] : "?";

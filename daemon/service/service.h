@@ -37,8 +37,9 @@ enum service_stat {
 	STAT_REKEY_CLOSES,
 	STAT_PROXY_HEADER_FAILURES,
 	STAT_RESUMED,
-	STAT_TRUNCATED,	    /* peer's FIN came without close_notify */
-	STAT_IDLE_TIMEOUTS, /* established, no bytes for idle_timeout_s */
+	STAT_TRUNCATED,		/* peer's FIN came without close_notify */
+	STAT_IDLE_TIMEOUTS,	/* established, no bytes for idle_timeout_s */
+	STAT_SOCKMAP_FALLBACKS, /* --relay sockmap/auto: this connection spliced instead */
 	STAT_MAX
 };
 
@@ -61,11 +62,14 @@ struct service_counters {
 	struct service_stats w[]; /* [n_workers] */
 };
 
+struct sockmap;
+
 struct service {
 	atomic_uint refs;
 	const struct service_config *cfg;
 	SSL_CTX *ctx;
 	bool use_ktls;		 /* try kTLS per connection (mode != off and the kernel has it) */
+	struct sockmap *sockmap; /* set by cli where this service relays with the sockmap */
 	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
 	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
 	unsigned n_workers;
