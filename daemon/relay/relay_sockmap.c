@@ -63,6 +63,19 @@ const char *sockmap_strerror(int err)
 	}
 }
 
+const char *sockmap_conn_strerror(int err)
+{
+	switch (-err) {
+	case EOPNOTSUPP: /* sock_map_sk_state_allowed(): ESTABLISHED only */
+		return "the socket is past ESTABLISHED (its peer half-closed already)";
+	case E2BIG:
+	case ENOSPC:
+		return "the maps are full";
+	default:
+		return strerror(-err);
+	}
+}
+
 int sockmap_open(struct sockmap **ret_sm)
 {
 	struct sockmap *sm = calloc(1, sizeof(*sm));

@@ -22,8 +22,10 @@ struct sockmap;
 int sockmap_open(struct sockmap **ret_sm);
 /* NULL is fine. Connections still in the maps leave them when their sockets close. */
 void sockmap_close(struct sockmap *sm);
-/* Operator words for a sockmap_* error (capabilities, kernel). */
+/* Operator words for a sockmap_open/probe error (capabilities, kernel). */
 const char *sockmap_strerror(int err);
+/* ... and for a per-connection one (sockmap_conn_pre / _link). */
+const char *sockmap_conn_strerror(int err);
 
 /*
  * Tries it on loopback sockets: may a socket in the map take kTLS, and does a byte the
