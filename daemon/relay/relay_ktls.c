@@ -130,8 +130,15 @@ static bool pump_kernel(struct worker *w, struct conn *c, struct dir *d)
 	if (d->shut)
 		return false;
 	if (!sockmap_conn_drained(c->svc->sockmap, c, &fwd)) {
-		/* the handshake deadline's timespec is free once relaying */
-		c->deadline = (struct __kernel_timespec){ .tv_nsec = 2 * 1000 * 1000 };
+		/*
+		 * A slow TLS peer can leave megabytes queued (the backend's receive buffer):
+		 * check at 1, 2, 4 ... 64 ms, so a long drain costs ktlsd ~16 wake-ups a second,
+		 * not one per chunk. The handshake deadline's timespec is free once relaying.
+		 */
+		long long ns = c->deadline.tv_nsec ? c->deadline.tv_nsec * 2 : 1000000;
+
+		c->deadline =
+			(struct __kernel_timespec){ .tv_nsec = ns > 64000000 ? 64000000 : ns };
 		d->busy = true;
 		io_uring_prep_timeout(conn_sqe(w, c, OP_SM_DRAIN), &c->deadline, 0, 0);
 		return true;
@@ -470,6 +477,7 @@ static void sockmap_on_cqe(struct worker *w, struct conn *c, unsigned op, int re
 			return;
 		}
 		c->p2t.eof = true;
+		c->deadline = (struct __kernel_timespec){ 0 }; /* the drain's first step: 1 ms */
 	}
 	pump(w, c, false);
 }
