@@ -132,13 +132,13 @@ static bool pump_kernel(struct worker *w, struct conn *c, struct dir *d)
 	if (!sockmap_conn_drained(c->svc->sockmap, c, &fwd)) {
 		/*
 		 * A slow TLS peer can leave megabytes queued (the backend's receive buffer):
-		 * check at 1, 2, 4 ... 64 ms, so a long drain costs ktlsd ~16 wake-ups a second,
+		 * check at 1, 2, 4 ... 256 ms, so a long drain costs ktlsd ~4 wake-ups a second,
 		 * not one per chunk. The handshake deadline's timespec is free once relaying.
 		 */
 		long long ns = c->deadline.tv_nsec ? c->deadline.tv_nsec * 2 : 1000000;
 
 		c->deadline =
-			(struct __kernel_timespec){ .tv_nsec = ns > 64000000 ? 64000000 : ns };
+			(struct __kernel_timespec){ .tv_nsec = ns > 256000000 ? 256000000 : ns };
 		d->busy = true;
 		io_uring_prep_timeout(conn_sqe(w, c, OP_SM_DRAIN), &c->deadline, 0, 0);
 		return true;
