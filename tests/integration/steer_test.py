@@ -137,7 +137,28 @@ def t_intercept_unprivileged(env):
           f"want exit 2 naming the capabilities, got {r.returncode}: {r.stderr}")
 
 
+def t_relay_option(env):
+    """--relay: bad values refused; sockmap without kTLS refused with the reason (the host
+    kernel has none); auto starts and the listening line names the relay it got."""
+    base = [env.args.ktlsd, "server", "--listen", "127.0.0.1:1", "--target", "127.0.0.1:2",
+            "--cert", env.p("server.pem"), "--key", env.p("server.key"), "--cacert",
+            env.p("ca.pem"), "--allow-all"]
+    r = subprocess.run(base + ["--relay", "fast"], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 2 and "--relay: invalid value 'fast'" in r.stderr,
+          f"--relay fast: {r.returncode} {r.stderr}")
+    have_ktls = os.path.exists("/proc/net/tls_stat")
+    if not have_ktls:
+        r = subprocess.run(base + ["--relay", "sockmap"], capture_output=True, text=True,
+                           timeout=30)
+        check(r.returncode == 2 and "--relay sockmap: needs kTLS" in r.stderr,
+              f"--relay sockmap without kTLS: {r.returncode} {r.stderr}")
+    k = env.ktlsd(["--relay", "auto"], target_port=env.echo_backend())
+    line = k.wait_line(r"event=listening")
+    check(("relay=userspace" if not have_ktls else "relay=") in line, f"listening: {line}")
+
+
 TESTS = {
+    "relay_option": t_relay_option,
     "served": t_intercept_served,
     "proxy_v2": t_intercept_proxy_v2,
     "gone_on_exit": t_intercept_gone_on_exit,
