@@ -37,13 +37,15 @@ struct ktlsd_relay_peer {
 /*
  * sk_msg programs have no bpf_get_socket_cookie before 6.x's later releases, so the sent
  * counter of a kTLS socket is keyed by its addresses (ports host order, addresses network
- * order, IPv4 in rip[0]).
+ * order, IPv4 in [0]). Both addresses: with --intercept one listener serves many local
+ * addresses, and a client may reach two of them from the same address and port.
  */
 struct ktlsd_relay_tuple {
 	__u32 family;
 	__u32 lport;
 	__u32 rport;
 	__u32 rip[4];
+	__u32 lip[4];
 };
 
 /* steer.bpf.c: --intercept rules, an array walked in order (bounded loop). */

@@ -138,7 +138,12 @@ int relay_count(struct sk_msg_md *msg)
 	t.rport = bpf_ntohs((__u16)rp);
 	if (t.family == AF_INET) {
 		t.rip[0] = msg->remote_ip4;
+		t.lip[0] = msg->local_ip4;
 	} else {
+		t.lip[0] = msg->local_ip6[0];
+		t.lip[1] = msg->local_ip6[1];
+		t.lip[2] = msg->local_ip6[2];
+		t.lip[3] = msg->local_ip6[3];
 		t.rip[0] = msg->remote_ip6[0];
 		t.rip[1] = msg->remote_ip6[1];
 		t.rip[2] = msg->remote_ip6[2];

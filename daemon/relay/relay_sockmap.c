@@ -139,10 +139,12 @@ static int fd_tuple(int fd, struct ktlsd_relay_tuple *ret)
 		ret->lport = ntohs(((struct sockaddr_in *)&l)->sin_port);
 		ret->rport = ntohs(((struct sockaddr_in *)&r)->sin_port);
 		ret->rip[0] = ((struct sockaddr_in *)&r)->sin_addr.s_addr;
+		ret->lip[0] = ((struct sockaddr_in *)&l)->sin_addr.s_addr;
 	} else {
 		ret->lport = ntohs(((struct sockaddr_in6 *)&l)->sin6_port);
 		ret->rport = ntohs(((struct sockaddr_in6 *)&r)->sin6_port);
 		memcpy(ret->rip, &((struct sockaddr_in6 *)&r)->sin6_addr, 16);
+		memcpy(ret->lip, &((struct sockaddr_in6 *)&l)->sin6_addr, 16);
 	}
 	return 0;
 }

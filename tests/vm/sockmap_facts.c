@@ -117,6 +117,7 @@ static struct ktlsd_relay_tuple tuple(int fd)
 	t.lport = ntohs(l.sin_port);
 	t.rport = ntohs(r.sin_port);
 	t.rip[0] = r.sin_addr.s_addr;
+	t.lip[0] = l.sin_addr.s_addr;
 	return t;
 }
 
