@@ -114,12 +114,14 @@ static void m_connections(FILE *f, struct service **sv, size_t n)
 		uint32_t live = service_gauge_sum(sv[i], GAUGE_LIVE);
 		uint32_t sp = service_gauge_sum(sv[i], GAUGE_RELAY_SPLICE);
 		uint32_t us = service_gauge_sum(sv[i], GAUGE_RELAY_USERSPACE);
+		uint32_t sm = service_gauge_sum(sv[i], GAUGE_RELAY_SOCKMAP);
 
 		series(f, "ktlsd_connections_active", sv[i], ",relay=\"splice\"", sp);
 		series(f, "ktlsd_connections_active", sv[i], ",relay=\"userspace\"", us);
+		series(f, "ktlsd_connections_active", sv[i], ",relay=\"sockmap\"", sm);
 		/* Summed without a common instant: never show a negative rest. */
 		series(f, "ktlsd_connections_active", sv[i], ",relay=\"handshake\"",
-		       live > sp + us ? live - sp - us : 0);
+		       live > sp + us + sm ? live - sp - us - sm : 0);
 	}
 	family(f, "ktlsd_connections_total", "counter", "Connections accepted.");
 	for (size_t i = 0; i < n; i++)

@@ -23,6 +23,9 @@
  *   io_uring.setup_defer_taskrun        bool (6.1)
  *   bpf.sockmap                         bool, BPF_MAP_CREATE(SOCKMAP) works
  *   bpf.error                           string or null
+ *   bpf.sockmap_ktls                    the sockmap relay with kTLS (docs/bpf.md), tried:
+ *     .plain_to_tls / .tls_to_plain     bool per direction: forwarded in the kernel
+ *     .why                              string: what stops a direction, or null
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,14 +37,39 @@
 
 #include "commands.h"
 #include "ktlsd/probe.h"
+#include "relay_sockmap.h"
 #include "sysprobe.h"
+
+static const char *yes(bool b);
+
+/* The sockmap relay per direction, tried only where kTLS exists. */
+struct sm_caps {
+	bool p2t, t2p;
+	const char *why;
+};
+
+static void probe_sockmap(const struct sys_caps *caps, struct sm_caps *sm)
+{
+	*sm = (struct sm_caps){ .why = "needs kTLS" };
+	if (caps->ktls.ulp)
+		sockmap_probe(&sm->p2t, &sm->t2p, &sm->why);
+	if (sm->p2t && !sm->why)
+		sm->why = "TLS -> plaintext: records reach the verdict whole (docs/bpf.md)";
+}
+
+static void print_sockmap(const struct sm_caps *sm)
+{
+	printf("  relay with kTLS: plaintext -> TLS %s, TLS -> plaintext %s%s%s%s\n", yes(sm->p2t),
+	       yes(sm->t2p), sm->why ? " (" : "", sm->why ? sm->why : "", sm->why ? ")" : "");
+}
 
 static json_t *json_err(bool ok, int err)
 {
 	return ok || !err ? json_null() : json_string(strerror(err));
 }
 
-static json_t *caps_to_json(const struct sys_caps *caps, const char *kernel)
+static json_t *caps_to_json(const struct sys_caps *caps, const struct sm_caps *sm,
+			    const char *kernel)
 {
 	json_t *root, *ktls;
 	int v, c;
@@ -70,6 +98,11 @@ static json_t *caps_to_json(const struct sys_caps *caps, const char *kernel)
 			 "recv_multishot", caps->uring_recv_multishot, "setup_defer_taskrun",
 			 caps->uring_setup_defer_taskrun, "bpf", "sockmap", caps->bpf_sockmap,
 			 "error", json_err(caps->bpf_sockmap, caps->bpf_err));
+	if (root)
+		json_object_set_new(json_object_get(root, "bpf"), "sockmap_ktls",
+				    json_pack("{s:b, s:b, s:o}", "plain_to_tls", sm->p2t,
+					      "tls_to_plain", sm->t2p, "why",
+					      sm->why ? json_string(sm->why) : json_null()));
 	return root;
 }
 
@@ -78,7 +111,7 @@ static const char *yes(bool b)
 	return b ? "yes" : "no";
 }
 
-static void print_table(const struct sys_caps *caps, const char *kernel)
+static void print_table(const struct sys_caps *caps, const struct sm_caps *sm, const char *kernel)
 {
 	int v, c;
 
@@ -125,11 +158,13 @@ static void print_table(const struct sys_caps *caps, const char *kernel)
 		printf("\nBPF sockmap: available\n");
 	else
 		printf("\nBPF sockmap: not available (%s)\n", strerror(caps->bpf_err));
+	print_sockmap(sm);
 }
 
 int cmd_probe(int argc, char **argv)
 {
 	struct sys_caps caps;
+	struct sm_caps sm;
 	struct utsname uts;
 	bool as_json = false;
 	int i, err;
@@ -155,9 +190,10 @@ int cmd_probe(int argc, char **argv)
 		fprintf(stderr, "ktlsd probe: the probe could not run: %s\n", strerror(-err));
 		return EXIT_RUNTIME;
 	}
+	probe_sockmap(&caps, &sm);
 
 	if (as_json) {
-		json_t *root = caps_to_json(&caps, uts.release);
+		json_t *root = caps_to_json(&caps, &sm, uts.release);
 		char *s;
 
 		if (!root) {
@@ -173,7 +209,7 @@ int cmd_probe(int argc, char **argv)
 		puts(s);
 		free(s);
 	} else {
-		print_table(&caps, uts.release);
+		print_table(&caps, &sm, uts.release);
 	}
 	return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
 }

@@ -35,6 +35,8 @@
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
+#include "relay_mode.h"
+#include "steer.h"
 #include "sysprobe.h"
 #include "tlsctx.h"
 #include "relays.h"
@@ -232,6 +234,9 @@ static void log_listening(const struct runtime *rt, const struct service *s, con
 		{ "target", sc->target },
 		{ "ktls", ktls_mode_name(sc->ktls) },
 		{ "kernel_ktls", rt->kernel_ktls ? "yes" : "no" },
+		{ "relay", s->sockmap	 ? "sockmap"
+			   : s->use_ktls ? "splice"
+					 : "userspace" },
 		{ "threads", threads },
 		{ "resumption", sc->resumption ? "yes" : "no" },
 		{ "server_name", sc->role == ROLE_CLIENT ? sc->server_name : NULL },
@@ -499,6 +504,17 @@ static int sandbox_start(const struct run_config *cfg, const char *cfgpath)
 	return rc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
+/*
+ * A rotation tool may send SIGHUP while the services are still being built: its default
+ * action would kill the daemon. Held from the start, it reloads once the workers run.
+ */
+static void hup_hold(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
 /* Workers inherit a mask with these blocked; only the main thread takes them. */
 static void signals_block(sigset_t *set)
 {
@@ -541,23 +557,23 @@ static int run(struct run_config *cfg, const char *cfgpath)
 			      .relay_begin = relay_begin,
 			      .ring_ready = sandbox_rings_done };
 	struct worker *w = NULL;
+	struct steer **steers = NULL;
+	struct sockmap *sm = NULL;
 	pthread_barrier_t ready;
 	sigset_t set;
 	rlim_t nofile = 0;
 	int rc, sig;
 
-	/*
-	 * A rotation tool may send SIGHUP while the services are still being built: its
-	 * default action would kill the daemon. Held now, it reloads once the workers run.
-	 */
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	hup_hold(&set);
 	rc = runtime_prepare(&rt, cfgpath, &nofile);
+	if (!rc)
+		rc = relay_mode_setup(&rt, cfgpath, &sm);
 	if (rc)
 		goto out_free_services;
 	signals_block(&set);
 	rc = workers_create(&rt, cfgpath, &ready, &w);
+	if (!rc && (rc = steers_attach(cfg, cfgpath, w, &steers)))
+		workers_free(w, cfg->threads, rt.n_svc);
 	if (rc)
 		goto out_free_services;
 	rc = admin_open(&rt, &admin);
@@ -566,6 +582,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 		rc = sandbox_start(cfg, cfgpath);
 	if (rc) {
 		admin_stop(admin);
+		steers_free(steers, cfg->n_svc);
 		workers_free(w, cfg->threads, rt.n_svc);
 		goto out_free_services;
 	}
@@ -583,9 +600,11 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	stop(&rt, w, admin, sig);
 out_free_workers:
 	pthread_barrier_destroy(&ready);
+	steers_free(steers, cfg->n_svc);
 	workers_free(w, cfg->threads, rt.n_svc);
 out_free_services:
 	services_free(&rt);
+	sockmap_close(sm);
 	return rc;
 }
 

@@ -76,6 +76,7 @@ static void svc_free(struct service_config *s)
 	free(s->ocsp_url);
 	free(s->ocsp_host);
 	free(s->ocsp_path);
+	free(s->intercepts);
 	policy_free(s->policy);
 }
 
@@ -146,6 +147,12 @@ static const struct word ktls_words[] = {
 	{ "auto", KTLS_MODE_AUTO },
 	{ "require", KTLS_MODE_REQUIRE },
 	{ "off", KTLS_MODE_OFF },
+	{ NULL, 0 },
+};
+static const struct word relay_words[] = {
+	{ "auto", RELAY_MODE_AUTO },
+	{ "splice", RELAY_MODE_SPLICE },
+	{ "sockmap", RELAY_MODE_SOCKMAP },
 	{ NULL, 0 },
 };
 static const struct word log_format_words[] = {
@@ -628,6 +635,40 @@ static int set_flag(struct service_config *s, const struct svc_key *k, const cha
 	return 0;
 }
 
+/* bpf/ keys (docs/bpf.md): --relay, --intercept (repeatable, like the rules). */
+static int set_relay(struct service_config *s, const struct svc_key *k, const char *v, char *err,
+		     size_t errlen)
+{
+	int val;
+
+	if (parse_word(v, relay_words, &val))
+		return bad_value(k->name, v, err, errlen);
+	s->relay = (enum relay_mode)val;
+	return 0;
+}
+
+static int set_intercept(struct service_config *s, const struct svc_key *k, const char *v,
+			 char *err, size_t errlen)
+{
+	struct intercept_rule r, *grown;
+	const char *why = NULL;
+
+	if (intercept_parse(v, &r, &why)) {
+		seterr(err, errlen, "%s '%s': %s", k->name, v, why);
+		return -EINVAL;
+	}
+	if (s->n_intercepts >= INTERCEPT_MAX) {
+		seterr(err, errlen, "%s: more than %d in one service", k->name, INTERCEPT_MAX);
+		return -EINVAL;
+	}
+	grown = realloc(s->intercepts, (s->n_intercepts + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	grown[s->n_intercepts++] = r;
+	s->intercepts = grown;
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct service_config, f)
 
 /* Unnamed fields are 0: ANY_ROLE, and no field or range. */
@@ -706,6 +747,8 @@ static const struct svc_key svc_keys[] = {
 	  .role = CLIENT_ONLY,
 	  .set = set_flag,
 	  .off = FIELD(unsafe_listen) },
+	{ .name = "relay", .set = set_relay },
+	{ .name = "intercept", .role = SERVER_ONLY, .set = set_intercept },
 };
 
 #undef FIELD
@@ -904,6 +947,7 @@ static void print_help_server(void)
 	      "         [--crl FILE]... [--ocsp-staple FILE] [--ocsp-url URL]\n"
 	      "         [--ocsp-timeout-ms MS]\n"
 	      "         [--ocsp-fail open|closed] [--admin ADDR] [--admin-allow-remote]\n"
+	      "         [--relay auto|splice|sockmap] [--intercept CIDR:PORT[-PORT]]...\n"
 	      "  --resumption: stateless tickets under rotated keys; =cache: sessions\n"
 	      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
 	      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
@@ -920,6 +964,9 @@ static void print_help_server(void)
 	      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
 	      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
 	      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
+	      "  --relay auto|splice|sockmap: how plaintext moves after kTLS\n"
+	      "  --intercept CIDR:PORT[-PORT]: take TCP connections to these addresses\n"
+	      "        (sk_lookup; repeatable)\n"
 	      "  --unsafe-target: allow a --target that is not loopback or unix:\n"
 	      "        the decrypted bytes then cross the network\n"
 	      "  --user: run as USER once listeners are bound and keys are read\n"
@@ -948,7 +995,7 @@ static void print_help_client(void)
 	      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
 	      "         [--no-landlock] [--no-seccomp] [--crl FILE]... [--ocsp-url URL]\n"
 	      "         [--ocsp-timeout-ms MS] [--ocsp-fail open|closed] [--admin ADDR]\n"
-	      "         [--admin-allow-remote]\n"
+	      "         [--admin-allow-remote] [--relay auto|splice|sockmap]\n"
 	      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
 	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 	      "        0: never)\n"
@@ -961,6 +1008,7 @@ static void print_help_client(void)
 	      "  --key: a PEM file, or pkcs11:token=...;object=... (pkcs11-provider)\n"
 	      "  --admin ADDR: /metrics, /healthz, /readyz, /connections over HTTP on\n"
 	      "        ADDR (loopback or unix:/path; elsewhere with --admin-allow-remote)\n"
+	      "  --relay auto|splice|sockmap: how plaintext moves after kTLS\n"
 	      "  --unsafe-listen: allow a --listen that is not loopback: the plaintext\n"
 	      "        to encrypt then comes over the network\n"
 	      "  --user: run as USER once listeners are bound and keys are read\n"
@@ -1024,6 +1072,8 @@ static const struct option server_opts[] = {
 	{ "user", required_argument, NULL, 0 },
 	{ "no-landlock", no_argument, NULL, 0 },
 	{ "no-seccomp", no_argument, NULL, 0 },
+	{ "relay", required_argument, NULL, 0 },
+	{ "intercept", required_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -1065,6 +1115,7 @@ static const struct option client_opts[] = {
 	{ "user", required_argument, NULL, 0 },
 	{ "no-landlock", no_argument, NULL, 0 },
 	{ "no-seccomp", no_argument, NULL, 0 },
+	{ "relay", required_argument, NULL, 0 },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -1303,7 +1354,7 @@ static bool key_repeats(const char *name)
 
 	if (!k)
 		k = svc_key_find(ROLE_CLIENT, name);
-	return k && (k->set == set_rules || k->set == set_crl);
+	return k && (k->set == set_rules || k->set == set_crl || k->set == set_intercept);
 }
 
 static int ini_check_repeat(struct ini_state *st, size_t i)

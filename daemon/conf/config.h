@@ -12,11 +12,14 @@
 #include <stddef.h>
 
 #include "addr.h"
+#include "intercept.h"
 #include "log.h"
 #include "policy.h"
 
 enum ktls_mode { KTLS_MODE_AUTO, KTLS_MODE_REQUIRE, KTLS_MODE_OFF };
 enum service_role { ROLE_SERVER, ROLE_CLIENT };
+/* How plaintext moves after kTLS: auto = sockmap where `ktlsd probe`'s check passes. */
+enum relay_mode { RELAY_MODE_AUTO, RELAY_MODE_SPLICE, RELAY_MODE_SOCKMAP };
 
 struct service_config {
 	char name[64];
@@ -63,6 +66,10 @@ struct service_config {
 	 * listen address are loopback or unix sockets unless these say otherwise. */
 	bool unsafe_target; /* server */
 	bool unsafe_listen; /* client */
+	/* bpf/: --relay and --intercept (docs/bpf.md) */
+	enum relay_mode relay;
+	struct intercept_rule *intercepts; /* server: sk_lookup steering to this listener */
+	size_t n_intercepts;
 };
 
 struct run_config {

@@ -196,6 +196,7 @@ static void conn_log_end(struct worker *w, struct conn *c)
 	struct log_kv kv[] = {
 		{ "service", s->cfg->name },
 		{ "peer", c->peer },
+		{ "dst", c->dst[0] ? c->dst : NULL },
 		{ "reason", c->reason ? c->reason : "(out of memory)" },
 		/* The verified identity under its kind's name, or what an unadmitted peer claimed. */
 		{ policy_kind_name(c->id.id_kind), c->hs_done ? c->id.id : NULL },
@@ -214,6 +215,7 @@ static void conn_log_end(struct worker *w, struct conn *c)
 			  : c->ssl    ? "tx"
 				      : "tx+rx" },
 		{ "ktls_note", c->note },
+		{ "relay", c->relay ? c->relay->name : NULL },
 		/* the TLS peer's FIN came without close_notify (either relay) */
 		{ "bytes_in", in },
 		{ "bytes_out", out },

@@ -25,6 +25,8 @@ struct sess_cache;
 #define RELAY_BUF (64 * 1024)
 
 /* One direction of a relay. */
+struct sockmap_conn;
+
 struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
@@ -35,6 +37,7 @@ struct dir {
 	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
 	bool busy;    /* an operation of this direction is in flight */
 	bool writing; /* kTLS: that operation is a splice into the destination socket */
+	bool kernel;  /* sockmap: the kernel forwards this direction, ktlsd watches for its end */
 	uint64_t bytes;
 };
 
@@ -60,12 +63,14 @@ struct conn {
 	int tfd, pfd;
 	SSL *ssl;
 	struct ktls_conn *kc;
+	struct sockmap_conn *smc; /* the sockmap relay's map entries (relay/relay_sockmap.c) */
 	struct __kernel_timespec deadline;
 	struct dir t2p, p2t; /* TLS peer -> plaintext side, and back */
 	uint64_t t_start_ns;
 	uint64_t hs_start_ns; /* the TLS handshake's first step (client mode: after connect) */
 	const char *version, *cipher; /* OpenSSL's static strings */
 	char peer[56];		      /* "[v6addr]:port" at most */
+	char dst[56];		      /* --intercept: the address the client dialled */
 	char *reason;		      /* set once, when the connection ends */
 	const char *note;	      /* why kTLS was not used (static text) */
 	struct tls_peer id;

@@ -139,6 +139,10 @@ static void accept_one(struct worker *w, size_t si, int fd)
 	c->si = (uint16_t)si;
 	c->t_start_ns = loop_now_ns();
 	memcpy(c->peer, peer, sizeof(c->peer));
+	sl = sizeof(ss);
+	/* sk_lookup kept the address the client dialled as the socket's own (--intercept) */
+	if (s->cfg->n_intercepts && !getsockname(fd, (struct sockaddr *)&ss, &sl))
+		peer_format(&ss, c->dst, sizeof(c->dst));
 	if (per_src && have_src) {
 		if (src_add(&w->svcs[si].src, src)) {
 			close(fd);

@@ -26,6 +26,9 @@ struct relay_ops {
 	void (*close_notify)(struct worker *w, struct conn *c);
 	/* c is being freed: drop what the relay holds for it. */
 	void (*release)(struct worker *w, struct conn *c);
+	/* Optional: c looks idle to the sweep, but bytes may move where the loop does not see
+	 * them (the sockmap relay): bring c->last_io_ns up to date before it decides. */
+	void (*refresh_idle)(struct worker *w, struct conn *c);
 };
 
 #endif

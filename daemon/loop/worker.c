@@ -78,6 +78,11 @@ static void idle_sweep(struct worker *w)
 		limit = (uint64_t)c->svc->cfg->idle_timeout_s * NS;
 		if (!limit || w->now_ns - c->last_io_ns < limit)
 			continue;
+		if (c->relay && c->relay->refresh_idle) {
+			c->relay->refresh_idle(w, c);
+			if (w->now_ns - c->last_io_ns < limit)
+				continue;
+		}
 		conn_count(w, c, STAT_IDLE_TIMEOUTS);
 		conn_fail(w, c, "idle timeout");
 		conn_check_free(w, c);

@@ -35,6 +35,7 @@
 #include <openssl/err.h>
 
 #include "ktlsd/ktls.h"
+#include "relay_sockmap.h"
 #include "relays.h"
 
 #define SPLICE_CHUNK (1u << 20)
@@ -120,12 +121,51 @@ static int key_update_send(struct worker *w, struct conn *c)
 
 static void split_read(struct worker *w, struct conn *c);
 
+/*
+ * The sockmap forwards plaintext -> TLS in the kernel: ktlsd only waits for that side's
+ * end. Then the forwarding queue may still hold bytes the TLS layer has not taken (it
+ * outlives the source's FIN, docs/bpf.md "eof_flush"): close_notify must wait for them.
+ * Returns true while this direction is not yet at its half-close.
+ */
+static bool pump_kernel(struct worker *w, struct conn *c, struct dir *d)
+{
+	uint64_t fwd = 0;
+
+	if (!d->eof) {
+		d->busy = true;
+		io_uring_prep_poll_add(conn_sqe(w, c, OP_SM_POLL), c->pfd, POLLRDHUP);
+		return true;
+	}
+	if (d->shut)
+		return false;
+	if (!sockmap_conn_drained(c->svc->sockmap, c, &fwd)) {
+		/*
+		 * A slow TLS peer can leave megabytes queued (the backend's receive buffer):
+		 * check at 1, 2, 4 ... 256 ms, so a long drain costs ktlsd ~4 wake-ups a second,
+		 * not one per chunk. The handshake deadline's timespec is free once relaying.
+		 */
+		long long ns = c->deadline.tv_nsec ? c->deadline.tv_nsec * 2 : 1000000;
+
+		c->deadline =
+			(struct __kernel_timespec){ .tv_nsec = ns > 256000000 ? 256000000 : ns };
+		d->busy = true;
+		io_uring_prep_timeout(conn_sqe(w, c, OP_SM_DRAIN), &c->deadline, 0, 0);
+		return true;
+	}
+	/* The kernel's count, known once drained: the metrics get it now, all at once. */
+	if (fwd > d->bytes)
+		conn_moved(w, c, d, fwd - d->bytes);
+	return false;
+}
+
 static void pump(struct worker *w, struct conn *c, bool t2p)
 {
 	struct dir *d = t2p ? &c->t2p : &c->p2t;
 	int src = t2p ? c->tfd : c->pfd, dst = t2p ? c->pfd : c->tfd;
 
 	if (c->closing || d->busy)
+		return;
+	if (d->kernel && pump_kernel(w, c, d))
 		return;
 	if (!t2p) {
 		int rc = key_update_send(w, c);
@@ -270,16 +310,66 @@ static void split_read(struct worker *w, struct conn *c)
 		conn_fail(w, c, "ktls rx install failed: %s", ktls_strerror(rc));
 }
 
+/* The sockmap relay could not take c: this connection splices, said and counted. */
+static void sockmap_fallback(struct worker *w, struct conn *c, const char *step, int err)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s: %s: splicing this connection", step, sockmap_strerror(err));
+	struct log_kv kv[] = {
+		{ "service", c->svc->cfg->name },
+		{ "peer", c->peer },
+		{ "reason", why },
+	};
+
+	sockmap_conn_unlink(c->svc->sockmap, c);
+	conn_count(w, c, STAT_SOCKMAP_FALLBACKS);
+	conn_log(w, "warn", "sockmap_fallback", kv, 3);
+}
+
+/* Before TCP_ULP: the TLS socket must be in the map already (the kernel refuses later). */
+static void sockmap_pre(struct worker *w, struct conn *c)
+{
+	int err;
+
+	if (!c->svc->sockmap)
+		return;
+	err = sockmap_conn_pre(c->svc->sockmap, c);
+	if (err)
+		sockmap_fallback(w, c, "joining the map", err);
+}
+
+/* After the install: true where the kernel now forwards plaintext -> TLS for c. */
+static bool sockmap_post(struct worker *w, struct conn *c)
+{
+	int err;
+
+	if (!c->smc)
+		return false;
+	err = sockmap_conn_link(c->svc->sockmap, c);
+	if (err) {
+		c->p2t.kernel = false;
+		sockmap_fallback(w, c, "linking the backend socket", err);
+		return false;
+	}
+	return true;
+}
+
 static int ktls_start(struct worker *w, struct conn *c)
 {
 	struct ktls_conn *kc = NULL;
 	/* TLS 1.2 tickets came inside the handshake: only 1.3 needs to read on for them. */
 	bool split = conn_sess_cache(w, c) && SSL_version(c->ssl) == TLS1_3_VERSION;
-	int rc = split ? ktls_install_tx(c->ssl, c->tfd, &kc) : ktls_install(c->ssl, c->tfd, &kc);
+	int rc;
 
-	if (rc)
+	sockmap_pre(w, c);
+	rc = split ? ktls_install_tx(c->ssl, c->tfd, &kc) : ktls_install(c->ssl, c->tfd, &kc);
+	if (rc) {
+		if (c->smc)
+			sockmap_conn_unlink(c->svc->sockmap, c);
 		return rc;
-	conn_set_relay(w, c, &relay_ktls_ops);
+	}
+	conn_set_relay(w, c, sockmap_post(w, c) ? &relay_sockmap_ops : &relay_ktls_ops);
 	c->kc = kc;
 	c->ktls = true;
 	if (!split)
@@ -382,6 +472,27 @@ static void pipe_account(const struct worker *w, struct conn *c, struct dir *d, 
 	}
 }
 
+/* The plaintext side's end came (POLLRDHUP), or it failed; or a drain wait is over. */
+static void sockmap_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
+{
+	if (op == OP_SM_POLL) {
+		if (res < 0 || (res & POLLERR)) {
+			int err = 0;
+			socklen_t l = sizeof(err);
+
+			getsockopt(c->pfd, SOL_SOCKET, SO_ERROR, &err, &l);
+			conn_fail(w, c, "%s read: %s", conn_plain_side(c),
+				  strerror(res < 0 ? -res
+					   : err   ? err
+						   : EPIPE));
+			return;
+		}
+		c->p2t.eof = true;
+		c->deadline = (struct __kernel_timespec){ 0 }; /* the drain's first step: 1 ms */
+	}
+	pump(w, c, false);
+}
+
 static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 {
 	bool t2p = op == OP_SPLICE_T_IN || op == OP_SPLICE_P_OUT || op == OP_KPOLL_T2P ||
@@ -400,6 +511,10 @@ static void ktls_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 		conn_touch(w, c);
 	if (op == OP_KPOLL_SPLIT) {
 		split_read(w, c);
+		return;
+	}
+	if (op == OP_SM_POLL || op == OP_SM_DRAIN) {
+		sockmap_on_cqe(w, c, op, res);
 		return;
 	}
 	if (res == -EAGAIN && op != OP_KPOLL_T2P && op != OP_KPOLL_P2T) {
@@ -439,8 +554,31 @@ static void ktls_close_notify(struct worker *w, struct conn *c)
 		ktls_conn_send_close_notify(c->kc);
 }
 
+/* The kernel moves this direction's bytes: its last data time stands for the loop's. */
+static void sockmap_refresh_idle(struct worker *w, struct conn *c)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	uint64_t since_ns, fwd = 0;
+
+	if (!c->smc || getsockopt(c->pfd, IPPROTO_TCP, TCP_INFO, &ti, &l))
+		return;
+	since_ns = (uint64_t)ti.tcpi_last_data_recv * 1000000u;
+	if (since_ns < loop_now_ns() - c->last_io_ns)
+		c->last_io_ns = loop_now_ns() - since_ns;
+	sockmap_conn_drained(c->svc->sockmap, c, &fwd);
+	c->p2t.bytes = fwd;
+}
+
 static void ktls_release(struct worker *w, struct conn *c)
 {
+	if (c->smc) {
+		uint64_t fwd = 0;
+
+		sockmap_conn_drained(c->svc->sockmap, c, &fwd);
+		c->p2t.bytes = fwd;
+		sockmap_conn_unlink(c->svc->sockmap, c);
+	}
 	ktls_conn_free(c->kc);
 	c->kc = NULL;
 	/* Back to the pool if empty; a pipe with bytes left in it is closed. */
@@ -456,4 +594,16 @@ const struct relay_ops relay_ktls_ops = {
 	.on_cqe = ktls_on_cqe,
 	.close_notify = ktls_close_notify,
 	.release = ktls_release,
+};
+
+/* The same relay with plaintext -> TLS forwarded by the kernel (c->p2t.kernel). */
+const struct relay_ops relay_sockmap_ops = {
+	.name = "sockmap",
+	.kind = "sockmap",
+	.gauge = GAUGE_RELAY_SOCKMAP,
+	.start = ktls_start,
+	.on_cqe = ktls_on_cqe,
+	.close_notify = ktls_close_notify,
+	.release = ktls_release,
+	.refresh_idle = sockmap_refresh_idle,
 };

@@ -23,10 +23,13 @@ enum relay_op {
 	OP_KPOLL_T2P,	      /* kTLS relay: a splice of this direction hit EAGAIN, wait */
 	OP_KPOLL_P2T,
 	OP_KPOLL_SPLIT, /* kTLS TX only so far: wait for the server's tickets / first data */
+	OP_SM_POLL,	/* sockmap: the plaintext side's end (POLLRDHUP) or error */
+	OP_SM_DRAIN,	/* sockmap: that end came; wait for the forwarded bytes to reach TLS */
 };
 
 extern const struct relay_ops relay_us_ops;
 extern const struct relay_ops relay_ktls_ops;
+extern const struct relay_ops relay_sockmap_ops; /* relay_ktls.c, with relay_sockmap.c */
 
 void relay_begin(struct worker *w, struct conn *c);
 

@@ -124,6 +124,8 @@ static const char *const allow[] = {
 	"select",
 	"pselect6",
 	"getdents64",
+	/* the sockmap relay: each connection's sockets go into the maps (bpf/relay.bpf.c) */
+	"bpf",
 };
 
 /* Only code injected into ktlsd would make these: end the process instead of failing. */

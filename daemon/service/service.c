@@ -144,6 +144,7 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_KTLS_FAILED] = "ktls_install_failures",
 		[STAT_BYTES_IN] = "bytes_in",
 		[STAT_BYTES_OUT] = "bytes_out",
+		[STAT_SOCKMAP_FALLBACKS] = "sockmap_fallbacks",
 	};
 
 	return k < STAT_MAX ? names[k] : "?";

@@ -46,10 +46,11 @@ enum service_stat {
 	STAT_OCSP_NO_ANSWER, /* no usable answer: refused (fail closed) or admitted (open) */
 	STAT_OCSP_CACHED,    /* answered from the worker's cache */
 	STAT_HANDSHAKES_OK,
-	STAT_KTLS_OK,	  /* kTLS installed (TX+RX, or TX first where tickets come later) */
-	STAT_KTLS_FAILED, /* an install failed and the connection was refused */
-	STAT_BYTES_IN,	  /* plaintext from the TLS peer, relayed to the other side */
-	STAT_BYTES_OUT,	  /* plaintext toward the TLS peer */
+	STAT_KTLS_OK,		/* kTLS installed (TX+RX, or TX first where tickets come later) */
+	STAT_KTLS_FAILED,	/* an install failed and the connection was refused */
+	STAT_BYTES_IN,		/* plaintext from the TLS peer, relayed to the other side */
+	STAT_BYTES_OUT,		/* plaintext toward the TLS peer */
+	STAT_SOCKMAP_FALLBACKS, /* --relay sockmap/auto: this connection spliced instead */
 	STAT_MAX
 };
 
@@ -66,6 +67,7 @@ enum service_gauge {
 	GAUGE_HANDSHAKES,
 	GAUGE_RELAY_SPLICE,
 	GAUGE_RELAY_USERSPACE,
+	GAUGE_RELAY_SOCKMAP,
 	GAUGE_MAX
 };
 
@@ -88,11 +90,14 @@ struct service_counters {
 	struct service_stats w[]; /* [n_workers] */
 };
 
+struct sockmap;
+
 struct service {
 	atomic_uint refs;
 	const struct service_config *cfg;
 	SSL_CTX *ctx;
 	bool use_ktls;		 /* try kTLS per connection (mode != off and the kernel has it) */
+	struct sockmap *sockmap; /* set by cli where this service relays with the sockmap */
 	unsigned max_handshakes; /* cfg's, or max_conns where that is 0 */
 	unsigned conn_cap;	 /* max_conns, or fewer where the fd limit holds fewer (logged) */
 	unsigned n_workers;

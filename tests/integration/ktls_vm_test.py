@@ -33,6 +33,10 @@ vm_admin  the admin endpoint against the kernel's own view: each kTLS connection
           (promtool runs on the host: integration.admin.metrics)
 vm_revoke a CRL revoking a client with a live kTLS connection (revocation_test.py): closed
           with close_notify within 1 s, reason="certificate revoked", others untouched
+vm_ktls_sockmap, vm_relay_sockmap
+          the same with the sockmap relay (docs/bpf.md): --relay sockmap where `ktlsd probe`
+          says the kernel forwards plaintext into kTLS (6.1, 6.12), else --relay auto, which
+          must then splice (7.x); every kTLS conn_end line must name the relay used
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -801,8 +805,72 @@ def t_vm_revoke(env):
     revocation_test.t_vm_revoke(env)
 
 
+
+
+# --- the same with --relay sockmap ----------------------------------------------------------
+def with_relay(env, fn):
+    """Runs fn(env) with every ktlsd it starts given the sockmap relay, where the kernel
+    allows it (ktlsd probe), else --relay auto; then checks the relay each kTLS connection
+    used, on its conn_end line."""
+    probe = subprocess.run([env.args.ktlsd, "probe", "--json"], capture_output=True, text=True,
+                           timeout=60)
+    sm = json.loads(probe.stdout)["bpf"].get("sockmap_ktls", {})
+    ok = sm.get("plain_to_tls", False)
+    args = ["--relay", "sockmap" if ok else "auto"]
+    want = "sockmap" if ok else "ktls"
+    started = []
+    orig_ktlsd, orig_client = env.ktlsd, globals()["ktlsd_client"]
+
+    def srv(extra, *a, **kw):
+        k = orig_ktlsd(list(extra) + args, *a, **kw)
+        started.append(k)
+        return k
+
+    def cli(env_, target_port, extra=(), **kw):
+        k = orig_client(env_, target_port, list(extra) + args, **kw)
+        started.append(k)
+        return k
+
+    env.ktlsd = srv
+    globals()["ktlsd_client"] = cli
+    try:
+        fn(env)
+    finally:
+        env.ktlsd = orig_ktlsd
+        globals()["ktlsd_client"] = orig_client
+    n = fell = 0
+    for k in started:
+        text = k.text()
+        if not ok:
+            check("event=relay_auto" in text, f"--relay auto did not say it splices: {k.log}")
+        # A socket whose peer half-closed before the relay started cannot join a sockmap
+        # (ESTABLISHED only): that connection splices, said on a sockmap_fallback line.
+        fallback = set(re.findall(r"event=sockmap_fallback \S+ peer=(\S+)", text))
+        for line in text.splitlines():
+            if "event=conn_end" in line and "ktls=tx+rx" in line:
+                n += 1
+                peer = re.search(r"peer=(\S+)", line).group(1)
+                if ok and peer in fallback and "relay=ktls" in line:
+                    fell += 1
+                    continue
+                check(f"relay={want}" in line, f"want relay={want}: {line}")
+    check(n > fell, "no kTLS connection to check the relay of")
+    print(f"{fn.__name__} with {' '.join(args)}: {n} kTLS connections, relay={want} but "
+          f"{fell} that fell back to splice, each logged ({sm.get('why')})")
+
+
+def t_vm_ktls_sockmap(env):
+    with_relay(env, t_vm_ktls)
+
+
+def t_vm_relay_sockmap(env):
+    with_relay(env, t_vm_relay)
+
+
 TESTS = {"vm_ktls": t_vm_ktls, "vm_bulk": t_vm_bulk, "vm_relay": t_vm_relay,
-         "vm_admin": t_vm_admin, "vm_revoke": t_vm_revoke, "vm_idle_mem": t_vm_idle_mem}
+         "vm_admin": t_vm_admin, "vm_revoke": t_vm_revoke, "vm_idle_mem": t_vm_idle_mem,
+         "vm_ktls_sockmap": t_vm_ktls_sockmap, "vm_relay_sockmap": t_vm_relay_sockmap,
+         "vm_bulk_sockmap": lambda env: with_relay(env, t_vm_bulk)}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS, needs=("curl", "gnutls-cli", "setpriv")))

@@ -1,18 +1,31 @@
-# ktlsd server mode inside kernels that have kTLS: the good clients (curl, openssl s_client,
-# gnutls-cli, an 8 MiB byte-exact echo) with --ktls require, asserting the connection log
-# says ktls=tx+rx and /proc/net/tls_stat saw the sockets (TlsCurrTxSw/TlsCurrRxSw > 0 while
-# connected, TlsDecryptError unchanged); then, in the same boot, the relay's edge cases
-# (vm_relay: half-close before install, empty records, truncation, KeyUpdate, small pipes),
-# the admin endpoint against the kernel's view (vm_admin: sock_diag ULP, tls_stat), and a
-# client revoked by a CRL while its kTLS connection is live (vm_revoke).
-# Both are in tests/integration/ktls_vm_test.py. Small on purpose: the guests run under TCG.
+# ktlsd itself on kTLS in every guest kernel, in two boots per kernel so that ctest -j2 runs
+# them side by side on the two cores (a boot is ~12 s; the tests are the cost):
+# vm.server.ktls: --ktls require with curl, s_client, gnutls-cli and a bulk echo, each
+# conn_end saying ktls=tx+rx and /proc/net/tls_stat agreeing (TlsCurrTxSw/TlsCurrRxSw > 0
+# while connected, TlsDecryptError unchanged); the relay's edge cases (vm_relay: half-close
+# before install, empty records, truncation, KeyUpdate, small pipes); the admin endpoint
+# against the kernel's view (vm_admin: sock_diag ULP, tls_stat); and a client revoked by a
+# CRL while its kTLS connection is live (vm_revoke).
+# vm.server.sockmap: vm_ktls and vm_relay again with the sockmap relay (--relay auto where
+# the kernel says no: 7.x).
+# All in tests/integration/ktls_vm_test.py. Small on purpose: the guests run under TCG.
 if(COMMAND ktlsd_add_vm_test)
 	ktlsd_add_vm_test(vm.server.ktls
-		# vm_admin made the one boot longer than run-in-vm's default 600 s limit on this
-		# loaded 2-core machine (6.12: vm_ktls + vm_relay passed, then the limit hit);
-		# ctest's own limit for VM tests is 900 s.
-		ENV KTLSD_BULK_MIB=8 KTLSD_VM_TIMEOUT=840
+		ENV KTLSD_BULK_MIB=8 KTLSD_VM_TIMEOUT=1500
 		COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/ktls_vm_test.py
 			--ktlsd ${PROJECT_BINARY_DIR}/ktlsd
 			--pki-script ${PROJECT_SOURCE_DIR}/scripts/pki vm_ktls vm_relay vm_admin vm_revoke)
+	ktlsd_add_vm_test(vm.server.sockmap
+		ENV KTLSD_BULK_MIB=8 KTLSD_VM_TIMEOUT=1500
+		COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/ktls_vm_test.py
+			--ktlsd ${PROJECT_BINARY_DIR}/ktlsd
+			--pki-script ${PROJECT_SOURCE_DIR}/scripts/pki vm_ktls_sockmap vm_relay_sockmap)
+	# Past run-in-vm's and ctest's default limits on a loaded 2-core machine.
+	foreach(t vm.server.ktls vm.server.sockmap)
+		foreach(k ${KTLSD_VM_KERNELS})
+			if(TEST ${t}.vm-${k})
+				set_tests_properties(${t}.vm-${k} PROPERTIES TIMEOUT 1600)
+			endif()
+		endforeach()
+	endforeach()
 endif()
