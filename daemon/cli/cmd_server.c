@@ -550,6 +550,17 @@ static void stop(struct runtime *rt, struct worker *w, struct admin *admin, int 
 	log_kv(rt->cfg->log_format, "info", "exit", kv, 1);
 }
 
+/* Every worker's ring exists: no further one may be made (sandbox_seal_rings). */
+static int rings_seal(const struct run_config *cfg)
+{
+	char err[CONFIG_ERR_MAX];
+
+	if (!sandbox_seal_rings(cfg, err, sizeof(err)))
+		return 0;
+	fprintf(stderr, "ktlsd: %s\n", err);
+	return EXIT_RUNTIME;
+}
+
 static int run(struct run_config *cfg, const char *cfgpath)
 {
 	struct admin *admin = NULL;
@@ -588,7 +599,9 @@ static int run(struct run_config *cfg, const char *cfgpath)
 	}
 	workers_start(w, cfg->threads, &ready);
 	sandbox_rings_done();
-	rc = admin_begin(&rt, w, admin);
+	rc = rings_seal(cfg);
+	if (!rc)
+		rc = admin_begin(&rt, w, admin);
 	if (rc) {
 		workers_signal(w, cfg->threads, CMD_STOP);
 		workers_join(w, cfg->threads);

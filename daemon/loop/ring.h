@@ -34,6 +34,9 @@ enum op {
 struct worker;
 struct conn;
 
+/* A ring created with IORING_SETUP_R_DISABLED: limited to the loop's operations, enabled. */
+int ring_restrict(struct io_uring *ring);
+
 static inline uint64_t loop_now_ns(void)
 {
 	struct timespec ts;

@@ -307,16 +307,23 @@ static int ring_init(struct worker *w)
 	int rc;
 
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	/* Disabled until ring_restrict has limited what it may do. */
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+		  IORING_SETUP_R_DISABLED;
 	p.cq_entries = RING_ENTRIES * 4;
 	rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	if (rc == -EINVAL) {
 		/* Kernels before 6.1 lack DEFER_TASKRUN: same loop, default task work. */
 		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED;
 		p.cq_entries = RING_ENTRIES * 4;
 		rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	}
+	if (rc)
+		return rc;
+	rc = ring_restrict(&w->ring);
+	if (rc)
+		io_uring_queue_exit(&w->ring);
 	return rc;
 }
 

@@ -233,3 +233,15 @@ int sandbox_apply(const struct run_config *cfg, const char *cfgpath, char *err, 
 	check_readable(cfg, cfgpath);
 	return 0;
 }
+
+int sandbox_seal_rings(const struct run_config *cfg, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!cfg->seccomp || SANITIZED)
+		return 0;
+	rc = seccomp_seal_rings();
+	if (rc)
+		snprintf(err, errlen, "seccomp (no new io_uring): %s", strerror(-rc));
+	return rc;
+}

@@ -70,4 +70,10 @@ int landlock_restrict(const char *const *paths, size_t n);
 /* Installs the allowlist on every thread of the process (TSYNC). Returns 0 or -errno. */
 int seccomp_install(void);
 
+/* After the workers' rings exist: no new io_uring (a second filter, TSYNC). 0 or -errno. */
+int seccomp_seal_rings(void);
+
+/* seccomp_seal_rings where cfg has seccomp on (and no sanitizer); 0, or -errno with err. */
+int sandbox_seal_rings(const struct run_config *cfg, char *err, size_t errlen);
+
 #endif

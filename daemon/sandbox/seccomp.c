@@ -7,13 +7,16 @@
  *
  * io_uring: the operations a worker submits are carried out by the kernel without passing
  * the filter. ktlsd submits ACCEPT (multishot), CONNECT, POLL_ADD, READ, RECV (multishot),
- * SPLICE, TIMEOUT, TIMEOUT_REMOVE and ASYNC_CANCEL; the filter sees io_uring_enter only.
- * Landlock still applies to them (it sits in the LSM hooks), seccomp does not.
+ * SPLICE, TIMEOUT, TIMEOUT_REMOVE, LINK_TIMEOUT and ASYNC_CANCEL; the filter sees
+ * io_uring_enter only. Landlock still applies to them (it sits in the LSM hooks), seccomp
+ * does not: each ring is limited to those operations (loop/ring.c), and no ring may be made
+ * once they exist (seccomp_seal_rings).
  *
  * To extend: add the syscall to allow[] under the feature's heading.
  */
 #include <errno.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -166,6 +169,14 @@ static int add_arg_rules(scmp_filter_ctx ctx)
 	if (!rc)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
 				      SCMP_A0(SCMP_CMP_EQ, PR_GET_DUMPABLE));
+	/* seccomp_seal_rings: one more filter (a filter can only take away), and libseccomp's
+	 * probe of what the kernel supports. */
+	if (!rc)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 1,
+				      SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER));
+	if (!rc)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 1,
+				      SCMP_A0(SCMP_CMP_EQ, SECCOMP_GET_ACTION_AVAIL));
 	for (size_t i = 0; !rc && i < sizeof(families) / sizeof(families[0]); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
 				      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
@@ -187,6 +198,31 @@ int seccomp_install(void)
 		rc = add_names(ctx, SCMP_ACT_KILL_PROCESS, fatal, sizeof(fatal) / sizeof(fatal[0]));
 	if (!rc)
 		rc = add_arg_rules(ctx);
+	if (!rc)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return rc > 0 ? -rc : rc;
+}
+
+/*
+ * Once every worker's ring exists (each limited to the loop's operations, loop/ring.c), a
+ * new ring is refused: code running in ktlsd would otherwise set up its own, unrestricted,
+ * and have the kernel do what the allowlist forbids (a socket of any family, sends). A
+ * second filter: seccomp filters stack, the stricter answer wins.
+ */
+int seccomp_seal_rings(void)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int rc;
+
+	if (!ctx)
+		return -ENOMEM;
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	/* no_new_privs is set since seccomp_install, and the allowlist refuses that prctl. */
+	if (!rc)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	if (!rc)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(io_uring_setup), 0);
 	if (!rc)
 		rc = seccomp_load(ctx);
 	seccomp_release(ctx);

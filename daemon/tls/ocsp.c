@@ -96,6 +96,11 @@ static bool find_status(OCSP_BASICRESP *bs, X509 *cert, X509 *issuer, time_t now
 		no_answer(ret, "response expired (nextUpdate passed)");
 		return false;
 	}
+	if (!t1 && t0 < now - OCSP_NONEXT_MAX_AGE_S) {
+		no_answer(ret, "response without nextUpdate too old (thisUpdate over %d s ago)",
+			  OCSP_NONEXT_MAX_AGE_S);
+		return false;
+	}
 	ret->next_update = t1;
 	if (status == V_OCSP_CERTSTATUS_GOOD) {
 		ret->v = OCSP_GOOD;

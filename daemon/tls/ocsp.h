@@ -29,6 +29,9 @@
 /* How long a good or revoked answer is cached at most, and without a nextUpdate. */
 #define OCSP_CACHE_MAX_S    3600
 #define OCSP_CACHE_NONEXT_S 300
+/* A response without nextUpdate is only news while fresh: older ones may be replays of a
+ * "good" from before the revocation (plain HTTP, the nonce is optional). */
+#define OCSP_NONEXT_MAX_AGE_S 600
 
 enum ocsp_verdict {
 	OCSP_GOOD,

@@ -29,6 +29,8 @@ target_compile_definitions(test_tls_peer_chain PRIVATE
 	KTLSD_PKI_SCRIPT="${PROJECT_SOURCE_DIR}/scripts/pki")
 # conn_fail's cancels against a real io_uring, and the pipe pool (loop/conn.c).
 ktlsd_unit_test(loop conn)
+# A worker's ring refuses every operation the loop does not use (loop/ring.c).
+ktlsd_unit_test(loop ring)
 # PROXY protocol v2 encoder (daemon/relay/proxy_v2.c): exact bytes, limits, read back by the
 # independent parser in tests/fuzz/pp2_decode.h.
 ktlsd_unit_test(relay proxy_v2)

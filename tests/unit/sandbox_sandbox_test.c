@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <linux/io_uring.h>
 
 #include "privdrop.h"
 #include "sandbox.h"
@@ -166,6 +167,41 @@ static void test_seccomp(void **state)
 	assert_int_equal(WTERMSIG(st), SIGSYS);
 }
 
+/* The workers' rings exist: the same allowlist, then no new ring may be made. */
+static int seal_child(void)
+{
+	struct io_uring_params p;
+
+	if (seccomp_install())
+		return 10;
+	memset(&p, 0, sizeof(p));
+	if (syscall(__NR_io_uring_setup, 4, &p) < 0)
+		return 11; /* io_uring unavailable here: nothing to seal */
+	if (seccomp_seal_rings())
+		return 1;
+	memset(&p, 0, sizeof(p));
+	if (syscall(__NR_io_uring_setup, 4, &p) != -1 || errno != EPERM)
+		return 2;
+	return 0;
+}
+
+static void test_seccomp_seal_rings(void **state)
+{
+	int st;
+
+	if (getenv("KTLSD_SANITIZER")) {
+		fprintf(stderr, "skip: seccomp under %s\n", getenv("KTLSD_SANITIZER"));
+		skip();
+	}
+	st = in_child(seal_child);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 11) {
+		fprintf(stderr, "skip: no io_uring here\n");
+		skip();
+	}
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static struct run_config drop_cfg;
 
 static int drop_child(void)
@@ -241,9 +277,8 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_landlock),
-		cmocka_unit_test(test_seccomp),
-		cmocka_unit_test(test_drop_user),
+		cmocka_unit_test(test_landlock),	   cmocka_unit_test(test_seccomp),
+		cmocka_unit_test(test_seccomp_seal_rings), cmocka_unit_test(test_drop_user),
 		cmocka_unit_test(test_caps_needed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

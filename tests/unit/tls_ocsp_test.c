@@ -225,6 +225,13 @@ static void test_wrong_cert_and_time(void **state)
 	s = GOOD(.this_off = OCSP_SKEW_S + 60, .next_off = 7200);
 	assert_int_equal(check_spec(&s, NULL, &a), OCSP_NO_ANSWER);
 	assert_non_null(strstr(a.why, "not valid yet"));
+	/* No nextUpdate and no nonce: an old one is a replay, not news (RFC 5019 4.2 asks
+	 * clients to bound its age). */
+	s = GOOD(.this_off = -7 * 86400, .next_off = 0);
+	assert_int_equal(check_spec(&s, NULL, &a), OCSP_NO_ANSWER);
+	assert_non_null(strstr(a.why, "too old"));
+	s = GOOD(.this_off = -60, .next_off = 0);
+	assert_int_equal(check_spec(&s, NULL, &a), OCSP_GOOD);
 	s = GOOD(.resp_status = OCSP_RESPONSE_STATUS_TRYLATER);
 	assert_int_equal(check_spec(&s, NULL, &a), OCSP_NO_ANSWER);
 	assert_non_null(strstr(a.why, "trylater"));
