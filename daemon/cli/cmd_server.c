@@ -43,6 +43,15 @@
 #include "sandbox.h"
 #include "worker.h"
 
+void service_error(const char *cfgpath, const struct service_config *sc, const char *msg)
+{
+	if (cfgpath)
+		fprintf(stderr, "ktlsd: %s:%d: [service %s]: %s\n", cfgpath, sc->line, sc->name,
+			msg);
+	else
+		fprintf(stderr, "ktlsd: %s\n", msg);
+}
+
 static int usage_error(const char *msg)
 {
 	fprintf(stderr, "ktlsd: %s\n", msg);
@@ -89,11 +98,7 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
 		if (rc == -ENOMEM)
 			return EXIT_RUNTIME;
 		if (rc) {
-			if (cfgpath)
-				fprintf(stderr, "ktlsd: %s:%d: [service %s]: %s\n", cfgpath,
-					sc->line, sc->name, err);
-			else
-				fprintf(stderr, "ktlsd: %s\n", err);
+			service_error(cfgpath, sc, err);
 			return EXIT_USAGE;
 		}
 	}

@@ -13,4 +13,9 @@ int cmd_check_config(int argc, char **argv); /* ktlsd check-config FILE */
 int cmd_status(int argc, char **argv);	     /* ktlsd status [--admin ADDR] [--connections] */
 int cmd_agent(int argc, char **argv);	     /* ktlsd agent ... (kernel handshake upcalls) */
 
+struct service_config;
+/* One operator line on stderr for service sc: "FILE:LINE: [service NAME]: msg" with a config
+ * file (cfgpath), just msg on the command line. */
+void service_error(const char *cfgpath, const struct service_config *sc, const char *msg);
+
 #endif

@@ -156,11 +156,7 @@ int steers_attach(const struct run_config *cfg, const char *cfgpath, const struc
 			continue;
 		rc = steer_attach(sc, w[0].listen_fd[s], &st[s], err, sizeof(err));
 		if (rc) {
-			if (cfgpath)
-				fprintf(stderr, "ktlsd: %s:%d: [service %s]: %s\n", cfgpath,
-					sc->line, sc->name, err);
-			else
-				fprintf(stderr, "ktlsd: %s\n", err);
+			service_error(cfgpath, sc, err);
 			steers_free(st, cfg->n_svc);
 			return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
 		}
