@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
@@ -353,9 +354,14 @@ int upcall_nl_accept(struct upcall_nl *nl, struct upcall_req *ret_req)
 	rc = cmd_exchange(nl, msg, cb, &w, accept_done, &req);
 	if (!rc)
 		*ret_req = req;
-	else if (req.fd >= 0)
-		/* Cannot happen (done once fd is set), but an fd must never leak its DONE. */
+	else if (req.fd >= 0) {
+		/*
+		 * A read error after the reply installed the socket in our fd table: the
+		 * kernel still waits for its DONE, and the fd is ours to close.
+		 */
 		upcall_nl_done(nl, req.fd, EIO, NULL, 0);
+		close(req.fd);
+	}
 out_free:
 	nl_cb_put(cb);
 	nlmsg_free(msg);
