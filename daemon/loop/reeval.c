@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 
+#include "ocsp.h"
 #include "peer_chain.h"
 #include "sess_cache.h"
 #include "worker.h"
@@ -99,12 +100,20 @@ static int verdict_memo(struct memos *ms, struct service *s, const struct conn *
 
 /*
  * A client service's tickets were issued by servers the old rules admitted: none is
- * offered under the new ones (a resumed handshake checks no certificate).
+ * offered under the new ones (a resumed handshake checks no certificate). Nor is an OCSP
+ * answer cached under the old ones used.
  */
-static void sess_reset(struct worker *w, size_t si)
+static void caches_reset(struct worker *w, size_t si)
 {
 	const struct service_config *sc = w->svcs[si].cur ? w->svcs[si].cur->cfg : NULL;
 
+	/*
+	 * The peers' OCSP answers were verified against the old trust anchors and responder:
+	 * the new generation asks again (one fetch per peer and worker), and a SIGHUP is a way
+	 * to make ktlsd forget a "good" it was told.
+	 */
+	ocsp_cache_free(w->svcs[si].ocsp);
+	w->svcs[si].ocsp = NULL;
 	if (!w->sess)
 		return;
 	sess_cache_clear(&w->sess[si]);
@@ -170,7 +179,7 @@ static void slot_stop(struct worker *w, size_t si)
 	}
 	service_put(w->svcs[si].cur);
 	w->svcs[si].cur = NULL;
-	sess_reset(w, si);
+	caches_reset(w, si);
 }
 
 /* An added service: its listener (opened by the reload) starts accepting here. */
@@ -178,7 +187,7 @@ static void slot_start(struct worker *w, size_t si, struct service *s, int fd)
 {
 	w->svcs[si].cur = service_get(s);
 	w->listen_fd[si] = fd;
-	sess_reset(w, si);
+	caches_reset(w, si);
 	listener_arm(w, si);
 }
 
@@ -198,7 +207,7 @@ static void slots_swap(struct worker *w, struct worker_swap *sw)
 		} else if (sw->svc[si] && sw->svc[si] != prev) {
 			w->svcs[si].cur = service_get(sw->svc[si]);
 			service_put(prev);
-			sess_reset(w, si);
+			caches_reset(w, si);
 		}
 	}
 }

@@ -7,6 +7,7 @@ reason="certificate revoked", a responder down or slow admits (fail open) or ref
 closed) without ever blocking the worker, and no forged, foreign, stale or oversize answer
 counts as good."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -49,10 +50,10 @@ def make_index(env, revoked=("evil-client",)):
     return path
 
 
-def responder(env, signer="ca", revoked=("evil-client",)):
-    """`openssl ocsp` answering for ca's certificates on a free port, signed by signer."""
+def responder(env, signer="ca", revoked=("evil-client",), port=None):
+    """`openssl ocsp` answering for ca's certificates on port (a free one), signed by signer."""
     idx = make_index(env, revoked)
-    port = free_port()
+    port = port or free_port()
     pr = env.spawn(["openssl", "ocsp", "-index", idx, "-port", str(port), "-rsigner",
                     env.p(f"{signer}.pem"), "-rkey", env.p(f"{signer}.key"), "-CA",
                     env.p("ca.pem"), "-ndays", "1"], stdout=subprocess.PIPE,
@@ -259,6 +260,26 @@ def t_peer(env):
         print(f"client mode, server revoked={bool(revoked)}: {line[line.find('reason='):][:60]}")
 
 
+def t_reload(env):
+    """A reload forgets the answers cached under the old generation: a peer the responder now
+    says is revoked is refused after SIGHUP (it was served from the cache before it)."""
+    eport = env.echo_backend()
+    rport = responder(env)
+    k = checker(env, eport, f"http://127.0.0.1:{rport}/", ["--ocsp-fail", "closed"])
+    check(served(env, k.port, "client"), "good client not served")
+    for pr in env.procs:
+        if pr.args and pr.args[0] == "openssl":
+            pr.kill()
+            pr.wait()
+    responder(env, revoked=("client",), port=rport)
+    check(served(env, k.port, "client"), "the cached good answer was not used")
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_line(r"event=reload result=ok", timeout=20)
+    check(not served(env, k.port, "client"), "served from an answer cached before the reload")
+    line = k.conn_end(r'reason="certificate revoked"')
+    print(f"reload: cache dropped, revoked now: {line[line.find('reason='):][:60]}")
+
+
 def t_slow(env):
     """A responder that never answers: the check gives up after --ocsp-timeout-ms, and one
     worker thread keeps serving others meanwhile (checks run side by side)."""
@@ -332,7 +353,8 @@ def t_untrusted(env):
     refused_with(env, eport, big, "responder", "10 MB answer")
 
 
-TESTS = {"staple": t_staple, "staple_errors": t_staple_errors, "peer": t_peer, "slow": t_slow,
+TESTS = {"staple": t_staple, "staple_errors": t_staple_errors, "peer": t_peer, "reload": t_reload,
+         "slow": t_slow,
          "untrusted": t_untrusted}
 
 if __name__ == "__main__":
