@@ -19,36 +19,11 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import (Skip, check, echo_roundtrip, free_port, main, recv_upto,  # noqa: E402
-                     s_client, tls_close, tls_connect, tls_stat)
+from harness import (Skip, check, echo_roundtrip, free_port, http, main,  # noqa: E402
+                     recv_upto, s_client, tls_close, tls_connect, tls_stat)
 
 WAIT_EXIT = {"expect": b"\0never", "timeout": 5}
 PAYLOAD = b"ping over ktlsd\n"
-
-
-def http(addr, path, method="GET", body=b""):
-    """One HTTP/1.0 request to addr (a port on 127.0.0.1, or a unix socket path):
-    (status, headers dict, body bytes)."""
-    if isinstance(addr, int):
-        s = socket.create_connection(("127.0.0.1", addr), timeout=10)
-    else:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        s.connect(addr)
-    req = f"{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
-    s.sendall(req.encode() + body)
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip() for ln in lines[1:]}
-    return status, hdrs, rest
 
 
 def admin_ktlsd(env, extra=(), admin=None, **kw):

@@ -431,6 +431,31 @@ def plain_bulk(port, size, timeout=120):
     return dt
 
 
+def http(addr, path, method="GET", body=b""):
+    """One HTTP/1.0 request to addr (a port on 127.0.0.1, or a unix socket path):
+    (status, headers dict, body bytes)."""
+    if isinstance(addr, int):
+        s = socket.create_connection(("127.0.0.1", addr), timeout=10)
+    else:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(addr)
+    req = f"{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    s.sendall(req.encode() + body)
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip() for ln in lines[1:]}
+    return status, hdrs, rest
+
+
 def log_fields(line):
     """key=value pairs of one logfmt line (quoted values unquoted)."""
     return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}

@@ -55,7 +55,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from harness import (Fail, Skip, bulk, check, free_port, gnutls_cli,  # noqa: E402
-                     ktlsd_client, log_fields, main, plain_bulk, pss_kb, s_client, tls_close,
+                     http, ktlsd_client, log_fields, main, plain_bulk, pss_kb, s_client, tls_close,
                      tls_connect, tls_ctx, tls_stat)
 
 
@@ -729,17 +729,8 @@ def t_vm_relay(env):
 
 # --- vm_admin: /connections and /metrics against the kernel's own view ---------------------
 def admin_get(port, path):
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    check(head.startswith(b"HTTP/1.1 200"), f"GET {path}: {head[:80]!r}")
+    status, _, body = http(port, path)
+    check(status == 200, f"GET {path}: HTTP {status}")
     return body.decode()
 
 
