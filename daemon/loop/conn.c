@@ -215,7 +215,7 @@ static void conn_log_end(struct worker *w, struct conn *c)
 			  : c->ssl    ? "tx"
 				      : "tx+rx" },
 		{ "ktls_note", c->note },
-		{ "relay", c->relay ? c->relay->name : NULL },
+		{ "relay", c->relay ? c->relay->kind : NULL },
 		/* the TLS peer's FIN came without close_notify (either relay) */
 		{ "bytes_in", in },
 		{ "bytes_out", out },

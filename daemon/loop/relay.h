@@ -12,9 +12,9 @@ struct worker;
 struct conn;
 
 struct relay_ops {
-	const char *name;
-	/* How /metrics and /connections call it ("splice", "userspace"), and the service
-	 * gauge (enum service_gauge) of the connections it carries. */
+	/* How every view calls it, as --relay does: conn_end lines, /metrics, /connections
+	 * ("splice", "sockmap", "userspace"); and the service gauge (enum service_gauge) of
+	 * the connections it carries. */
 	const char *kind;
 	int gauge;
 	/* Takes c over once the handshake and the target connect are done. 0: relaying; <0:

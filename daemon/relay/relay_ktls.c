@@ -587,7 +587,6 @@ static void ktls_release(struct worker *w, struct conn *c)
 }
 
 const struct relay_ops relay_ktls_ops = {
-	.name = "ktls",
 	.kind = "splice",
 	.gauge = GAUGE_RELAY_SPLICE,
 	.start = ktls_start,
@@ -598,7 +597,6 @@ const struct relay_ops relay_ktls_ops = {
 
 /* The same relay with plaintext -> TLS forwarded by the kernel (c->p2t.kernel). */
 const struct relay_ops relay_sockmap_ops = {
-	.name = "sockmap",
 	.kind = "sockmap",
 	.gauge = GAUGE_RELAY_SOCKMAP,
 	.start = ktls_start,

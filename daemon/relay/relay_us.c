@@ -239,7 +239,6 @@ static void us_release(struct worker *w, struct conn *c)
 }
 
 const struct relay_ops relay_us_ops = {
-	.name = "userspace",
 	.kind = "userspace",
 	.gauge = GAUGE_RELAY_USERSPACE,
 	.start = us_start,

@@ -812,7 +812,7 @@ def with_relay(env, fn):
     sm = json.loads(probe.stdout)["bpf"].get("sockmap_ktls", {})
     ok = sm.get("plain_to_tls", False)
     args = ["--relay", "sockmap" if ok else "auto"]
-    want = "sockmap" if ok else "ktls"
+    want = "sockmap" if ok else "splice"
     started = []
     orig_ktlsd, orig_client = env.ktlsd, globals()["ktlsd_client"]
 
@@ -845,7 +845,7 @@ def with_relay(env, fn):
             if "event=conn_end" in line and "ktls=tx+rx" in line:
                 n += 1
                 peer = re.search(r"peer=(\S+)", line).group(1)
-                if ok and peer in fallback and "relay=ktls" in line:
+                if ok and peer in fallback and "relay=splice" in line:
                     fell += 1
                     continue
                 check(f"relay={want}" in line, f"want relay={want}: {line}")
