@@ -6,13 +6,15 @@ reason="idle timeout" (counted); TCP keepalive runs on both sockets of every con
 
     idle_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki idle_timeout|keepalive
 
-KTLSD_KTLS=require runs idle_timeout on the kTLS relay (inside a VM with kTLS).
+KTLSD_KTLS=require runs idle_timeout on the kTLS relay (inside a VM with kTLS), and
+KTLSD_RELAY=sockmap on the sockmap relay.
 """
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,16 +24,49 @@ from harness import (Skip, check, ktlsd_client, log_fields, main, tls_close,  # 
                      tls_connect)
 
 
+def push_or_echo_backend(env):
+    """Echoes, except for a connection whose first byte is "p": that one is sent a byte every
+    0.3 s for 6 s and nothing else (only the backend -> client direction moves)."""
+
+    def serve(c):
+        try:
+            first = c.recv(1)
+            if first == b"p":
+                end = time.time() + 6
+                while time.time() < end and not env.threads_stop.is_set():
+                    c.sendall(b"x")
+                    time.sleep(0.3)
+            else:
+                b = first
+                while b:
+                    c.sendall(b)
+                    b = c.recv(1 << 17)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    return env.backend(serve)
+
+
 def t_idle_timeout(env):
-    """--idle-timeout 2: a silent connection ends after 2-3 s, a chatty one lives on."""
+    """--idle-timeout 2: a silent connection ends after 2-3 s; a chatty one lives on, and so
+    does one where only the backend talks (on the sockmap relay the kernel forwards that
+    direction, so the loop learns of it from the socket: KTLSD_RELAY=sockmap in a VM)."""
     mode = os.environ.get("KTLSD_KTLS", "off")
-    eport = env.echo_backend()
-    k = env.ktlsd(["--idle-timeout", "2", "--ktls", mode], target_port=eport)
+    relay = os.environ.get("KTLSD_RELAY")
+    eport = push_or_echo_backend(env)
+    k = env.ktlsd(["--idle-timeout", "2", "--ktls", mode] + (["--relay", relay] if relay else []),
+                  target_port=eport)
     idle = tls_connect(env, k.port)
     idle.sendall(b"i")
     check(idle.recv(1) == b"i", "idle conn echo")
     t0 = time.time()
     busy = tls_connect(env, k.port)
+    push = tls_connect(env, k.port)
+    push.sendall(b"p")
+    push.setblocking(False)
+    pushed = 0
     port = idle.getsockname()[1]
     rx = re.compile(rf"event=conn_end .*peer=127\.0\.0\.1:{port} reason=\"idle timeout\"")
     ended = None
@@ -39,11 +74,19 @@ def t_idle_timeout(env):
     while time.time() - t0 < 4.5:
         busy.sendall(b"b")
         check(busy.recv(1) == b"b", "busy connection lost its echo")
+        try:
+            while True:  # one 1-byte record per recv: take all that came
+                got = push.recv(4096)
+                check(got, f"the backend-only connection was closed:\n{k.text()[-1500:]}")
+                pushed += len(got)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
         if ended is None and rx.search(k.text()):
             ended = time.time() - t0
         time.sleep(0.5)
     check(ended is not None, f"silent connection not ended after 4.5 s:\n{k.text()[-1500:]}")
     check(1.9 <= ended <= 3.5, f"--idle-timeout 2 ended the connection after {ended:.2f}s")
+    check(pushed >= 10, f"the backend-only connection got {pushed} bytes in 4.5 s")
     # The client heard a clean end: close_notify then EOF.
     idle.settimeout(5)
     check(idle.recv(1) == b"", "idle connection still open on the client's side")
@@ -52,15 +95,19 @@ def t_idle_timeout(env):
     check("level=warn" in line, f"idle end: {line}")
     if mode == "require":
         check("ktls=tx+rx" in line, f"not on kTLS: {line}")
-    check(k.text().count('reason="idle timeout"') == 1, "the busy connection timed out too")
+    if relay:
+        check(f"relay={relay}" in line, f"not on the {relay} relay: {line}")
+    check(k.text().count('reason="idle timeout"') == 1,
+          f"the busy or the backend-only connection timed out too:\n{k.text()[-1500:]}")
     tls_close(busy)
     k.conn_end(r"reason=closed")
+    push.close()
     k.proc.send_signal(signal.SIGTERM)
     check(k.proc.wait(timeout=15) == 0, "exit after SIGTERM")
     c = log_fields(k.wait_line(r"event=counters"))
     check(c.get("idle_timeouts") == "1", f"idle_timeouts: {c}")
-    print(f"ktls={mode}: silent connection ended after {ended:.2f}s (--idle-timeout 2), "
-          f"busy one kept")
+    print(f"ktls={mode} relay={relay or 'default'}: silent connection ended after "
+          f"{ended:.2f}s (--idle-timeout 2), busy one and backend-only one ({pushed} bytes) kept")
 
 
 def keepalive_timer(filt):
