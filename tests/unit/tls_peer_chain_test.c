@@ -22,58 +22,28 @@
 
 #include "config.h"
 #include "peer_chain.h"
+#include "pki_fixture.h"
 #include "tls_test_util.h"
 #include "tlsctx.h"
-
-static char dir[64];
-
-static const char *p(const char *name)
-{
-	static char bufs[8][256];
-	static unsigned next;
-	char *b = bufs[next++ % 8];
-
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
-
-static int run(const char *cmd)
-{
-	int rc = system(cmd);
-
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 /* scripts/pki, then empty.crl (nothing revoked) and revoked.crl (client.pem), both by ca. */
 static int pki_setup(void **state)
 {
 	char cmd[2048];
 
-	if (run("command -v openssl >/dev/null")) {
-		fprintf(stderr, "skip: the openssl command is needed to make the test PKI\n");
-		exit(77);
-	}
-	snprintf(dir, sizeof(dir), "/tmp/ktlsd-peerchain-XXXXXX");
-	if (!mkdtemp(dir))
+	(void)state;
+	if (pki_make("peerchain"))
 		return -1;
 	snprintf(
 		cmd, sizeof(cmd),
-		"cd %s && %s . >/dev/null && mkdir db && : >db/index.txt && echo 01 "
+		"cd %s && mkdir db && : >db/index.txt && echo 01 "
 		">db/crlnumber && printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=db/index.txt\\n"
 		"crlnumber=db/crlnumber\\ndefault_md=sha256\\ndefault_crl_days=30\\n' >db/c.cnf && "
 		"openssl ca -config db/c.cnf -gencrl -cert ca.pem -keyfile ca.key -out empty.crl "
 		"2>/dev/null && openssl ca -config db/c.cnf -revoke client.pem -cert ca.pem "
 		"-keyfile ca.key 2>/dev/null && openssl ca -config db/c.cnf -gencrl -cert ca.pem "
 		"-keyfile ca.key -out revoked.crl 2>/dev/null && echo junk >junk.crl",
-		dir, KTLSD_PKI_SCRIPT);
-	return run(cmd) ? -1 : 0;
-}
-
-static int pki_teardown(void **state)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		pki_dir);
 	return run(cmd) ? -1 : 0;
 }
 

@@ -21,23 +21,11 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "pki_fixture.h"
 #include "tls_test_util.h"
 #include "tlsctx.h"
 
 #define PASSWORD "correct horse"
-
-static char dir[64];
-
-/* dir/name, in one of a few rotating buffers so that several can be live in one call. */
-static const char *p(const char *name)
-{
-	static char bufs[8][256];
-	static unsigned next;
-	char *b = bufs[next++ % 8];
-
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
 
 static void write_file(const char *name, const char *text)
 {
@@ -48,26 +36,12 @@ static void write_file(const char *name, const char *text)
 	assert_int_equal(fclose(f), 0);
 }
 
-static int run(const char *cmd)
-{
-	int rc = system(cmd);
-
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static int pki_setup(void **state)
 {
 	char cmd[512];
 
-	if (run("command -v openssl >/dev/null")) {
-		fprintf(stderr, "skip: the openssl command is needed to make the test PKI\n");
-		exit(77);
-	}
-	snprintf(dir, sizeof(dir), "/tmp/ktlsd-tlsctx-XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null", KTLSD_PKI_SCRIPT, dir);
-	if (run(cmd))
+	(void)state;
+	if (pki_make("tlsctx"))
 		return -1;
 	/* The server's key again, encrypted, and files holding the right and a wrong password. */
 	write_file("pw", PASSWORD "\n");
@@ -79,14 +53,6 @@ static int pki_setup(void **state)
 		 "openssl pkey -in %s -aes256 -passout file:%s -out %s 2>/dev/null && "
 		 "chmod 600 %s",
 		 p("server.key"), p("pw"), p("server-enc.key"), p("server-enc.key"));
-	return run(cmd) ? -1 : 0;
-}
-
-static int pki_teardown(void **state)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return run(cmd) ? -1 : 0;
 }
 
