@@ -198,8 +198,9 @@ static void hs_end(struct agent *a, struct hs_slot *s, const struct hs_result *r
 		fcntl(s->fd, F_SETFL, s->saved_flags);
 	rc = upcall_nl_done(a->nl, s->fd, r->status, auth ? &auth : NULL, auth ? 1 : 0);
 	close(s->fd);
-	hs_log(a, s, r, rc);
+	/* Counted first: a scraper that sees the log line sees the count. */
 	hs_count(a, s, r, rc);
+	hs_log(a, s, r, rc);
 	SSL_free(s->ssl);
 	tls_peer_clear(&s->peer);
 	psk_clear(&s->psk);
