@@ -10,8 +10,8 @@
 #include "agent.h"
 
 static const char *const consumer_names[AGENT_CONSUMER_MAX] = { "nfs", "nvme", "tlshd" };
-static const char *const outcome_names[AGENT_OUTCOME_MAX] = { "ok", "refused", "failed",
-							      "timeout", "unsupported" };
+static const char *const outcome_names[AGENT_OUTCOME_MAX] = { "ok", "refused", "failed", "timeout",
+							      "unsupported" };
 
 static void bump(_Atomic uint64_t *n)
 {

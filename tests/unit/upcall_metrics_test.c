@@ -108,7 +108,8 @@ static void test_series(void **state)
 		       "reason=\"other\"} 0");
 	expect_line(t, "ktlsd_handshake_duration_seconds_count{service=\"agent\"} 2");
 	expect_line(t, "ktlsd_handshake_duration_seconds_bucket{service=\"agent\",le=\"0.005\"} 2");
-	expect_line(t, "ktlsd_handshake_duration_seconds_bucket{service=\"agent\",le=\"0.0025\"} 0");
+	expect_line(t,
+		    "ktlsd_handshake_duration_seconds_bucket{service=\"agent\",le=\"0.0025\"} 0");
 	expect_line(t, "ktlsd_connections_total{service=\"agent\"} 5");
 	expect_line(t, "ktlsd_connections_active{service=\"agent\",relay=\"handshake\"} 1");
 	expect_line(t, "ktlsd_ktls_installs_total{service=\"agent\",result=\"ok\"} 2");
