@@ -30,6 +30,11 @@ int admin_new(struct runtime *rt, struct admin **ret_admin, char *err, size_t er
  * inherits that. Returns 0 or -EIO with the message in err.
  */
 int admin_serve(struct admin *a, struct worker *w, unsigned n, char *err, size_t errlen);
+/*
+ * Series the runtime's services do not cover (ktlsd agent's own, ktlsd_agent_*): fn(f, arg)
+ * writes them after the rest of /metrics, on the admin thread. Set before admin_serve.
+ */
+void admin_set_metrics_extra(struct admin *a, void (*fn)(FILE *f, void *arg), void *arg);
 /* Stops the thread, closes the socket (a unix one is removed). NULL is fine. */
 void admin_stop(struct admin *a);
 

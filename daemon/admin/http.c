@@ -25,6 +25,8 @@ struct admin {
 	struct worker *w;
 	unsigned n;
 	struct MHD_Daemon *d;
+	void (*extra)(FILE *f, void *arg);
+	void *extra_arg;
 	int fd;
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
@@ -65,6 +67,8 @@ static enum MHD_Result get_metrics(struct admin *a, struct MHD_Connection *mc)
 	if (!f)
 		return MHD_NO;
 	metrics_write(f, a->rt);
+	if (a->extra)
+		a->extra(f, a->extra_arg);
 	if (fclose(f)) {
 		free(buf);
 		return MHD_NO;
@@ -197,6 +201,12 @@ int admin_new(struct runtime *rt, struct admin **ret_admin, char *err, size_t er
 	}
 	*ret_admin = a;
 	return 0;
+}
+
+void admin_set_metrics_extra(struct admin *a, void (*fn)(FILE *f, void *arg), void *arg)
+{
+	a->extra = fn;
+	a->extra_arg = arg;
 }
 
 int admin_serve(struct admin *a, struct worker *w, unsigned n, char *err, size_t errlen)

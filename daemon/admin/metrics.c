@@ -202,11 +202,13 @@ static void m_services(FILE *f, struct service **sv, size_t n)
 	family(f, "ktlsd_service_info", "gauge", "One per service: what it listens on and serves.");
 	for (size_t i = 0; i < n; i++) {
 		const struct service_config *sc = sv[i]->cfg;
+		const char *mode = sc->role == ROLE_SERVER ? "server" : "client";
 
+		if (sv[i]->agent)
+			mode = "agent"; /* the kernel's handshakes, both roles */
 		fputs("ktlsd_service_info{service=\"", f);
 		prom_label_value(f, sc->name);
-		fprintf(f, "\",mode=\"%s\",listen=\"",
-			sc->role == ROLE_SERVER ? "server" : "client");
+		fprintf(f, "\",mode=\"%s\",listen=\"", mode);
 		prom_label_value(f, sc->listen);
 		fputs("\",target=\"", f);
 		prom_label_value(f, sc->target);

@@ -16,6 +16,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "agent.h"
+#include "agent_admin.h"
 #include "commands.h"
 #include "config.h"
 #include "tlsctx.h"
@@ -29,6 +30,7 @@ struct agent_args {
 	struct policy *verify; /* servers kernel clients connect to; empty: PEERNAME */
 	bool allow_all;
 	struct agent_opts o;
+	struct run_config run; /* --admin, --admin-allow-remote (agent_admin.h) */
 	char *file; /* --config: the file's text, which the values above may point into */
 };
 
@@ -43,6 +45,7 @@ static void agent_usage(FILE *f)
 	      "                   [--psk-keyring NAME] [--max-handshakes N] [--handshake-timeout "
 	      "MS]\n"
 	      "                   [--log-format logfmt|json] [--config FILE]\n"
+	      "                   [--admin ADDR [--admin-allow-remote]]\n"
 	      "Serves the kernel's TLS handshake upcalls (netlink family \"handshake\", Linux "
 	      "6.5+):\n"
 	      "NFS xprtsec=tls|mtls, NVMe/TCP TLS 1.3 PSK. --cert/--key: nfsd's server side; "
@@ -52,7 +55,8 @@ static void agent_usage(FILE *f)
 	      "the name the consumer asked for). --psk-keyring: where PSKs are looked up when the\n"
 	      "kernel names no keyring (default .nvme). --config FILE: the [agent] section of an\n"
 	      "INI file, the same keys without the dashes (allow-all = yes); other sections are\n"
-	      "skipped, and options after --config override it.\n",
+	      "skipped, and options after --config override it. --admin ADDR: /metrics,\n"
+	      "/healthz, /readyz over HTTP (loopback or unix:/path; docs/admin.md).\n",
 	      f);
 }
 
@@ -75,6 +79,8 @@ enum {
 	O_MAXHS,
 	O_TIMEOUT,
 	O_LOGFMT,
+	O_ADMIN,
+	O_ADMIN_REMOTE,
 	O_CONFIG,
 	O_HELP,
 };
@@ -98,6 +104,8 @@ static const struct option agent_options[] = {
 	{ "max-handshakes", required_argument, NULL, O_MAXHS },
 	{ "handshake-timeout", required_argument, NULL, O_TIMEOUT },
 	{ "log-format", required_argument, NULL, O_LOGFMT },
+	{ "admin", required_argument, NULL, O_ADMIN },
+	{ "admin-allow-remote", no_argument, NULL, O_ADMIN_REMOTE },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -143,6 +151,19 @@ static int logfmt_parse(const char *v, enum log_format *ret)
 
 static int agent_file(struct agent_args *g, const char *path);
 
+/* --admin ADDR: host:port, [v6]:port or unix:/path, as for ktlsd server. */
+static int admin_parse(struct agent_args *g, const char *v)
+{
+	const char *why = NULL;
+
+	if (addr_parse(v, true, &g->run.admin_addr, &why)) {
+		fprintf(stderr, "ktlsd agent: --admin '%s': %s\n", v, why ? why : "malformed");
+		return -EINVAL;
+	}
+	g->run.admin = (char *)v;
+	return 0;
+}
+
 /* One option; 1 for --help. */
 static int agent_opt(struct agent_args *g, int c, const char *v)
 {
@@ -180,6 +201,10 @@ static int agent_opt(struct agent_args *g, int c, const char *v)
 		return parse_uint(name, v, 100, 600000, &g->o.timeout_ms);
 	case O_LOGFMT:
 		return logfmt_parse(v, &g->o.log_format);
+	case O_ADMIN:
+		return admin_parse(g, v);
+	case O_ADMIN_REMOTE:
+		return g->run.admin_allow_remote = true, 0;
 	case O_CONFIG:
 		return agent_file(g, v);
 	default:
@@ -300,6 +325,18 @@ static int agent_args_check(const struct agent_args *g)
 	return -EINVAL;
 }
 
+/* The endpoint has no authentication: loopback or a unix socket unless said otherwise. */
+static int agent_admin_check(const struct agent_args *g)
+{
+	if (!g->run.admin || g->run.admin_allow_remote || addr_is_loopback(&g->run.admin_addr))
+		return 0;
+	fprintf(stderr,
+		"ktlsd agent: --admin '%s': not a loopback address (the endpoint has no "
+		"authentication; add --admin-allow-remote to serve it there anyway)\n",
+		g->run.admin);
+	return -EINVAL;
+}
+
 /* Each file named, readable: OpenSSL's own words for a missing one are "system lib". */
 static int agent_files_check(const struct agent_args *g)
 {
@@ -354,6 +391,8 @@ static int agent_args_parse(int argc, char **argv, struct agent_args *g)
 	if (g->allow_all)
 		policy_set_allow_all(g->allow);
 	rc = agent_args_check(g);
+	if (!rc)
+		rc = agent_admin_check(g);
 	return rc ? rc : agent_files_check(g);
 }
 
@@ -445,7 +484,7 @@ int cmd_agent(int argc, char **argv)
 {
 	struct agent_args g = { 0 };
 	struct agent_tls t = { 0 };
-	struct agent_stats st = { 0 };
+	struct agent_admin am = { 0 };
 	struct upcall_nl *nl = NULL;
 	char err[CONFIG_ERR_MAX];
 	int rc, ret = EXIT_USAGE;
@@ -459,6 +498,12 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	if (agent_tls_build(&g, &t))
 		goto out;
+	g.run.log_format = g.o.log_format;
+	ret = agent_admin_open(&am, &g.run, t.server ? g.cert : g.client_cert,
+			       t.server ? t.server : t.client);
+	if (ret)
+		goto out;
+	ret = EXIT_USAGE;
 	rc = upcall_nl_open(&nl, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "ktlsd agent: %s\n", err);
@@ -466,11 +511,15 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	}
 	agent_log_start(&g, &t);
-	rc = agent_run(&g.o, &t, nl, &st);
+	ret = agent_admin_start(&am);
+	if (ret)
+		goto out;
+	rc = agent_run(&g.o, &t, nl, &am.st);
 	if (rc)
 		fprintf(stderr, "ktlsd agent: %s\n", strerror(-rc));
 	ret = rc ? EXIT_RUNTIME : 0;
 out:
+	agent_admin_stop(&am);
 	upcall_nl_close(nl);
 	SSL_CTX_free(t.server);
 	SSL_CTX_free(t.client);

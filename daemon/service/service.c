@@ -82,6 +82,32 @@ out_free:
 	return rc;
 }
 
+int service_new_counting(const struct service_config *cfg, SSL_CTX *ctx,
+			 struct service **ret_service)
+{
+	struct service *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->counters = counters_new(1);
+	if (!s->counters) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->stats = s->counters->w;
+	atomic_init(&s->refs, 1);
+	s->cfg = cfg;
+	s->n_workers = 1;
+	s->agent = true;
+	s->use_ktls = true; /* the agent installs kTLS on every socket it is handed */
+	if (ctx && SSL_CTX_up_ref(ctx) == 1) {
+		s->ctx = ctx;
+		s->cert_not_after = cert_not_after(ctx);
+	}
+	*ret_service = s;
+	return 0;
+}
+
 struct service *service_get(struct service *s)
 {
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);

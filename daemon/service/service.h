@@ -105,6 +105,7 @@ struct service {
 	struct service_stats *stats;	   /* counters->w */
 	int64_t cert_not_after;		   /* the service's own certificate's notAfter (Unix s) */
 	struct config_ref *cfg_ref;	   /* held where cfg lives in a reloaded configuration */
+	bool agent; /* ktlsd agent's counts (service_new_counting): /metrics says mode="agent" */
 };
 
 /*
@@ -115,6 +116,13 @@ struct service {
  */
 int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_workers,
 		const struct service *prev, struct service **ret_service, char *err, size_t errlen);
+/*
+ * A service that only counts, for `ktlsd agent`: the kernel's handshakes are counted and
+ * shown (/metrics) like a service's, in one stats block (worker 0), but it has no listener
+ * and builds no TLS context. ctx (may be NULL) is held for its certificate's notAfter.
+ */
+int service_new_counting(const struct service_config *cfg, SSL_CTX *ctx,
+			 struct service **ret_service);
 struct service *service_get(struct service *s);
 /* Drops a reference; the last one frees the service. NULL is fine. */
 void service_put(struct service *s);

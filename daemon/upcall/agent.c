@@ -135,6 +135,7 @@ struct hs_result {
 	const char *reason;
 	int32_t remote_auth; /* 0: none */
 	const char *version, *cipher;
+	enum hs_reason cls; /* a failed one's, for /metrics */
 };
 
 static void hs_log(struct agent *a, const struct hs_slot *s, const struct hs_result *r, int done_rc)
@@ -172,22 +173,19 @@ static void hs_log(struct agent *a, const struct hs_slot *s, const struct hs_res
 	       (int)(sizeof(kv) / sizeof(kv[0])));
 }
 
-static void hs_count(struct agent *a, const struct hs_result *r, int done_rc)
+static void hs_count(struct agent *a, const struct hs_slot *s, const struct hs_result *r,
+		     int done_rc)
 {
-	struct agent_stats *st = a->st;
+	struct agent_end e = {
+		.consumer = s->consumer,
+		.server = s->server,
+		.outcome = r->outcome,
+		.reason = r->cls,
+		.us = (now_ns() - s->start_ns) / 1000,
+		.done_rc = done_rc,
+	};
 
-	if (done_rc)
-		st->done_errors++;
-	if (!r->status)
-		st->ok++;
-	else if (r->status == ETIMEDOUT)
-		st->timeouts++;
-	else if (!strcmp(r->outcome, "refused"))
-		st->refused++;
-	else if (!strcmp(r->outcome, "unsupported"))
-		st->unsupported++;
-	else
-		st->failed++;
+	agent_stats_end(a->st, &e);
 }
 
 /* Exactly once per accepted request; the slot must have no poll pending. */
@@ -200,8 +198,9 @@ static void hs_end(struct agent *a, struct hs_slot *s, const struct hs_result *r
 		fcntl(s->fd, F_SETFL, s->saved_flags);
 	rc = upcall_nl_done(a->nl, s->fd, r->status, auth ? &auth : NULL, auth ? 1 : 0);
 	close(s->fd);
+	/* Counted first: a scraper that sees the log line sees the count. */
+	hs_count(a, s, r, rc);
 	hs_log(a, s, r, rc);
-	hs_count(a, r, rc);
 	SSL_free(s->ssl);
 	tls_peer_clear(&s->peer);
 	psk_clear(&s->psk);
@@ -211,7 +210,6 @@ static void hs_end(struct agent *a, struct hs_slot *s, const struct hs_result *r
 	s->gen = gen;
 	s->fd = -1;
 	a->n_used--;
-	a->st->in_flight = a->n_used;
 	a->want_accept = true;
 }
 
@@ -220,6 +218,7 @@ static void hs_fail(struct agent *a, struct hs_slot *s, int status, const char *
 {
 	struct hs_result r = { .status = status, .outcome = outcome, .reason = reason };
 
+	r.cls = status == ETIMEDOUT ? HS_TIMEOUT : HS_OTHER;
 	hs_end(a, s, &r);
 }
 
@@ -244,7 +243,7 @@ static int hs_remote_auth(struct agent *a, struct hs_slot *s, int32_t *ret_seria
 		snprintf(reason, len, "peer certificate into a kernel key: %s", strerror(-rc));
 		return rc;
 	}
-	a->st->peer_keys++;
+	agent_stats_peer_key(a->st);
 	if (strcmp(type, "asymmetric"))
 		snprintf(reason, len, "peer key stored as a \"%s\" key", type);
 	return 0;
@@ -276,16 +275,17 @@ static void hs_complete(struct agent *a, struct hs_slot *s)
 		rc = hs_remote_auth(a, s, &r.remote_auth, reason, sizeof(reason));
 	if (!rc) {
 		rc = ktls_install(s->ssl, s->fd, &kc);
-		if (rc) {
+		agent_stats_ktls(a->st, !rc);
+		if (rc)
 			snprintf(reason, sizeof(reason), "kTLS install: %s", ktls_strerror(rc));
-			a->st->ktls_errors++;
-		}
 	}
 	/* The kernel owns the session now; nothing of it stays here. */
 	ktls_conn_free(kc);
 	if (rc) {
 		r.status = rc == -EACCES ? EACCES : EIO;
 		r.outcome = rc == -EACCES ? "refused" : "failed";
+		/* EACCES here: no PSK was agreed on, the peer's identity is unknown. */
+		r.cls = rc == -EACCES ? HS_IDENTITY : HS_OTHER;
 		r.remote_auth = 0;
 	}
 	r.reason = reason[0] ? reason : NULL;
@@ -297,10 +297,16 @@ static void hs_complete(struct agent *a, struct hs_slot *s)
 static void hs_failed(struct agent *a, struct hs_slot *s, int ssl_err, int saved_errno)
 {
 	char reason[256];
-	bool untrusted = s->peer.denied || SSL_get_verify_result(s->ssl) != X509_V_OK;
+	long verify = SSL_get_verify_result(s->ssl);
+	bool untrusted = s->peer.denied || verify != X509_V_OK;
+	struct hs_result r = { .status = untrusted ? EACCES : EIO,
+			       .outcome = untrusted ? "refused" : "failed",
+			       .reason = reason };
 
+	/* Classified before tls_fail_reason, which empties the error queue. */
+	r.cls = tls_fail_class(s->peer.denied, ERR_peek_error(), verify, ssl_err, saved_errno);
 	tls_fail_reason(s->ssl, ssl_err, saved_errno, &s->peer, reason, sizeof(reason));
-	hs_fail(a, s, untrusted ? EACCES : EIO, untrusted ? "refused" : "failed", reason);
+	hs_end(a, s, &r);
 }
 
 static void hs_step(struct agent *a, struct hs_slot *s)
@@ -500,8 +506,7 @@ static void hs_start(struct agent *a, struct hs_slot *s, const struct upcall_req
 	s->start_ns = now_ns();
 	s->deadline_ns = s->start_ns + timeout * 1000000ull;
 	a->n_used++;
-	a->st->accepted++;
-	a->st->in_flight = a->n_used;
+	agent_stats_begin(a->st);
 	slot_describe(s);
 	s->saved_flags = fcntl(s->fd, F_GETFL);
 	if (s->saved_flags < 0 || fcntl(s->fd, F_SETFL, s->saved_flags | O_NONBLOCK) < 0) {

@@ -9,9 +9,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <openssl/ssl.h>
 
+#include "hs_want.h"
 #include "log.h"
+#include "service.h"
 #include "upcall_nl.h"
 
 /* The TLS side, built once by the caller (cmd_agent.c) with tls_ctx_build. */
@@ -29,22 +32,54 @@ struct agent_opts {
 	enum log_format log_format;
 };
 
+/* Who asked for a handshake (the well-known port tells: 2049, 4420; else tlshd). */
+enum agent_consumer { AGENT_NFS, AGENT_NVME, AGENT_TLSHD, AGENT_CONSUMER_MAX };
+/* How a request ended, as the agent_handshake log line's outcome= says it. */
+enum agent_outcome {
+	AGENT_OK,
+	AGENT_REFUSED,
+	AGENT_FAILED,
+	AGENT_TIMEOUT,
+	AGENT_UNSUPPORTED,
+	AGENT_OUTCOME_MAX
+};
+
 /*
- * Counters the admin room can expose (service="agent"); written by the agent's one thread,
- * read as plain 64-bit loads.
+ * The agent's counts, for /metrics (ktlsd agent --admin). Everything a proxied service
+ * counts goes to svc (service="agent", stats block 0: ktlsd_handshakes_total by reason, the
+ * duration histogram, kTLS installs, requests in flight as connections_active{relay=
+ * "handshake"}), so the admin room writes it unchanged; what only the agent has is here.
+ * Written by the agent's one thread with relaxed stores, read by the admin thread with
+ * relaxed loads: no lock, no read-modify-write on the handshake path.
  */
 struct agent_stats {
-	uint64_t accepted;    /* requests taken with ACCEPT */
-	uint64_t ok;	      /* DONE with status 0 */
-	uint64_t refused;     /* peer certificate untrusted or not allowed by the rules */
-	uint64_t failed;      /* any other handshake failure */
-	uint64_t timeouts;    /* the request's TIMEOUT passed */
-	uint64_t unsupported; /* a request this agent cannot serve (no certificate for the role) */
-	uint64_t ktls_errors; /* handshake done, kTLS install failed */
-	uint64_t done_errors; /* the kernel refused our DONE (consumer gave up meanwhile) */
-	uint64_t peer_keys;   /* REMOTE_AUTH keys added */
-	uint64_t in_flight;
+	struct service *svc; /* held; NULL: counted nowhere but here */
+	_Atomic uint64_t hs[AGENT_CONSUMER_MAX][2][AGENT_OUTCOME_MAX]; /* [.][server][.] */
+	_Atomic uint64_t done_errors; /* the kernel refused our DONE (consumer gave up) */
+	_Atomic uint64_t peer_keys;   /* REMOTE_AUTH keys added */
 };
+
+/* One request that ended (agent_stats_end). */
+struct agent_end {
+	const char *consumer; /* "nfs", "nvme", "tlshd" */
+	bool server;
+	const char *outcome;   /* "ok", "refused", "failed", "timeout", "unsupported" */
+	enum hs_reason reason; /* what /metrics says for a failed one */
+	uint64_t us;	       /* from ACCEPT to the end */
+	int done_rc;	       /* upcall_nl_done's */
+};
+
+/* The counting, in agent_metrics.c (its own module so the unit test reaches it). */
+void agent_stats_begin(struct agent_stats *st);
+void agent_stats_end(struct agent_stats *st, const struct agent_end *e);
+void agent_stats_ktls(struct agent_stats *st, bool ok);
+void agent_stats_peer_key(struct agent_stats *st);
+/* "nfs" -> AGENT_NFS ...; anything else AGENT_TLSHD. */
+enum agent_consumer agent_consumer_of(const char *name);
+/* "ok" -> AGENT_OK ...; anything else AGENT_FAILED. */
+enum agent_outcome agent_outcome_of(const char *name);
+/* The ktlsd_agent_* series (arg: the struct agent_stats), for admin_set_metrics_extra. */
+void agent_metrics_write(FILE *f, void *arg);
 
 /*
  * Runs until SIGINT/SIGTERM, then finishes (fails) the handshakes in flight so every

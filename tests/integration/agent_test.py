@@ -7,6 +7,9 @@ tests/vm/agent_nfs_test):
 
 errors      bad options and files: exit 2 with one clear line, before any netlink
 config      --config FILE: the [agent] section, other sections skipped, FILE:LINE errors
+admin       --admin / admin =: address errors (exit 2, one line), a taken address, the
+            unix socket bound before the netlink family is asked for and removed at exit
+            (its /metrics is checked in the VM: tests/vm/agent_metrics_check.py)
 no_family   a kernel without the "handshake" netlink family: exit 2, saying so (skips
             where the family exists: the VM test covers that side)
 """
@@ -121,7 +124,50 @@ max-handshakes = 8
     check(rc == 2 and "No such file" in err, f"missing file: {rc} {err!r}")
 
 
-TESTS = {"errors": t_errors, "no_family": t_no_family, "config": t_config}
+def t_admin(env):
+    """--admin is checked like ktlsd server's, and bound before the kernel is asked."""
+    base = ["--cacert", env.p("ca.pem"), "--cert", env.p("server.pem"), "--key",
+            env.p("server.key"), "--allow-all"]
+    cases = [
+        (["--admin", "bogus"], "--admin 'bogus': expected host:port"),
+        (["--admin", "0.0.0.0:9797"], "--admin '0.0.0.0:9797': not a loopback address"),
+        (["--admin", "[::]:9797"], "not a loopback address"),
+        (["--admin"], "unknown option or missing value: --admin"),
+    ]
+    for args, want in cases:
+        rc, err = run(env, base + args)
+        check(rc == 2, f"{args}: exit {rc}, want 2 ({err})")
+        check(want in err, f"{args}: message {err!r} lacks {want!r}")
+        check(len(err.splitlines()) == 1, f"{args}: more than one line: {err!r}")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    rc, err = run(env, base + ["--admin", f"127.0.0.1:{port}"])
+    taken.close()
+    check(rc == 2 and f"admin 127.0.0.1:{port}: Address already in use" in err,
+          f"taken address: exit {rc}, {err!r}")
+    ini = os.path.join(env.dir, "admin.ini")
+    with open(ini, "w") as f:
+        f.write(f"[agent]\ncacert = {env.p('ca.pem')}\nadmin = 0.0.0.0:9797\n")
+    rc, err = run(env, ["--config", ini])
+    check(rc == 2 and "--admin '0.0.0.0:9797': not a loopback address" in err,
+          f"admin = in [agent]: exit {rc}, {err!r}")
+    if family_exists("handshake"):
+        raise Skip("this kernel has the handshake family: the agent would run")
+    with open(ini, "a") as f:
+        f.write("admin-allow-remote = yes\n")
+    rc, err = run(env, ["--config", ini])
+    check(rc == 2 and 'no netlink family "handshake"' in err,
+          f"admin-allow-remote = yes: exit {rc}, {err!r}")
+    # The socket is bound first (before any privilege drop), and removed on the way out.
+    sock = os.path.join(env.dir, "admin.sock")
+    rc, err = run(env, base + ["--admin", f"unix:{sock}"])
+    check(rc == 2 and 'no netlink family "handshake"' in err, f"unix admin: {rc} {err!r}")
+    check(not os.path.exists(sock), f"{sock} left behind")
+
+
+TESTS = {"errors": t_errors, "no_family": t_no_family, "config": t_config, "admin": t_admin}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

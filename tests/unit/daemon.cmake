@@ -41,3 +41,6 @@ ktlsd_unit_test(admin format)
 ktlsd_unit_test(upcall nl)
 # NVMe TLS PSKs (daemon/upcall/psk.c): the session and suite a PSK becomes, identity bounds.
 ktlsd_unit_test(upcall psk)
+# ktlsd agent's /metrics (daemon/upcall/agent_metrics.c through the admin room): exact
+# series, promtool, counting on one thread while another renders.
+ktlsd_unit_test(upcall metrics)

@@ -15,3 +15,16 @@ if(COMMAND ktlsd_add_vm_test AND KTLSD_VM_TESTS)
 		set_tests_properties(vm.agent.vm-${k} PROPERTIES FIXTURES_REQUIRED agent_vm)
 	endforeach()
 endif()
+
+# The checker the VM test runs, on the host: a saved log and /metrics pass, and the same
+# metrics against a log with one handshake less fail (a wrong count fails the VM test).
+set(_agent_fx ${CMAKE_CURRENT_LIST_DIR}/agent-metrics-fixture)
+add_test(NAME integration.agent.metrics_check COMMAND python3
+	${CMAKE_CURRENT_LIST_DIR}/agent_metrics_check.py --metrics-file ${_agent_fx}/metrics.txt
+	--log ${_agent_fx}/agent.log --want ok==6 --want peer_keys==1 --want refused==0)
+add_test(NAME integration.agent.metrics_check_fails COMMAND ${CMAKE_CURRENT_LIST_DIR}/expect-fail
+	"handshakes_total.result=.ok..: metrics say 6, the log 5" -- python3
+	${CMAKE_CURRENT_LIST_DIR}/agent_metrics_check.py --metrics-file ${_agent_fx}/metrics.txt
+	--log ${_agent_fx}/agent-one-less.log)
+set_tests_properties(integration.agent.metrics_check integration.agent.metrics_check_fails
+	PROPERTIES LABELS integration)
