@@ -764,7 +764,10 @@ static int agent_sandbox(struct agent_state *st)
 	return rc;
 }
 
-/* The ring exists, limited to the agent's operations: no further io_uring, no IPC_LOCK. */
+/*
+ * The ring exists, limited to the agent's operations: no further io_uring, no IPC_LOCK.
+ * Only then does event=agent_start say the agent is up: fully sandboxed from here on.
+ */
 static int agent_ring_ready(void *arg)
 {
 	struct agent_state *st = arg;
@@ -775,6 +778,8 @@ static int agent_ring_ready(void *arg)
 		rc = seccomp_seal_rings();
 	if (rc)
 		fprintf(stderr, "ktlsd agent: seccomp (no new io_uring): %s\n", strerror(-rc));
+	else
+		agent_log_start(&st->g, &st->t);
 	return rc;
 }
 
@@ -833,7 +838,6 @@ int cmd_agent(int argc, char **argv)
 	ret = agent_start(&st, &nl);
 	if (ret)
 		goto out;
-	agent_log_start(&st.g, &st.t);
 	rc = agent_run(&st.o, &st.t, nl, &stats);
 	if (rc)
 		fprintf(stderr, "ktlsd agent: %s\n", strerror(-rc));
