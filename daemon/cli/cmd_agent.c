@@ -771,13 +771,15 @@ static int agent_sandbox(struct agent_state *st)
 static int agent_ring_ready(void *arg)
 {
 	struct agent_state *st = arg;
-	int rc = 0;
+	/* sandbox_seal_rings knows when seccomp is off (also in sanitizer builds). */
+	struct run_config cfg = { .seccomp = st->g.seccomp };
+	char err[CONFIG_ERR_MAX];
+	int rc;
 
 	sandbox_rings_done();
-	if (st->g.seccomp)
-		rc = seccomp_seal_rings();
+	rc = sandbox_seal_rings(&cfg, err, sizeof(err));
 	if (rc)
-		fprintf(stderr, "ktlsd agent: seccomp (no new io_uring): %s\n", strerror(-rc));
+		fprintf(stderr, "ktlsd agent: %s\n", err);
 	else
 		agent_log_start(&st->g, &st->t);
 	return rc;
