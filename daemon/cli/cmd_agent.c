@@ -419,9 +419,17 @@ static int crl_load(SSL_CTX *ctx, const char *crl)
 {
 	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 	X509_LOOKUP *lu;
+	FILE *f;
 
 	if (!crl)
 		return 0;
+	/* OpenSSL's own words hide why a file is unreadable (a reload under Landlock). */
+	f = fopen(crl, "re");
+	if (!f) {
+		fprintf(ERRF, "ktlsd agent: --crl %s: %s\n", crl, strerror(errno));
+		return -EINVAL;
+	}
+	fclose(f);
 	lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
 	if (!lu || X509_load_crl_file(lu, crl, X509_FILETYPE_PEM) <= 0) {
 		ERR_clear_error();
@@ -761,6 +769,14 @@ static int agent_sandbox(struct agent_state *st)
 	rc = sandbox_apply_spec(&s, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "ktlsd agent: sandbox: %s\n", err);
+	else if (st->g.user) {
+		struct log_kv kv[] = { { "msg",
+					 "NVMe/TCP PSK handshakes fail under --user: at "
+					 "ACCEPT the kernel links the consumer's keyring "
+					 "(.nvme, root's) into the agent's, which needs uid 0" } };
+
+		log_kv(st->o.log_format, "warn", "agent_user_keyrings", kv, 1);
+	}
 	return rc;
 }
 
