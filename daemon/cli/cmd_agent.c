@@ -63,11 +63,10 @@ static void agent_usage(FILE *f)
 	      "kernel names no keyring (default .nvme). --config FILE: the [agent] section of an\n"
 	      "INI file, the same keys without the dashes (allow-all = yes); other sections are\n"
 	      "skipped, and options after --config override it. SIGHUP, or a change to any of\n"
-	      "the files, reloads them (all or nothing). Once the netlink socket is open the "
-	      "agent\n"
-	      "keeps only CAP_NET_ADMIN, reads only its files (Landlock) and makes only the\n"
-	      "syscalls it needs (seccomp); --user USER: run as USER (the PSK keyrings must then\n"
-	      "be reachable by it), --no-landlock, --no-seccomp: turn those off.\n",
+	      "the files, reloads them (all or nothing). Once the netlink socket is open\n"
+	      "the agent keeps only CAP_NET_ADMIN, reads only its files (Landlock) and makes\n"
+	      "only the syscalls it needs (seccomp); --user USER: run as USER (NFS only:\n"
+	      "NVMe/TCP PSK needs uid 0), --no-landlock, --no-seccomp: turn those off.\n",
 	      f);
 }
 
