@@ -38,7 +38,8 @@ struct agent_args {
 	const char *user;	/* --user: the sandbox's; NULL stays uid 0 */
 	bool landlock, seccomp; /* on unless --no-landlock / --no-seccomp */
 	struct agent_opts o;
-	char *file; /* --config: the file's text, which the values above may point into */
+	char *file;	     /* --config: the file's text, which the values above may point into */
+	const char *cfgpath; /* --config FILE (a reload reads it again), or NULL */
 };
 
 static void agent_usage(FILE *f)
@@ -306,6 +307,7 @@ static int agent_file(struct agent_args *g, const char *path)
 
 	if (g->file)
 		return file_fail(path, 0, "--config given twice", NULL);
+	g->cfgpath = path;
 	f = fopen(path, "re");
 	if (!f) {
 		fprintf(ERRF, "ktlsd agent: --config %s: %s\n", path, strerror(errno));
@@ -543,9 +545,9 @@ static const char *const file_names[F_N] = {
 };
 
 /* What the fingerprints are of: the files of one generation of options. */
-static void agent_paths(const struct agent_args *g, const char *cfgpath, const char **p)
+static void agent_paths(const struct agent_args *g, const char **p)
 {
-	p[F_CONFIG] = cfgpath;
+	p[F_CONFIG] = g->cfgpath;
 	p[F_CERT] = g->cert;
 	p[F_KEY] = g->key;
 	p[F_CCERT] = g->client_cert;
@@ -559,11 +561,11 @@ struct agent_fp {
 	bool ok[F_N];
 };
 
-static void agent_fp_take(const struct agent_args *g, const char *cfgpath, struct agent_fp *fp)
+static void agent_fp_take(const struct agent_args *g, struct agent_fp *fp)
 {
 	const char *p[F_N];
 
-	agent_paths(g, cfgpath, p);
+	agent_paths(g, p);
 	memset(fp, 0, sizeof(*fp));
 	for (int i = 0; i < F_N; i++)
 		fp->ok[i] = p[i] && file_sha256(p[i], fp->sha[i]);
@@ -585,7 +587,6 @@ static void agent_fp_diff(const struct agent_fp *a, const struct agent_fp *b, ch
 struct agent_state {
 	int argc;
 	char **argv;
-	const char *cfgpath; /* the last --config, or NULL */
 	struct agent_args g;
 	struct agent_tls t;
 	struct agent_opts o; /* as started: max-handshakes etc. need a restart */
@@ -617,7 +618,7 @@ static void agent_watch(struct agent_state *st)
 	char dir[4096], msg[4200];
 	int old, rc = filewatch_begin(&st->fw, &old);
 
-	agent_paths(&st->g, st->cfgpath, p);
+	agent_paths(&st->g, p);
 	for (int i = 0; !rc && i < F_N; i++) {
 		int wrc = p[i] ? filewatch_add(&st->fw, p[i], dir, sizeof(dir)) : 0;
 
@@ -702,7 +703,7 @@ static void agent_reload(void *arg, const char *why)
 	struct agent_fp fp;
 	char reason[512], changed[128], not_live[64];
 
-	agent_fp_take(&st->g, st->cfgpath, &fp);
+	agent_fp_take(&st->g, &fp);
 	agent_fp_diff(&st->fp, &fp, changed, sizeof(changed));
 	/* An event that changed no content costs nothing (after a failure it reports). */
 	if (strcmp(why, "SIGHUP") && !changed[0] && !st->failed)
@@ -719,7 +720,7 @@ static void agent_reload(void *arg, const char *why)
 	agent_args_free(&st->g);
 	st->g = g;
 	g = (struct agent_args){ 0 };
-	agent_fp_take(&st->g, st->cfgpath, &fp);
+	agent_fp_take(&st->g, &fp);
 	agent_fp_diff(&st->fp, &fp, changed, sizeof(changed));
 	st->fp = fp;
 	st->failed = false;
@@ -764,7 +765,7 @@ static int agent_sandbox(struct agent_state *st)
 	};
 	int rc;
 
-	agent_paths(&st->g, st->cfgpath, files);
+	agent_paths(&st->g, files);
 	rc = sandbox_apply_spec(&s, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "ktlsd agent: sandbox: %s\n", err);
@@ -800,20 +801,6 @@ static int agent_ring_ready(void *arg)
 	return rc;
 }
 
-/* The last --config on the command line (the file a reload reads again). */
-static const char *agent_cfgpath(int argc, char **argv)
-{
-	const char *p = NULL;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--config") && i + 1 < argc)
-			p = argv[++i];
-		else if (!strncmp(argv[i], "--config=", 9))
-			p = argv[i] + 9;
-	}
-	return p;
-}
-
 static int agent_start(struct agent_state *st, struct upcall_nl **nl)
 {
 	char err[CONFIG_ERR_MAX];
@@ -824,7 +811,7 @@ static int agent_start(struct agent_state *st, struct upcall_nl **nl)
 		return rc == -ENOENT ? EXIT_USAGE : EXIT_RUNTIME;
 	}
 	st->o = st->g.o;
-	agent_fp_take(&st->g, st->cfgpath, &st->fp);
+	agent_fp_take(&st->g, &st->fp);
 	filewatch_init(&st->fw);
 	agent_watch(st);
 	st->rl = (struct agent_reload){ .watch = &st->fw, .fn = agent_reload, .arg = st };
@@ -842,7 +829,6 @@ int cmd_agent(int argc, char **argv)
 	int rc, ret = EXIT_USAGE;
 
 	st.fw.ifd = st.fw.tfd = -1;
-	st.cfgpath = agent_cfgpath(argc, argv);
 	rc = agent_args_parse(argc, argv, &st.g);
 	if (rc == 1) {
 		agent_usage(stdout);
