@@ -17,18 +17,22 @@
 
 /*
  * The services, with a reference each, as one list: the only place that reads rt's
- * service table (reload swaps its entries; see the lead's merge note in docs/admin.md).
+ * service table. A reload swaps and grows it meanwhile, and a slot whose service was
+ * removed holds NULL.
  */
 static size_t services_take(struct runtime *rt, struct service ***ret_svc)
 {
-	struct service **v = calloc(rt->n_svc ? rt->n_svc : 1, sizeof(*v));
+	struct service **v;
+	size_t n = 0;
 
+	pthread_mutex_lock(&rt->svc_lock);
+	v = calloc(rt->n_svc ? rt->n_svc : 1, sizeof(*v));
+	for (size_t i = 0; v && i < rt->n_svc; i++)
+		if (rt->svc[i])
+			v[n++] = service_get(rt->svc[i]);
+	pthread_mutex_unlock(&rt->svc_lock);
 	*ret_svc = v;
-	if (!v)
-		return 0;
-	for (size_t i = 0; i < rt->n_svc; i++)
-		v[i] = service_get(rt->svc[i]);
-	return rt->n_svc;
+	return n;
 }
 
 static void services_drop(struct service **v, size_t n)

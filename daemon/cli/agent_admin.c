@@ -19,11 +19,14 @@ int agent_admin_open(struct agent_admin *am, const struct run_config *run, const
 	char err[CONFIG_ERR_MAX];
 	int rc;
 
-	snprintf(am->scfg.name, sizeof(am->scfg.name), "agent");
-	am->scfg.cert = (char *)cert;
 	am->rcfg = *run;
+	if (run->admin) {
+		snprintf(am->admin_spec, sizeof(am->admin_spec), "%s", run->admin);
+		am->rcfg.admin = am->admin_spec;
+	}
 	am->rt.cfg = &am->rcfg;
-	if (service_new_counting(&am->scfg, ctx, &am->st.svc)) {
+	pthread_mutex_init(&am->rt.svc_lock, NULL);
+	if (service_new_counting("agent", cert, ctx, NULL, &am->st.svc)) {
 		fprintf(stderr, "ktlsd agent: out of memory\n");
 		return EXIT_RUNTIME;
 	}
@@ -38,6 +41,21 @@ int agent_admin_open(struct agent_admin *am, const struct run_config *run, const
 		return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
 	}
 	admin_set_metrics_extra(am->admin, agent_metrics_write, &am->st);
+	return 0;
+}
+
+int agent_admin_renew(struct agent_admin *am, const char *cert, SSL_CTX *ctx)
+{
+	struct service *s, *old = am->st.svc;
+
+	if (!old || service_new_counting("agent", cert, ctx, old, &s))
+		return -ENOMEM;
+	/* The admin thread takes the service under the lock; the agent's thread (this one)
+	 * counts through am->st.svc, into the counters both generations share. */
+	pthread_mutex_lock(&am->rt.svc_lock);
+	am->st.svc = s;
+	pthread_mutex_unlock(&am->rt.svc_lock);
+	service_put(old);
 	return 0;
 }
 

@@ -14,11 +14,11 @@
 #include "config.h"
 
 struct agent_admin {
-	struct service_config scfg; /* the "agent" service's name and certificate */
-	struct run_config rcfg;	    /* admin, admin_addr, log_format: what admin_new reads */
-	struct runtime rt;	    /* one service; no workers */
-	struct admin *admin;	    /* NULL without --admin */
-	struct agent_stats st;	    /* what agent_run counts into */
+	struct run_config rcfg; /* admin, admin_addr, log_format: what admin_new reads */
+	char admin_spec[256];	/* rcfg.admin's text: a reload frees the options' strings */
+	struct runtime rt;	/* one service; no workers */
+	struct admin *admin;	/* NULL without --admin */
+	struct agent_stats st;	/* what agent_run counts into */
 };
 
 /*
@@ -29,6 +29,11 @@ struct agent_admin {
  */
 int agent_admin_open(struct agent_admin *am, const struct run_config *run, const char *cert,
 		     SSL_CTX *ctx);
+/*
+ * After a reload, on the agent's thread: the expiry shown is the new certificate's (cert,
+ * ctx as for agent_admin_open); the counts go on. 0 or -ENOMEM (the old one stays shown).
+ */
+int agent_admin_renew(struct agent_admin *am, const char *cert, SSL_CTX *ctx);
 /* Serves (the thread blocks the signals the agent takes), and /readyz says ready: call it
  * once the agent has joined the "tlshd" group. 0 or EXIT_RUNTIME (message printed). */
 int agent_admin_start(struct agent_admin *am);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +20,28 @@
 #include "agent_admin.h"
 #include "commands.h"
 #include "config.h"
+#include "filewatch.h"
+#include "sandbox.h"
 #include "tlsctx.h"
 #include "upcall_nl.h"
 
 #define AGENT_MAX_HANDSHAKES 1024
+
+/* Where the option errors go: stderr, or during a reload the reason of its log line. */
+static FILE *agent_errf;
+#define ERRF (agent_errf ? agent_errf : stderr)
 
 struct agent_args {
 	const char *cert, *key, *client_cert, *client_key, *cacert, *crl, *psk_keyring;
 	struct policy *allow;  /* client certificates presented to kernel servers */
 	struct policy *verify; /* servers kernel clients connect to; empty: PEERNAME */
 	bool allow_all;
+	const char *user;	/* --user: the sandbox's; NULL stays uid 0 */
+	bool landlock, seccomp; /* on unless --no-landlock / --no-seccomp */
 	struct agent_opts o;
 	struct run_config run; /* --admin, --admin-allow-remote (agent_admin.h) */
-	char *file; /* --config: the file's text, which the values above may point into */
+	char *file;	     /* --config: the file's text, which the values above may point into */
+	const char *cfgpath; /* --config FILE (a reload reads it again), or NULL */
 };
 
 static void agent_usage(FILE *f)
@@ -46,6 +56,7 @@ static void agent_usage(FILE *f)
 	      "MS]\n"
 	      "                   [--log-format logfmt|json] [--config FILE]\n"
 	      "                   [--admin ADDR [--admin-allow-remote]]\n"
+	      "                   [--user USER] [--no-landlock] [--no-seccomp]\n"
 	      "Serves the kernel's TLS handshake upcalls (netlink family \"handshake\", Linux "
 	      "6.5+):\n"
 	      "NFS xprtsec=tls|mtls, NVMe/TCP TLS 1.3 PSK. --cert/--key: nfsd's server side; "
@@ -55,8 +66,13 @@ static void agent_usage(FILE *f)
 	      "the name the consumer asked for). --psk-keyring: where PSKs are looked up when the\n"
 	      "kernel names no keyring (default .nvme). --config FILE: the [agent] section of an\n"
 	      "INI file, the same keys without the dashes (allow-all = yes); other sections are\n"
-	      "skipped, and options after --config override it. --admin ADDR: /metrics,\n"
-	      "/healthz, /readyz over HTTP (loopback or unix:/path; docs/admin.md).\n",
+	      "skipped, and options after --config override it. SIGHUP, or a change to any of\n"
+	      "the files, reloads them (all or nothing). Once the netlink socket is open\n"
+	      "the agent keeps only CAP_NET_ADMIN, reads only its files (Landlock) and makes\n"
+	      "only the syscalls it needs (seccomp); --user USER: run as USER (NFS only:\n"
+	      "NVMe/TCP PSK needs uid 0), --no-landlock, --no-seccomp: turn those off.\n"
+	      "--admin ADDR: /metrics, /healthz, /readyz over HTTP (loopback or unix:/path;\n"
+	      "docs/admin.md).\n",
 	      f);
 }
 
@@ -82,6 +98,9 @@ enum {
 	O_ADMIN,
 	O_ADMIN_REMOTE,
 	O_CONFIG,
+	O_USER,
+	O_NO_LANDLOCK,
+	O_NO_SECCOMP,
 	O_HELP,
 };
 
@@ -107,6 +126,9 @@ static const struct option agent_options[] = {
 	{ "admin", required_argument, NULL, O_ADMIN },
 	{ "admin-allow-remote", no_argument, NULL, O_ADMIN_REMOTE },
 	{ "config", required_argument, NULL, O_CONFIG },
+	{ "user", required_argument, NULL, O_USER },
+	{ "no-landlock", no_argument, NULL, O_NO_LANDLOCK },
+	{ "no-seccomp", no_argument, NULL, O_NO_SECCOMP },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -119,8 +141,8 @@ static int parse_uint(const char *opt, const char *v, unsigned lo, unsigned hi, 
 	errno = 0;
 	n = strtoul(v, &end, 10);
 	if (errno || end == v || *end || v[0] == '-' || n < lo || n > hi) {
-		fprintf(stderr, "ktlsd agent: --%s: '%s' is not a number from %u to %u\n", opt, v,
-			lo, hi);
+		fprintf(ERRF, "ktlsd agent: --%s: '%s' is not a number from %u to %u\n", opt, v, lo,
+			hi);
 		return -EINVAL;
 	}
 	*ret = (unsigned)n;
@@ -130,7 +152,7 @@ static int parse_uint(const char *opt, const char *v, unsigned lo, unsigned hi, 
 static int add_rule(struct policy *p, enum policy_kind kind, const char *opt, const char *v)
 {
 	if (policy_add(p, kind, v)) {
-		fprintf(stderr, "ktlsd agent: --%s: malformed pattern '%s'\n", opt, v);
+		fprintf(ERRF, "ktlsd agent: --%s: malformed pattern '%s'\n", opt, v);
 		return -EINVAL;
 	}
 	return 0;
@@ -143,7 +165,7 @@ static int logfmt_parse(const char *v, enum log_format *ret)
 	else if (!strcmp(v, "json"))
 		*ret = LOG_JSON;
 	else {
-		fprintf(stderr, "ktlsd agent: --log-format: '%s' is not logfmt or json\n", v);
+		fprintf(ERRF, "ktlsd agent: --log-format: '%s' is not logfmt or json\n", v);
 		return -EINVAL;
 	}
 	return 0;
@@ -207,6 +229,12 @@ static int agent_opt(struct agent_args *g, int c, const char *v)
 		return g->run.admin_allow_remote = true, 0;
 	case O_CONFIG:
 		return agent_file(g, v);
+	case O_USER:
+		return g->user = v, 0;
+	case O_NO_LANDLOCK:
+		return g->landlock = false, 0;
+	case O_NO_SECCOMP:
+		return g->seccomp = false, 0;
 	default:
 		return 1;
 	}
@@ -228,9 +256,24 @@ static char *trim(char *p)
 
 static int file_fail(const char *path, int line, const char *what, const char *key)
 {
-	fprintf(stderr, "ktlsd agent: %s:%d: %s%s%s\n", path, line, what, key ? key : "",
+	fprintf(ERRF, "ktlsd agent: %s:%d: %s%s%s\n", path, line, what, key ? key : "",
 		key ? "'" : "");
 	return -EINVAL;
+}
+
+/* landlock = yes|no, seccomp = yes|no: the server's [global] keys, the same words. */
+static int sandbox_key(struct agent_args *g, const char *path, int line, const char *key,
+		       const char *val)
+{
+	bool on = !strcmp(val, "yes");
+
+	if (!on && strcmp(val, "no"))
+		return file_fail(path, line, "expected yes or no for '", key);
+	if (key[0] == 'l')
+		g->landlock = on;
+	else
+		g->seccomp = on;
+	return 0;
 }
 
 /* One "key = value" line of [agent]: the option of that name, flags as yes/no. */
@@ -244,6 +287,8 @@ static int file_key(struct agent_args *g, const char *path, int line, char *p)
 	*eq = '\0';
 	key = trim(p);
 	val = trim(eq + 1);
+	if (!strcmp(key, "landlock") || !strcmp(key, "seccomp"))
+		return sandbox_key(g, path, line, key, val);
 	for (const struct option *o = agent_options; o->name; o++) {
 		if (strcmp(o->name, key) || o->val == O_CONFIG || o->val == O_HELP)
 			continue;
@@ -288,19 +333,32 @@ static int agent_file(struct agent_args *g, const char *path)
 
 	if (g->file)
 		return file_fail(path, 0, "--config given twice", NULL);
+	g->cfgpath = path;
 	f = fopen(path, "re");
 	if (!f) {
-		fprintf(stderr, "ktlsd agent: --config %s: %s\n", path, strerror(errno));
+		fprintf(ERRF, "ktlsd agent: --config %s: %s\n", path, strerror(errno));
 		return -EINVAL;
 	}
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || n > (1 << 20) || fseek(f, 0, SEEK_SET) ||
 	    !(g->file = calloc(1, (size_t)n + 1)) || fread(g->file, 1, (size_t)n, f) != (size_t)n) {
 		fclose(f);
-		fprintf(stderr, "ktlsd agent: --config %s: cannot read it (at most 1 MiB)\n", path);
+		fprintf(ERRF, "ktlsd agent: --config %s: cannot read it (at most 1 MiB)\n", path);
 		return -EINVAL;
 	}
 	fclose(f);
 	return file_lines(g, path);
+}
+
+/* --user names a user that exists (before anything is opened). */
+static int agent_user_check(const struct agent_args *g)
+{
+	char err[CONFIG_ERR_MAX];
+	struct run_config rc = { .user = (char *)g->user };
+
+	if (!g->user || !sandbox_user_check(&rc, err, sizeof(err)))
+		return 0;
+	fprintf(ERRF, "ktlsd agent: --user: %s\n", err);
+	return -EINVAL;
 }
 
 /* The combinations that make no agent. */
@@ -320,8 +378,8 @@ static int agent_args_check(const struct agent_args *g)
 	else if (!g->cert && (!policy_is_empty(g->allow) || g->allow_all))
 		what = "--allow-* rules apply to a server: give --cert and --key";
 	if (!what)
-		return 0;
-	fprintf(stderr, "ktlsd agent: %s\n", what);
+		return agent_user_check(g);
+	fprintf(ERRF, "ktlsd agent: %s\n", what);
 	return -EINVAL;
 }
 
@@ -353,7 +411,7 @@ static int agent_files_check(const struct agent_args *g)
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		if (f[i].path && access(f[i].path, R_OK)) {
-			fprintf(stderr, "ktlsd agent: --%s %s: %s\n", f[i].opt, f[i].path,
+			fprintf(ERRF, "ktlsd agent: --%s %s: %s\n", f[i].opt, f[i].path,
 				strerror(errno));
 			return -EINVAL;
 		}
@@ -370,13 +428,14 @@ static int agent_args_parse(int argc, char **argv, struct agent_args *g)
 	g->psk_keyring = ".nvme";
 	g->o.timeout_ms = 30000;
 	g->o.log_format = LOG_LOGFMT;
+	g->landlock = g->seccomp = true;
 	if (policy_new(&g->allow) || policy_new(&g->verify))
 		return -ENOMEM;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", agent_options, NULL)) != -1) {
 		if (c == '?' || c == ':') {
-			fprintf(stderr, "ktlsd agent: unknown option or missing value: %s\n",
+			fprintf(ERRF, "ktlsd agent: unknown option or missing value: %s\n",
 				argv[optind - 1]);
 			return -EINVAL;
 		}
@@ -385,7 +444,7 @@ static int agent_args_parse(int argc, char **argv, struct agent_args *g)
 			return rc;
 	}
 	if (optind < argc) {
-		fprintf(stderr, "ktlsd agent: unexpected argument '%s'\n", argv[optind]);
+		fprintf(ERRF, "ktlsd agent: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
 	if (g->allow_all)
@@ -401,20 +460,51 @@ static int crl_load(SSL_CTX *ctx, const char *crl)
 {
 	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 	X509_LOOKUP *lu;
+	FILE *f;
 
 	if (!crl)
 		return 0;
+	/* OpenSSL's own words hide why a file is unreadable (a reload under Landlock). */
+	f = fopen(crl, "re");
+	if (!f) {
+		fprintf(ERRF, "ktlsd agent: --crl %s: %s\n", crl, strerror(errno));
+		return -EINVAL;
+	}
+	fclose(f);
 	lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
 	if (!lu || X509_load_crl_file(lu, crl, X509_FILETYPE_PEM) <= 0) {
 		ERR_clear_error();
-		fprintf(stderr, "ktlsd agent: --crl %s: no CRL could be read from it\n", crl);
+		fprintf(ERRF, "ktlsd agent: --crl %s: no CRL could be read from it\n", crl);
 		return -EINVAL;
 	}
 	X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	return 0;
 }
 
-static int ctx_build(const struct agent_args *g, enum service_role role, SSL_CTX **ret_ctx)
+/*
+ * Each context owns its rules (SSL_CTX ex_data, freed with it): after a reload a handshake
+ * in flight still holds the old context, and with it the rules it started under.
+ */
+static int policy_idx = -1;
+
+static void policy_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			   void *argp)
+{
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	policy_free(ptr);
+}
+
+static int ctx_own_policy(SSL_CTX *ctx, struct policy **pol)
+{
+	if (policy_idx < 0)
+		policy_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, policy_ex_free);
+	if (policy_idx < 0 || !SSL_CTX_set_ex_data(ctx, policy_idx, *pol))
+		return -ENOMEM;
+	*pol = NULL;
+	return 0;
+}
+
+static int ctx_build(struct agent_args *g, enum service_role role, SSL_CTX **ret_ctx)
 {
 	bool server = role == ROLE_SERVER;
 	struct service_config s = {
@@ -433,11 +523,17 @@ static int ctx_build(const struct agent_args *g, enum service_role role, SSL_CTX
 	snprintf(s.name, sizeof(s.name), "agent-%s", server ? "server" : "client");
 	rc = tls_ctx_build(&s, true, &ctx, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "ktlsd agent: %s\n", err);
+		fprintf(ERRF, "ktlsd agent: %s\n", err);
 		return rc;
 	}
 	rc = crl_load(ctx, g->crl);
 	if (rc) {
+		SSL_CTX_free(ctx);
+		return rc;
+	}
+	rc = ctx_own_policy(ctx, server ? &g->allow : &g->verify);
+	if (rc) {
+		fprintf(ERRF, "ktlsd agent: out of memory\n");
 		SSL_CTX_free(ctx);
 		return rc;
 	}
@@ -448,7 +544,7 @@ static int ctx_build(const struct agent_args *g, enum service_role role, SSL_CTX
 	return 0;
 }
 
-static int agent_tls_build(const struct agent_args *g, struct agent_tls *t)
+static int agent_tls_build(struct agent_args *g, struct agent_tls *t)
 {
 	int rc;
 
@@ -480,51 +576,350 @@ static void agent_log_start(const struct agent_args *g, const struct agent_tls *
 	log_kv(g->o.log_format, "info", "agent_start", kv, 4);
 }
 
-int cmd_agent(int argc, char **argv)
+/* --- reload (SIGHUP, a changed file): on the agent's thread, all or nothing --------------- */
+
+enum { F_CONFIG, F_CERT, F_KEY, F_CCERT, F_CKEY, F_CACERT, F_CRL, F_N };
+
+static const char *const file_names[F_N] = {
+	"config", "cert", "key", "client-cert", "client-key", "cacert", "crl",
+};
+
+/* What the fingerprints are of: the files of one generation of options. */
+static void agent_paths(const struct agent_args *g, const char **p)
 {
+	p[F_CONFIG] = g->cfgpath;
+	p[F_CERT] = g->cert;
+	p[F_KEY] = g->key;
+	p[F_CCERT] = g->client_cert;
+	p[F_CKEY] = g->client_key;
+	p[F_CACERT] = g->cacert;
+	p[F_CRL] = g->crl;
+}
+
+struct agent_fp {
+	unsigned char sha[F_N][32];
+	bool ok[F_N];
+};
+
+static void agent_fp_take(const struct agent_args *g, struct agent_fp *fp)
+{
+	const char *p[F_N];
+
+	agent_paths(g, p);
+	memset(fp, 0, sizeof(*fp));
+	for (int i = 0; i < F_N; i++)
+		fp->ok[i] = p[i] && file_sha256(p[i], fp->sha[i]);
+}
+
+/* "cert,crl" for what differs; empty when nothing does. */
+static void agent_fp_diff(const struct agent_fp *a, const struct agent_fp *b, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < F_N && off < len; i++)
+		if (a->ok[i] != b->ok[i] || memcmp(a->sha[i], b->sha[i], 32))
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+						file_names[i]);
+}
+
+/* Everything one agent process runs with; a reload replaces g and t's contexts. */
+struct agent_state {
+	int argc;
+	char **argv;
+	struct agent_args g;
+	struct agent_tls t;
+	struct agent_opts o; /* as started: max-handshakes etc. need a restart */
+	struct agent_fp fp;
+	struct filewatch fw;
+	struct agent_reload rl;
+	bool failed; /* the last reload failed */
+	unsigned reloads;
+	struct agent_admin *am; /* its expiry series follows the reloaded certificate */
+};
+
+static void agent_args_free(struct agent_args *g)
+{
+	policy_free(g->allow);
+	policy_free(g->verify);
+	free(g->file);
+	memset(g, 0, sizeof(*g));
+}
+
+static void agent_tls_free(struct agent_tls *t)
+{
+	SSL_CTX_free(t->server);
+	SSL_CTX_free(t->client);
+	t->server = t->client = NULL;
+}
+
+static void agent_watch(struct agent_state *st)
+{
+	const char *p[F_N];
+	char dir[4096], msg[4200];
+	int old, rc = filewatch_begin(&st->fw, &old);
+
+	agent_paths(&st->g, p);
+	for (int i = 0; !rc && i < F_N; i++) {
+		int wrc = p[i] ? filewatch_add(&st->fw, p[i], dir, sizeof(dir)) : 0;
+
+		if (!wrc)
+			continue;
+		snprintf(msg, sizeof(msg), "cannot watch %s (for %s %s): %s; reload it with SIGHUP",
+			 dir, file_names[i], p[i], strerror(-wrc));
+		struct log_kv kv[] = { { "msg", msg } };
+
+		log_kv(st->o.log_format, "warn", "reload_watch_failed", kv, 1);
+	}
+	if (rc) {
+		struct log_kv kv[] = { { "msg",
+					 "inotify unavailable: files reload on SIGHUP only" } };
+
+		log_kv(st->o.log_format, "warn", "reload_watch_failed", kv, 1);
+	}
+	filewatch_end(&st->fw, old);
+}
+
+/* The options and both contexts built again; the first line of what went wrong in reason. */
+static int agent_rebuild(struct agent_state *st, struct agent_args *g, struct agent_tls *t,
+			 char *reason, size_t len)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	int rc;
+
+	agent_errf = open_memstream(&buf, &n);
+	rc = agent_args_parse(st->argc, st->argv, g);
+	if (!rc)
+		rc = agent_tls_build(g, t);
+	if (agent_errf)
+		fclose(agent_errf);
+	agent_errf = NULL;
+	if (rc) {
+		const char *m = buf && buf[0] ? buf : "the options no longer parse";
+
+		if (!strncmp(m, "ktlsd agent: ", 13))
+			m += 13;
+		snprintf(reason, len, "%.*s", (int)strcspn(m, "\n"), m);
+	}
+	free(buf);
+	return rc;
+}
+
+/* Options a running agent cannot take (the slots, the ring, the log): named, not applied. */
+static void agent_not_live(const struct agent_opts *a, const struct agent_opts *b, char *buf,
+			   size_t len)
+{
+	snprintf(buf, len, "%s%s%s",
+		 a->max_handshakes != b->max_handshakes ? "max-handshakes," : "",
+		 a->timeout_ms != b->timeout_ms ? "handshake-timeout," : "",
+		 a->log_format != b->log_format ? "log-format," : "");
+	if (buf[0])
+		buf[strlen(buf) - 1] = '\0';
+}
+
+static void not_live_add(char *buf, size_t len, const char *what)
+{
+	size_t n = strlen(buf);
+
+	snprintf(buf + n, len - n, "%s%s", n ? "," : "", what);
+}
+
+/* The admin endpoint stays where it was bound at start (before the sandbox). */
+static bool admin_same(const struct agent_admin *am, const struct run_config *run)
+{
+	const char *a = am->rcfg.admin, *b = run->admin;
+
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static void reload_log(const struct agent_state *st, const char *why, const char *result,
+		       const char *reason, const char *changed, const char *not_live)
+{
+	char n[16];
+
+	snprintf(n, sizeof(n), "%u", st->reloads);
+	struct log_kv kv[] = {
+		{ "result", result },
+		{ "trigger", why },
+		{ "reason", reason },
+		{ "changed", changed },
+		{ "not_applied", not_live && not_live[0] ? not_live : NULL },
+		{ "reloads", reason ? NULL : n },
+		{ "msg", reason ? "the contexts in use stay as they were" : NULL },
+	};
+	log_kv(st->o.log_format, reason ? "error" : "info", "reload", kv, 7);
+}
+
+static void agent_reload(void *arg, const char *why)
+{
+	struct agent_state *st = arg;
 	struct agent_args g = { 0 };
 	struct agent_tls t = { 0 };
-	struct agent_admin am = { 0 };
-	struct upcall_nl *nl = NULL;
+	struct agent_fp fp;
+	char reason[512], changed[128], not_live[96];
+
+	agent_fp_take(&st->g, &fp);
+	agent_fp_diff(&st->fp, &fp, changed, sizeof(changed));
+	/* An event that changed no content costs nothing (after a failure it reports). */
+	if (strcmp(why, "SIGHUP") && !changed[0] && !st->failed)
+		return;
+	if (agent_rebuild(st, &g, &t, reason, sizeof(reason))) {
+		st->failed = true;
+		reload_log(st, why, "failed", reason, changed[0] ? changed : NULL, NULL);
+		goto out;
+	}
+	/* The swap: handshakes in flight keep the old contexts through their SSLs. */
+	agent_tls_free(&st->t);
+	st->t = t;
+	t = (struct agent_tls){ 0 };
+	agent_args_free(&st->g);
+	st->g = g;
+	g = (struct agent_args){ 0 };
+	agent_fp_take(&st->g, &fp);
+	agent_fp_diff(&st->fp, &fp, changed, sizeof(changed));
+	st->fp = fp;
+	st->failed = false;
+	st->reloads++;
+	agent_not_live(&st->o, &st->g.o, not_live, sizeof(not_live));
+	if (!admin_same(st->am, &st->g.run))
+		not_live_add(not_live, sizeof(not_live), "admin");
+	if (agent_admin_renew(st->am, st->t.server ? st->g.cert : st->g.client_cert,
+			      st->t.server ? st->t.server : st->t.client))
+		not_live_add(not_live, sizeof(not_live), "cert-expiry-metric");
+	reload_log(st, why, "ok", NULL, changed[0] ? changed : "none", not_live);
+	agent_watch(st);
+out:
+	agent_tls_free(&t);
+	agent_args_free(&g);
+}
+
+/* --- least privilege ---------------------------------------------------------------------- */
+
+/*
+ * After the netlink socket and the first contexts: the handshake family's ACCEPT carries
+ * GENL_ADMIN_PERM, checked against the sender at each call, so CAP_NET_ADMIN stays; DONE
+ * needs none. The keyring calls (add_key to the session keyring, keyctl search/read/link
+ * of .nvme and the consumers' keyrings) need no capability, only the uid owning those
+ * keyrings: the agent stays uid 0 unless --user. /proc/keys: --psk-keyring's lookup.
+ */
+static int agent_sandbox(struct agent_state *st)
+{
+	static const int caps[] = { CAP_NET_ADMIN };
+	static const char *const paths[] = { "/proc/keys" };
+	static const char *const syscalls[] = { "keyctl", "add_key" };
+	const char *files[F_N];
 	char err[CONFIG_ERR_MAX];
+	struct sandbox_spec s = {
+		.user = st->g.user,
+		.landlock = st->g.landlock,
+		.seccomp = st->g.seccomp,
+		.caps = caps,
+		.n_caps = 1,
+		.files = files,
+		.n_files = F_N,
+		.paths = paths,
+		.n_paths = 1,
+		.syscalls = syscalls,
+		.n_syscalls = 2,
+		.log_format = st->o.log_format,
+	};
+	int rc;
+
+	agent_paths(&st->g, files);
+	rc = sandbox_apply_spec(&s, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "ktlsd agent: sandbox: %s\n", err);
+	else if (st->g.user) {
+		struct log_kv kv[] = { { "msg",
+					 "NVMe/TCP PSK handshakes fail under --user: at "
+					 "ACCEPT the kernel links the consumer's keyring "
+					 "(.nvme, root's) into the agent's, which needs uid 0" } };
+
+		log_kv(st->o.log_format, "warn", "agent_user_keyrings", kv, 1);
+	}
+	return rc;
+}
+
+/*
+ * The ring exists, limited to the agent's operations: no further io_uring, no IPC_LOCK.
+ * Only then does event=agent_start say the agent is up: fully sandboxed from here on.
+ */
+static int agent_ring_ready(void *arg)
+{
+	struct agent_state *st = arg;
+	/* sandbox_seal_rings knows when seccomp is off (also in sanitizer builds). */
+	struct run_config cfg = { .seccomp = st->g.seccomp };
+	char err[CONFIG_ERR_MAX];
+	int rc;
+
+	sandbox_rings_done();
+	rc = sandbox_seal_rings(&cfg, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "ktlsd agent: %s\n", err);
+	else
+		agent_log_start(&st->g, &st->t);
+	return rc;
+}
+
+static int agent_start(struct agent_state *st, struct upcall_nl **nl)
+{
+	char err[CONFIG_ERR_MAX];
+	int rc = upcall_nl_open(nl, err, sizeof(err));
+
+	if (rc) {
+		fprintf(stderr, "ktlsd agent: %s\n", err);
+		return rc == -ENOENT ? EXIT_USAGE : EXIT_RUNTIME;
+	}
+	st->o = st->g.o;
+	agent_fp_take(&st->g, &st->fp);
+	filewatch_init(&st->fw);
+	agent_watch(st);
+	st->rl = (struct agent_reload){ .watch = &st->fw, .fn = agent_reload, .arg = st };
+	st->o.reload = &st->rl;
+	st->o.ring_ready = agent_ring_ready;
+	st->o.ring_arg = st;
+	return agent_sandbox(st) ? EXIT_RUNTIME : 0;
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	struct agent_admin am = { 0 };
+	struct agent_state st = { .argc = argc, .argv = argv, .am = &am };
+	struct upcall_nl *nl = NULL;
 	int rc, ret = EXIT_USAGE;
 
-	rc = agent_args_parse(argc, argv, &g);
+	st.fw.ifd = st.fw.tfd = -1;
+	rc = agent_args_parse(argc, argv, &st.g);
 	if (rc == 1) {
 		agent_usage(stdout);
 		ret = 0;
 	}
 	if (rc)
 		goto out;
-	if (agent_tls_build(&g, &t))
+	if (agent_tls_build(&st.g, &st.t))
 		goto out;
-	g.run.log_format = g.o.log_format;
-	ret = agent_admin_open(&am, &g.run, t.server ? g.cert : g.client_cert,
-			       t.server ? t.server : t.client);
+	st.g.run.log_format = st.g.o.log_format;
+	ret = agent_admin_open(&am, &st.g.run, st.t.server ? st.g.cert : st.g.client_cert,
+			       st.t.server ? st.t.server : st.t.client);
 	if (ret)
 		goto out;
-	ret = EXIT_USAGE;
-	rc = upcall_nl_open(&nl, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "ktlsd agent: %s\n", err);
-		ret = rc == -ENOENT ? EXIT_USAGE : EXIT_RUNTIME;
+	ret = agent_start(&st, &nl);
+	if (ret)
 		goto out;
-	}
-	agent_log_start(&g, &t);
+	/* The HTTP thread after the sandbox: Landlock binds only threads created after it. */
 	ret = agent_admin_start(&am);
 	if (ret)
 		goto out;
-	rc = agent_run(&g.o, &t, nl, &am.st);
+	rc = agent_run(&st.o, &st.t, nl, &am.st);
 	if (rc)
 		fprintf(stderr, "ktlsd agent: %s\n", strerror(-rc));
 	ret = rc ? EXIT_RUNTIME : 0;
 out:
 	agent_admin_stop(&am);
 	upcall_nl_close(nl);
-	SSL_CTX_free(t.server);
-	SSL_CTX_free(t.client);
-	policy_free(g.allow);
-	policy_free(g.verify);
-	free(g.file);
+	filewatch_free(&st.fw);
+	agent_tls_free(&st.t);
+	agent_args_free(&st.g);
 	return ret;
 }

@@ -570,6 +570,7 @@ static int run(struct run_config *cfg, const char *cfgpath)
 {
 	struct admin *admin = NULL;
 	struct runtime rt = { .cfg = cfg,
+			      .svc_lock = PTHREAD_MUTEX_INITIALIZER,
 			      .relay_begin = relay_begin,
 			      .ring_ready = sandbox_rings_done };
 	struct worker *w = NULL;
@@ -679,7 +680,7 @@ int cmd_config(int argc, char **argv)
 int cmd_check_config(int argc, char **argv)
 {
 	struct run_config cfg;
-	struct runtime rt = { .cfg = &cfg };
+	struct runtime rt = { .cfg = &cfg, .svc_lock = PTHREAD_MUTEX_INITIALIZER };
 	char err[CONFIG_ERR_MAX];
 	int rc;
 

@@ -16,23 +16,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 
 #include "commands.h"
+#include "filewatch.h"
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
 #include "tlsctx.h"
-
-/* A quiet spell this long ends a burst of writes; no burst delays a reload past the max. */
-#define DEBOUNCE_QUIET_MS 200
-#define DEBOUNCE_MAX_MS	  1000
 
 struct fp_file {
 	const char *what; /* "cert", "crl", ... (static) */
@@ -79,24 +73,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static bool file_sha256(const char *path, unsigned char sha[32])
-{
-	unsigned char buf[16384];
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	FILE *f = fopen(path, "re");
-	bool ok = md && f && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
-	size_t n;
-
-	while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-		ok = EVP_DigestUpdate(md, buf, n) == 1;
-	ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, sha, NULL) == 1;
-	if (f)
-		fclose(f);
-	EVP_MD_CTX_free(md);
-	OPENSSL_cleanse(buf, sizeof(buf)); /* key files pass through here */
-	return ok;
 }
 
 static void fp_count(void *arg, const char *what, const char *path)
@@ -337,9 +313,11 @@ static int gen_grow(struct reloader *r, struct gen *g)
 
 	if (g->n == g->old)
 		return 0;
+	pthread_mutex_lock(&r->rt->svc_lock);
 	svc = realloc(r->rt->svc, g->n * sizeof(*svc));
 	if (svc)
 		r->rt->svc = svc;
+	pthread_mutex_unlock(&r->rt->svc_lock);
 	fp = svc ? realloc(r->fp, g->n * sizeof(*fp)) : NULL;
 	if (fp)
 		r->fp = fp;
@@ -368,6 +346,7 @@ static unsigned gen_commit(struct reloader *r, struct gen *g)
 
 	for (unsigned i = 0; i < r->n_workers; i++)
 		worker_call(&r->w[i], worker_swap_services, &sw);
+	pthread_mutex_lock(&r->rt->svc_lock);
 	for (size_t i = 0; i < g->n; i++) {
 		struct reload_fp t = r->fp[i];
 
@@ -380,6 +359,7 @@ static unsigned gen_commit(struct reloader *r, struct gen *g)
 		g->fp[i] = t;
 	}
 	r->rt->n_svc = g->n;
+	pthread_mutex_unlock(&r->rt->svc_lock);
 	return sw.closed;
 }
 
@@ -584,70 +564,32 @@ static void warn(const struct reloader *r, const char *event, const char *msg)
 	log_kv(r->rt->cfg->log_format, "warn", event, kv, 1);
 }
 
-/*
- * The directory, not the file: writers replace files by rename (a watch on the file would
- * stay on the old inode) and Kubernetes swaps a ..data symlink beside them.
- */
 static void watch_dir(void *arg, const char *what, const char *path)
 {
-	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE;
 	struct reloader *r = arg;
-	const char *slash = strrchr(path, '/');
 	char dir[4096], msg[4200];
+	int rc = filewatch_add(&r->fw, path, dir, sizeof(dir));
 
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	/* The same directory twice gets the same watch back: no bookkeeping needed. */
-	if (inotify_add_watch(r->ifd, dir, mask) >= 0)
+	if (!rc)
 		return;
 	snprintf(msg, sizeof(msg), "cannot watch %s (for %s %s): %s; reload it with SIGHUP", dir,
-		 what, path, strerror(errno));
+		 what, path, strerror(-rc));
 	warn(r, "reload_watch_failed", msg);
-}
-
-static void debounce_arm(struct reloader *r)
-{
-	uint64_t now = now_ns(), due = now + DEBOUNCE_QUIET_MS * 1000000ull;
-	struct itimerspec its = { .it_interval = { 0, 0 } };
-
-	if (!r->first_ns)
-		r->first_ns = now;
-	if (due > r->first_ns + DEBOUNCE_MAX_MS * 1000000ull)
-		due = r->first_ns + DEBOUNCE_MAX_MS * 1000000ull;
-	its.it_value.tv_sec = (time_t)(due / 1000000000u);
-	its.it_value.tv_nsec = (long)(due % 1000000000u);
-	timerfd_settime(r->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-/* Whatever the events say, the fingerprints decide: only their arrival matters here. */
-static void inotify_drain(struct reloader *r, int fd)
-{
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool any = false;
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		any = true;
-	if (any && r->tfd >= 0)
-		debounce_arm(r);
 }
 
 /*
  * A watch on every directory holding a file of the services in use (and the config
- * file). Built anew in a new inotify instance, the old one closed once the new watches
- * stand, so no change falls between the two (what the old one saw last is kept).
+ * file), in a new inotify instance (filewatch_begin/end: no change falls between).
  */
 static void watch_setup(struct reloader *r)
 {
-	int old = r->ifd;
+	int old, rc = filewatch_begin(&r->fw, &old);
 
-	r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (r->ifd < 0) {
+	if (rc) {
 		char msg[160];
 
 		snprintf(msg, sizeof(msg), "inotify: %s; files are reloaded on SIGHUP only",
-			 strerror(errno));
+			 strerror(-rc));
 		warn(r, "reload_watch_failed", msg);
 	} else {
 		if (r->cfgpath)
@@ -656,17 +598,14 @@ static void watch_setup(struct reloader *r)
 			if (r->rt->svc[i])
 				service_files(r->rt->svc[i]->cfg, watch_dir, r);
 	}
-	if (old >= 0) {
-		inotify_drain(r, old);
-		close(old);
-	}
+	filewatch_end(&r->fw, old);
 }
 
 int reloader_init(struct reloader *r, struct runtime *rt, struct worker *w, unsigned n_workers,
 		  const char *cfgpath)
 {
 	*r = (struct reloader){ .rt = rt, .w = w, .n_workers = n_workers, .cfgpath = cfgpath };
-	r->ifd = r->tfd = -1;
+	filewatch_init(&r->fw);
 	r->fp = calloc(rt->n_svc, sizeof(*r->fp));
 	if (!r->fp)
 		return -ENOMEM;
@@ -675,7 +614,6 @@ int reloader_init(struct reloader *r, struct runtime *rt, struct worker *w, unsi
 			return -ENOMEM;
 	if (cfgpath)
 		file_sha256(cfgpath, r->cfg_sha);
-	r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	watch_setup(r);
 	return 0;
 }
@@ -686,11 +624,7 @@ void reloader_free(struct reloader *r)
 		fp_clear(&r->fp[i]);
 	free(r->fp);
 	r->fp = NULL;
-	if (r->ifd >= 0)
-		close(r->ifd);
-	if (r->tfd >= 0)
-		close(r->tfd);
-	r->ifd = r->tfd = -1;
+	filewatch_free(&r->fw);
 }
 
 /* One signal: SIGHUP reloads (0 back), any other ends the loop (its number back). */
@@ -710,7 +644,7 @@ int reloader_wait(struct reloader *r, const sigset_t *set)
 {
 	int sfd = signalfd(-1, set, SFD_CLOEXEC), sig = 0;
 	int wd_ms = (int)(notify_watchdog_period_us() / 1000);
-	uint64_t n, last_wd = now_ns();
+	uint64_t last_wd = now_ns();
 
 	if (sfd < 0) {
 		/* No signalfd (seccomp?): signals still work, file changes do not. */
@@ -721,8 +655,8 @@ int reloader_wait(struct reloader *r, const sigset_t *set)
 	}
 	while (!sig) {
 		struct pollfd p[3] = { { sfd, POLLIN, 0 },
-				       { r->ifd, POLLIN, 0 },
-				       { r->tfd, POLLIN, 0 } };
+				       { r->fw.ifd, POLLIN, 0 },
+				       { r->fw.tfd, POLLIN, 0 } };
 		int n_ready = poll(p, 3, wd_ms);
 
 		/* systemd's watchdog: this thread waking up on time is what WATCHDOG=1 vouches. */
@@ -735,11 +669,9 @@ int reloader_wait(struct reloader *r, const sigset_t *set)
 		if (p[0].revents & POLLIN)
 			sig = on_signal(r, sfd);
 		if (!sig && (p[1].revents & POLLIN))
-			inotify_drain(r, r->ifd);
-		if (!sig && (p[2].revents & POLLIN) && read(r->tfd, &n, sizeof(n)) == sizeof(n)) {
-			r->first_ns = 0;
+			filewatch_on_events(&r->fw);
+		if (!sig && (p[2].revents & POLLIN) && filewatch_on_timer(&r->fw))
 			runtime_reload(r, "file change");
-		}
 	}
 	close(sfd);
 	return sig;

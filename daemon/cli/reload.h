@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "filewatch.h"
 #include "worker.h"
 
 struct reload_fp;
@@ -26,8 +27,7 @@ struct reloader {
 	const char *cfgpath;	   /* --config FILE, or NULL (command line) */
 	unsigned char cfg_sha[32]; /* of the config file in use */
 	struct reload_fp *fp;	   /* [rt->n_svc]: what each service's files held when built */
-	int ifd, tfd;		   /* inotify, debounce timer; -1 where unavailable */
-	uint64_t first_ns;	   /* the first change not yet reloaded; 0: none */
+	struct filewatch fw;	   /* the files' directories and the debounce */
 	unsigned reloads;	   /* successful ones, for the log */
 	bool failed;		   /* the last reload failed */
 };

@@ -23,8 +23,12 @@
 
 struct runtime {
 	struct run_config *cfg;
-	struct service **svc; /* the current service of each slot; connections hold theirs */
+	struct service **svc; /* the current service of each slot (NULL: removed by a reload);
+			       * connections hold theirs */
 	size_t n_svc;
+	/* svc and n_svc between the reload (the only writer, after start) and readers on other
+	 * threads than the workers (the admin endpoint); workers see changes by worker_call. */
+	pthread_mutex_t svc_lock;
 	/* Hands a connection whose handshake and connect are done to a relay (the runtime's
 	 * choice: the loop never names one). */
 	void (*relay_begin)(struct worker *w, struct conn *c);

@@ -111,12 +111,12 @@ static int change_user(const char *user, uid_t uid, gid_t gid, char *err, size_t
 	return 0;
 }
 
-int priv_drop(const struct run_config *cfg, char *err, size_t errlen)
+int priv_drop_caps(const char *user, const int *caps, int n, char *err, size_t errlen)
 {
-	int caps[SANDBOX_CAPS_MAX], n = sandbox_caps_needed(cfg, caps), rc;
 	bool setpcap, ipc_lock;
 	uid_t uid;
 	gid_t gid;
+	int rc;
 
 	capng_get_caps_process();
 	setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP);
@@ -127,9 +127,9 @@ int priv_drop(const struct run_config *cfg, char *err, size_t errlen)
 	/* Until the rings exist (sandbox_rings_done). */
 	if (ipc_lock)
 		capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_IPC_LOCK);
-	if (cfg->user) {
-		rc = priv_lookup(cfg->user, &uid, &gid, err, errlen);
-		return rc ? rc : change_user(cfg->user, uid, gid, err, errlen);
+	if (user) {
+		rc = priv_lookup(user, &uid, &gid, err, errlen);
+		return rc ? rc : change_user(user, uid, gid, err, errlen);
 	}
 	/* No user to become: lower this one's capabilities (the bounding set needs SETPCAP). */
 	rc = capng_apply(setpcap ? CAPNG_SELECT_BOTH : CAPNG_SELECT_CAPS);
@@ -138,6 +138,13 @@ int priv_drop(const struct run_config *cfg, char *err, size_t errlen)
 		return -EPERM;
 	}
 	return 0;
+}
+
+int priv_drop(const struct run_config *cfg, char *err, size_t errlen)
+{
+	int caps[SANDBOX_CAPS_MAX], n = sandbox_caps_needed(cfg, caps);
+
+	return priv_drop_caps(cfg->user, caps, n, err, errlen);
 }
 
 /* Raw capget/capset: libcap-ng reads /proc, which Landlock and seccomp no longer allow. */
@@ -158,9 +165,8 @@ void sandbox_rings_done(void)
 	}
 }
 
-void priv_caps_text(const struct run_config *cfg, char *buf, size_t len)
+void priv_caps_list_text(const int *caps, int n, char *buf, size_t len)
 {
-	int caps[SANDBOX_CAPS_MAX], n = sandbox_caps_needed(cfg, caps);
 	size_t off = 0;
 
 	snprintf(buf, len, "none");
@@ -170,4 +176,11 @@ void priv_caps_text(const struct run_config *cfg, char *buf, size_t len)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "",
 					name ? name : "?");
 	}
+}
+
+void priv_caps_text(const struct run_config *cfg, char *buf, size_t len)
+{
+	int caps[SANDBOX_CAPS_MAX], n = sandbox_caps_needed(cfg, caps);
+
+	priv_caps_list_text(caps, n, buf, len);
 }

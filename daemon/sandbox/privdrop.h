@@ -18,6 +18,12 @@ int priv_lookup(const char *user, uid_t *ret_uid, gid_t *ret_gid, char *err, siz
  */
 int priv_drop(const struct run_config *cfg, char *err, size_t errlen);
 
+/* priv_drop with an explicit user (NULL: stay) and capability list (ktlsd agent). */
+int priv_drop_caps(const char *user, const int *caps, int n, char *err, size_t errlen);
+
+/* caps[0..n) as text: "none" or names. */
+void priv_caps_list_text(const int *caps, int n, char *buf, size_t len);
+
 /* The capabilities kept after start, as text: "none" or names (cap_net_bind_service,...). */
 void priv_caps_text(const struct run_config *cfg, char *buf, size_t len);
 

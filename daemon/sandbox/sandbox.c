@@ -132,7 +132,7 @@ int sandbox_user_check(const struct run_config *cfg, char *err, size_t errlen)
 }
 
 /* After the drop: can this process still read each configured file (for a reload)? */
-static void warn_unreadable(const struct run_config *cfg, const char *path)
+static void warn_unreadable_fmt(enum log_format fmt, const char *path)
 {
 	int fd;
 
@@ -150,7 +150,12 @@ static void warn_unreadable(const struct run_config *cfg, const char *path)
 			 "(give --user read access, e.g. group-readable)" },
 	};
 
-	log_kv(cfg->log_format, "warn", "sandbox_unreadable", kv, 3);
+	log_kv(fmt, "warn", "sandbox_unreadable", kv, 3);
+}
+
+static void warn_unreadable(const struct run_config *cfg, const char *path)
+{
+	warn_unreadable_fmt(cfg->log_format, path);
 }
 
 static void check_readable(const struct run_config *cfg, const char *cfgpath)
@@ -244,4 +249,64 @@ int sandbox_seal_rings(const struct run_config *cfg, char *err, size_t errlen)
 	if (rc)
 		snprintf(err, errlen, "seccomp (no new io_uring): %s", strerror(-rc));
 	return rc;
+}
+
+/* --- another command's sandbox (sandbox_spec) ------------------------------------------- */
+
+static int spec_landlock(const struct sandbox_spec *s, char *err, size_t errlen)
+{
+	struct path_list l = { 0 };
+	int rc = 0;
+
+	if (!s->landlock || SANITIZED)
+		return 0;
+	for (size_t i = 0; !rc && i < s->n_files; i++)
+		rc = paths_add_file(&l, s->files[i]);
+	for (size_t i = 0; !rc && i < s->n_paths; i++)
+		rc = paths_add(&l, s->paths[i]);
+	if (!rc)
+		rc = landlock_restrict((const char *const *)l.p, l.n);
+	paths_free(&l);
+	if (rc == -ENOSYS || rc == -EOPNOTSUPP) {
+		struct log_kv kv[] = { { "msg", "this kernel has no Landlock: running without "
+						"the file system sandbox" } };
+
+		log_kv(s->log_format, "warn", "landlock_unavailable", kv, 1);
+		return 0;
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "landlock: %s", strerror(-rc));
+	return rc;
+}
+
+int sandbox_apply_spec(const struct sandbox_spec *s, char *err, size_t errlen)
+{
+	char abi[16], uid[16], caps[128];
+	int rc = priv_drop_caps(s->user, s->caps, s->n_caps, err, errlen), ll = 0;
+
+	if (!rc)
+		rc = ll = spec_landlock(s, err, errlen);
+	if (rc >= 0 && s->seccomp && !SANITIZED) {
+		rc = seccomp_install_extra(s->syscalls, s->n_syscalls);
+		if (rc)
+			snprintf(err, errlen, "seccomp: %s", strerror(-rc));
+	}
+	if (rc < 0)
+		return rc;
+	priv_caps_list_text(s->caps, s->n_caps, caps, sizeof(caps));
+	snprintf(abi, sizeof(abi), "%d", ll);
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	struct log_kv kv[] = {
+		{ "user", s->user },
+		{ "uid", uid },
+		{ "caps", caps },
+		{ "landlock", ll > 0 ? "on" : "off" },
+		{ "landlock_abi", ll > 0 ? abi : NULL },
+		{ "seccomp", s->seccomp && !SANITIZED ? "on" : "off" },
+	};
+
+	log_kv(s->log_format, "info", "sandbox", kv, (int)(sizeof(kv) / sizeof(kv[0])));
+	for (size_t i = 0; i < s->n_files; i++)
+		warn_unreadable_fmt(s->log_format, s->files[i]);
+	return 0;
 }

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "log.h"
 
 #define SANDBOX_CAPS_MAX 8
 
@@ -55,6 +56,27 @@ int sandbox_apply(const struct run_config *cfg, const char *cfgpath, char *err, 
  */
 void sandbox_rings_done(void);
 
+/*
+ * The same four steps for another command (ktlsd agent), from explicit lists rather than a
+ * server configuration. Logs one event=sandbox line (user, uid, caps, landlock, seccomp)
+ * and a warning for each file the sandboxed process can no longer read.
+ */
+struct sandbox_spec {
+	const char *user; /* NULL: stay this user (only the capabilities drop) */
+	bool landlock, seccomp;
+	const int *caps; /* kept after the drop */
+	int n_caps;
+	const char *const *files; /* read again on a reload: their directories stay readable */
+	size_t n_files;		  /* (NULL entries are skipped) */
+	const char *const *paths; /* other paths read as they are (e.g. /proc/keys) */
+	size_t n_paths;
+	const char *const *syscalls; /* allowed beyond the common allowlist (seccomp.c) */
+	size_t n_syscalls;
+	enum log_format log_format;
+};
+
+int sandbox_apply_spec(const struct sandbox_spec *s, char *err, size_t errlen);
+
 /* --- the steps, for sandbox.c and the tests ------------------------------------------- */
 
 /* Landlock ABI version of this kernel, or -errno (-ENOSYS, -EOPNOTSUPP: not available). */
@@ -69,6 +91,9 @@ int landlock_restrict(const char *const *paths, size_t n);
 
 /* Installs the allowlist on every thread of the process (TSYNC). Returns 0 or -errno. */
 int seccomp_install(void);
+
+/* seccomp_install, allowing also the syscalls named in extra (names unknown here skipped). */
+int seccomp_install_extra(const char *const *extra, size_t n_extra);
 
 /* After the workers' rings exist: no new io_uring (a second filter, TSYNC). 0 or -errno. */
 int seccomp_seal_rings(void);

@@ -185,6 +185,11 @@ static int add_arg_rules(scmp_filter_ctx ctx)
 
 int seccomp_install(void)
 {
+	return seccomp_install_extra(NULL, 0);
+}
+
+int seccomp_install_extra(const char *const *extra, size_t n_extra)
+{
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
 	int rc;
 
@@ -194,6 +199,8 @@ int seccomp_install(void)
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (!rc)
 		rc = add_names(ctx, SCMP_ACT_ALLOW, allow, sizeof(allow) / sizeof(allow[0]));
+	if (!rc)
+		rc = add_names(ctx, SCMP_ACT_ALLOW, extra, n_extra);
 	if (!rc)
 		rc = add_names(ctx, SCMP_ACT_KILL_PROCESS, fatal, sizeof(fatal) / sizeof(fatal[0]));
 	if (!rc)

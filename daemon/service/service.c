@@ -82,21 +82,33 @@ out_free:
 	return rc;
 }
 
-int service_new_counting(const struct service_config *cfg, SSL_CTX *ctx,
-			 struct service **ret_service)
+static void own_cfg_free(struct service_config *c)
+{
+	if (c)
+		free(c->cert);
+	free(c);
+}
+
+int service_new_counting(const char *name, const char *cert, SSL_CTX *ctx,
+			 const struct service *prev, struct service **ret_service)
 {
 	struct service *s = calloc(1, sizeof(*s));
+	struct service_config *c = calloc(1, sizeof(*c));
 
-	if (!s)
-		return -ENOMEM;
-	s->counters = counters_new(1);
-	if (!s->counters) {
-		free(s);
-		return -ENOMEM;
+	if (!s || !c || (cert && !(c->cert = strdup(cert))))
+		goto out_free;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (prev) {
+		s->counters = prev->counters;
+		atomic_fetch_add_explicit(&s->counters->refs, 1, memory_order_relaxed);
+	} else {
+		s->counters = counters_new(1);
 	}
+	if (!s->counters)
+		goto out_free;
 	s->stats = s->counters->w;
 	atomic_init(&s->refs, 1);
-	s->cfg = cfg;
+	s->cfg = s->own_cfg = c;
 	s->n_workers = 1;
 	s->agent = true;
 	s->use_ktls = true; /* the agent installs kTLS on every socket it is handed */
@@ -106,6 +118,11 @@ int service_new_counting(const struct service_config *cfg, SSL_CTX *ctx,
 	}
 	*ret_service = s;
 	return 0;
+
+out_free:
+	own_cfg_free(c);
+	free(s);
+	return -ENOMEM;
 }
 
 struct service *service_get(struct service *s)
@@ -121,6 +138,7 @@ void service_put(struct service *s)
 	SSL_CTX_free(s->ctx);
 	counters_put(s->counters);
 	config_ref_put(s->cfg_ref);
+	own_cfg_free(s->own_cfg);
 	free(s);
 }
 

@@ -106,6 +106,7 @@ struct service {
 	int64_t cert_not_after;		   /* the service's own certificate's notAfter (Unix s) */
 	struct config_ref *cfg_ref;	   /* held where cfg lives in a reloaded configuration */
 	bool agent; /* ktlsd agent's counts (service_new_counting): /metrics says mode="agent" */
+	struct service_config *own_cfg; /* service_new_counting's copy, freed with it */
 };
 
 /*
@@ -119,10 +120,12 @@ int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_w
 /*
  * A service that only counts, for `ktlsd agent`: the kernel's handshakes are counted and
  * shown (/metrics) like a service's, in one stats block (worker 0), but it has no listener
- * and builds no TLS context. ctx (may be NULL) is held for its certificate's notAfter.
+ * and builds no TLS context. Its configuration is its own: name and cert (the file shown
+ * with the expiry, may be NULL) are copied. ctx (may be NULL) is held for its certificate's
+ * notAfter. prev (may be NULL): the generation whose counters it continues (a reload).
  */
-int service_new_counting(const struct service_config *cfg, SSL_CTX *ctx,
-			 struct service **ret_service);
+int service_new_counting(const char *name, const char *cert, SSL_CTX *ctx,
+			 const struct service *prev, struct service **ret_service);
 struct service *service_get(struct service *s);
 /* Drops a reference; the last one frees the service. NULL is fine. */
 void service_put(struct service *s);

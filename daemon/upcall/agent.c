@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * The agent's loop: one thread, one io_uring (Linux 6.5+ anyway for the upcall; uses
- * POLL_ADD, TIMEOUT, ASYNC_CANCEL only). Sources of completions:
+ * The agent's loop: one thread, one io_uring (Linux 6.5+ anyway for the upcall), limited
+ * to the operations it uses: POLL_ADD, TIMEOUT, ASYNC_CANCEL (ring_limit). Sources of completions:
  *   OP_NL    the netlink event socket is readable: READY notifications; ACCEPT follows
  *   OP_SIG   signalfd: SIGINT/SIGTERM stop the agent
  *   OP_TICK  a 100 ms timer: handshakes past their deadline are ended
  *   OP_HS    a handshake socket is readable/writable: OpenSSL runs one more step
+ *   OP_WATCH, OP_DEBOUNCE  a watched file changed / its debounce ran out: reload
  * A slot holds one accepted request from ACCEPT to DONE. It is reused only when no poll of
  * it is pending (user_data carries {op, generation, index}, stale completions are dropped),
  * because a pending poll holds a reference on the consumer's socket file.
@@ -29,17 +30,19 @@
 #include <netinet/in.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "agent.h"
+#include "filewatch.h"
 #include "hs_want.h"
 #include "ktlsd/ktls.h"
 #include "peer_key.h"
 #include "psk.h"
 #include "tlsctx.h"
 
-enum { OP_NL = 1, OP_SIG, OP_TICK, OP_HS, OP_CANCEL };
+enum { OP_NL = 1, OP_SIG, OP_TICK, OP_HS, OP_CANCEL, OP_WATCH, OP_DEBOUNCE };
 #define TICK_NS	     100000000ull
 #define RING_ENTRIES 256
 
@@ -72,6 +75,8 @@ struct agent {
 	bool stop;
 	bool want_accept;
 	struct __kernel_timespec tick;
+	int watch_fd;	    /* the inotify fd a poll is armed on, or -1 */
+	uint32_t watch_gen; /* that poll's generation: one on a replaced fd is dropped */
 };
 
 static uint64_t now_ns(void)
@@ -609,13 +614,70 @@ static void on_nl(struct agent *a, int res)
 	poll_arm(a, upcall_nl_event_fd(a->nl), POLLIN, ud_make(OP_NL, 0, 0));
 }
 
+/* --- reload ------------------------------------------------------------------------------- */
+
+static struct filewatch *watch_of(const struct agent *a)
+{
+	return a->o->reload ? a->o->reload->watch : NULL;
+}
+
+/* The poll on the watch's inotify fd, moved over when a reload made a new one. */
+static void watch_arm(struct agent *a)
+{
+	struct filewatch *w = watch_of(a);
+	struct io_uring_sqe *sqe;
+
+	if (!w || w->ifd == a->watch_fd)
+		return;
+	if (a->watch_fd >= 0) {
+		/* The old fd is closed already; its poll holds the file until cancelled. */
+		sqe = sqe_get(a);
+		io_uring_prep_cancel64(sqe, ud_make(OP_WATCH, a->watch_gen, 0), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, 0));
+	}
+	a->watch_gen = (a->watch_gen + 1) & 0xffffff;
+	a->watch_fd = w->ifd;
+	if (w->ifd >= 0)
+		poll_arm(a, w->ifd, POLLIN, ud_make(OP_WATCH, a->watch_gen, 0));
+}
+
+static void reload_now(struct agent *a, const char *why)
+{
+	a->o->reload->fn(a->o->reload->arg, why);
+	watch_arm(a);
+}
+
+static void on_watch(struct agent *a, uint32_t gen)
+{
+	struct filewatch *w = watch_of(a);
+
+	if (gen != a->watch_gen || a->stop)
+		return;
+	filewatch_on_events(w);
+	poll_arm(a, w->ifd, POLLIN, ud_make(OP_WATCH, a->watch_gen, 0));
+}
+
+static void on_debounce(struct agent *a)
+{
+	struct filewatch *w = watch_of(a);
+
+	if (a->stop)
+		return;
+	if (filewatch_on_timer(w))
+		reload_now(a, "file change");
+	poll_arm(a, w->tfd, POLLIN, ud_make(OP_DEBOUNCE, 0, 0));
+}
+
 static void on_sig(struct agent *a)
 {
 	struct signalfd_siginfo si;
 
-	while (read(a->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+	while (read(a->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
 			a->stop = true;
+		else if (si.ssi_signo == SIGHUP && a->o->reload && !a->stop)
+			reload_now(a, "SIGHUP");
+	}
 	if (a->stop)
 		expire(a, true);
 	else
@@ -642,6 +704,12 @@ static void dispatch(struct agent *a, const struct io_uring_cqe *cqe)
 	case OP_HS:
 		on_hs(a, (uint32_t)(ud >> 32) & 0xffffff, (uint32_t)ud, cqe->res);
 		break;
+	case OP_WATCH:
+		on_watch(a, (uint32_t)(ud >> 32) & 0xffffff);
+		break;
+	case OP_DEBOUNCE:
+		on_debounce(a);
+		break;
 	default: /* OP_CANCEL: the cancelled poll reports itself */
 		break;
 	}
@@ -654,6 +722,7 @@ static int signals_open(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	signal(SIGPIPE, SIG_IGN);
 	if (sigprocmask(SIG_BLOCK, &set, NULL))
 		return -errno;
@@ -683,10 +752,60 @@ static void loop(struct agent *a)
 	}
 }
 
+/*
+ * The ring may do only what the loop submits (the same guard as the server's rings,
+ * loop/ring.c): code running in the agent cannot have the kernel open, send or read for
+ * it past the seccomp allowlist. Raw syscalls: Debian 12's liburing 2.3 does not export
+ * its helpers.
+ */
+static int ring_limit(struct io_uring *ring)
+{
+	static const uint8_t ops[] = { IORING_OP_POLL_ADD, IORING_OP_TIMEOUT,
+				       IORING_OP_ASYNC_CANCEL };
+	struct io_uring_restriction res[sizeof(ops)];
+
+	memset(res, 0, sizeof(res));
+	for (size_t i = 0; i < sizeof(ops); i++) {
+		res[i].opcode = IORING_RESTRICTION_SQE_OP;
+		res[i].sqe_op = ops[i];
+	}
+	if (syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, res,
+		    (unsigned)sizeof(ops)) ||
+	    syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0))
+		return -errno;
+	return 0;
+}
+
+static int ring_open(struct agent *a)
+{
+	int rc = io_uring_queue_init(RING_ENTRIES, &a->ring, IORING_SETUP_R_DISABLED);
+
+	if (rc)
+		return rc;
+	rc = ring_limit(&a->ring);
+	if (!rc && a->o->ring_ready)
+		rc = a->o->ring_ready(a->o->ring_arg);
+	if (rc)
+		io_uring_queue_exit(&a->ring);
+	return rc;
+}
+
+static void sources_arm(struct agent *a)
+{
+	struct filewatch *w = watch_of(a);
+
+	poll_arm(a, upcall_nl_event_fd(a->nl), POLLIN, ud_make(OP_NL, 0, 0));
+	poll_arm(a, a->sigfd, POLLIN, ud_make(OP_SIG, 0, 0));
+	tick_arm(a);
+	watch_arm(a);
+	if (w && w->tfd >= 0)
+		poll_arm(a, w->tfd, POLLIN, ud_make(OP_DEBOUNCE, 0, 0));
+}
+
 int agent_run(const struct agent_opts *o, const struct agent_tls *tls, struct upcall_nl *nl,
 	      struct agent_stats *stats)
 {
-	struct agent a = { .nl = nl, .tls = tls, .o = o, .st = stats };
+	struct agent a = { .nl = nl, .tls = tls, .o = o, .st = stats, .watch_fd = -1 };
 	int rc;
 
 	a.slots = calloc(o->max_handshakes, sizeof(*a.slots));
@@ -699,12 +818,10 @@ int agent_run(const struct agent_opts *o, const struct agent_tls *tls, struct up
 		rc = a.sigfd;
 		goto out_free;
 	}
-	rc = io_uring_queue_init(RING_ENTRIES, &a.ring, 0);
+	rc = ring_open(&a);
 	if (rc)
 		goto out_close;
-	poll_arm(&a, upcall_nl_event_fd(nl), POLLIN, ud_make(OP_NL, 0, 0));
-	poll_arm(&a, a.sigfd, POLLIN, ud_make(OP_SIG, 0, 0));
-	tick_arm(&a);
+	sources_arm(&a);
 	loop(&a);
 	io_uring_queue_exit(&a.ring);
 out_close:

@@ -26,10 +26,29 @@ struct agent_tls {
 	const char *psk_keyring; /* PSKs where the kernel names no KEYRING (default ".nvme") */
 };
 
+struct filewatch;
+
+/*
+ * Reload: SIGHUP, or a change of a watched file once its debounce ran out, calls fn on the
+ * agent's own thread between completions. fn may therefore swap the contexts in the
+ * agent_tls the loop reads without a lock (a handshake in flight holds its SSL_CTX by
+ * reference, through its SSL) and may set up watch's inotify anew.
+ */
+struct agent_reload {
+	struct filewatch *watch; /* its inotify and timer join the loop; NULL: SIGHUP only */
+	void (*fn)(void *arg, const char *why);
+	void *arg;
+};
+
 struct agent_opts {
 	unsigned max_handshakes; /* in flight at once; more stay queued in the kernel */
 	unsigned timeout_ms;	 /* used where the kernel gives no TIMEOUT, and the cap on it */
 	enum log_format log_format;
+	const struct agent_reload *reload; /* NULL: no reload */
+	/* Once the ring exists, limited to the agent's operations: the sandbox's last step
+	 * (no further io_uring). 0, or -errno to stop the agent. NULL: nothing. */
+	int (*ring_ready)(void *arg);
+	void *ring_arg;
 };
 
 /* Who asked for a handshake (the well-known port tells: 2049, 4420; else tlshd). */
@@ -82,7 +101,7 @@ enum agent_outcome agent_outcome_of(const char *name);
 void agent_metrics_write(FILE *f, void *arg);
 
 /*
- * Runs until SIGINT/SIGTERM, then finishes (fails) the handshakes in flight so every
+ * Runs until SIGINT/SIGTERM (SIGHUP: reload), then finishes (fails) the handshakes in flight so every
  * ACCEPT gets its DONE. Returns 0, or -errno if the loop could not be set up.
  */
 int agent_run(const struct agent_opts *o, const struct agent_tls *tls, struct upcall_nl *nl,

@@ -35,7 +35,8 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import SANITIZER, Fail, Ktlsd, check, free_port, log_fields, main  # noqa: E402
+from harness import (SANITIZER, Fail, Ktlsd, check, free_port, http, log_fields,  # noqa: E402
+                     main)
 import pki_extra as px  # noqa: E402
 
 
@@ -297,14 +298,16 @@ def refused_port(port):
 
 def t_config(env):
     port, port2, port3, eport = free_port(), free_port(), free_port(), env.echo_backend()
+    aport = free_port()
     cfg = os.path.join(env.dir, "ktlsd.conf")
+    g2 = f"[global]\nthreads = 2\nadmin = 127.0.0.1:{aport}\n"
 
     def svc(name, p):
         return (f"[service {name}]\nlisten = 127.0.0.1:{p}\ntarget = 127.0.0.1:{eport}\n"
                 f"cert = {env.p('server.pem')}\nkey = {env.p('server.key')}\n"
                 f"cacert = {env.p('ca.pem')}\nallow-uri = spiffe://example.org/client\n")
 
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port)).encode())
+    px.replace(cfg, (g2 + svc("s", port)).encode())
     log = os.path.join(env.dir, "ktlsd-config.log")
     k = Ktlsd(env.spawn([env.args.ktlsd, "--config", cfg], stdout=subprocess.DEVNULL,
                         stderr=open(log, "w")), port, log)
@@ -313,17 +316,17 @@ def t_config(env):
     held = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
                            server_hostname="localhost")
     # [global] cannot change live: named, the rest applies
-    px.replace(cfg, ("[global]\nthreads = 4\n" + svc("s", port)).encode())
+    px.replace(cfg, (g2.replace("threads = 2", "threads = 4") + svc("s", port)).encode())
     line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
     check(line.get("not_applied") == "threads" and line.get("changed") == "config",
           f"reload: {line}")
     # a service added starts accepting
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port) + svc("t", port2)).encode())
+    px.replace(cfg, (g2 + svc("s", port) + svc("t", port2)).encode())
     line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
     check(line.get("changed") == "+t config", f"reload: {line}")
     check(serve_serial(env, port2), "the added service does not serve")
     # s moves to another address: its old one closes, its connection runs on
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port3) + svc("t", port2)).encode())
+    px.replace(cfg, (g2 + svc("s", port3) + svc("t", port2)).encode())
     line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
     check(line.get("changed") == "-s +s config", f"reload: {line}")
     check(serve_serial(env, port3) and serve_serial(env, port2), "s or t not serving")
@@ -332,14 +335,19 @@ def t_config(env):
     check(held.recv(1) == b"h", "a connection of the moved service was cut")
     # t removed; a mode change on the same address cannot be done in one reload
     bad = svc("s", port3).replace("[service s]", "[service s]\nmode = client\n")
-    px.replace(cfg, ("[global]\nthreads = 2\n" + bad.replace(
+    px.replace(cfg, (g2 + bad.replace(
         "allow-uri", "verify-uri")).encode())
     k.wait_line(r"event=reload result=failed.*still holds it", timeout=5, new_only=True)
     check(serve_serial(env, port2), "a failed reload stopped t")
-    px.replace(cfg, ("[global]\nthreads = 2\n" + svc("s", port3)).encode())
+    px.replace(cfg, (g2 + svc("s", port3)).encode())
     line = log_fields(k.wait_line(r"event=reload result=ok", timeout=5, new_only=True))
     check(line.get("changed") == "-t config", f"reload: {line}")
     check(refused_port(port2), "removed service t still accepts")
+    # The admin endpoint lists what runs: a removed service's slot is empty, not a crash.
+    status, _, text = http(aport, "/metrics")
+    check(status == 200 and 'ktlsd_service_info{service="s"' in text.decode() and
+          'service="t"' not in text.decode(), f"/metrics after t was removed: {status}")
+    check(k.alive(), "ktlsd died serving /metrics after a service was removed")
     px.replace(cfg, b"[service s]\nlisten = nonsense\n")
     k.wait_line(r"event=reload result=failed.*reason=.*ktlsd.conf:2", timeout=5, new_only=True)
     check(serve_serial(env, port3), "the running service stopped")

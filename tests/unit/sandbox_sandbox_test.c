@@ -242,6 +242,67 @@ static void test_drop_user(void **state)
 			 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
 
+/*
+ * ktlsd agent's sandbox (sandbox_apply_spec): only CAP_NET_ADMIN stays, keyctl is allowed
+ * only where the spec names it, and only the named files' directory is readable.
+ */
+static bool spec_keyctl;
+
+static int spec_child(void)
+{
+	static const int caps[] = { CAP_NET_ADMIN };
+	static const char *const keyring[] = { "keyctl", "add_key" };
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	const char *files[] = { cert, NULL };
+	struct sandbox_spec s = { .landlock = true,
+				  .seccomp = true,
+				  .caps = caps,
+				  .n_caps = 1,
+				  .files = files,
+				  .n_files = 2,
+				  .syscalls = keyring,
+				  .n_syscalls = spec_keyctl ? 2 : 0 };
+	char err[256];
+	long k;
+
+	if (sandbox_apply_spec(&s, err, sizeof(err)))
+		return 10;
+	sandbox_rings_done();
+	if (syscall(SYS_capget, &h, d) || d[0].effective != 1u << CAP_NET_ADMIN ||
+	    d[0].permitted != 1u << CAP_NET_ADMIN || d[1].effective || d[1].permitted)
+		return 1;
+	/* KEYCTL_GET_KEYRING_ID of the session keyring: anything but the filter's EPERM. */
+	k = syscall(SYS_keyctl, 0, -3, 0, 0, 0);
+	if (spec_keyctl != (k >= 0 || errno != EPERM))
+		return 2;
+	if (open_errno(cert, O_RDONLY))
+		return 3;
+	if (landlock_abi() > 0 && open_errno("/etc/passwd", O_RDONLY) != EACCES)
+		return 4;
+	return 0;
+}
+
+static void test_spec(void **state)
+{
+	int st;
+
+	if (geteuid() || getenv("KTLSD_SANITIZER")) {
+		fprintf(stderr, "skip: needs root (CAP_NET_ADMIN to keep) and no sanitizer\n");
+		skip();
+	}
+	snprintf(cert, sizeof(cert), "%s/agent.pem", dir);
+	write_file(cert, "cert\n");
+	for (int i = 0; i < 2; i++) {
+		spec_keyctl = i;
+		st = in_child(spec_child);
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			fail_msg("spec child (keyctl %s): %s %d", i ? "allowed" : "not named",
+				 WIFEXITED(st) ? "check" : "signal",
+				 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	}
+}
+
 /* Capabilities follow the configuration: a privileged listen port keeps one. */
 static void test_caps_needed(void **state)
 {
@@ -279,7 +340,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_landlock),	   cmocka_unit_test(test_seccomp),
 		cmocka_unit_test(test_seccomp_seal_rings), cmocka_unit_test(test_drop_user),
-		cmocka_unit_test(test_caps_needed),
+		cmocka_unit_test(test_caps_needed),	   cmocka_unit_test(test_spec),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

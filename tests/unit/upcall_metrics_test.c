@@ -22,7 +22,6 @@
 #define PROMTOOL "/var/cache/ktlsd-apt/promtool/usr/bin/promtool"
 
 struct fixture {
-	struct service_config cfg;
 	struct runtime rt;
 	struct agent_stats st;
 };
@@ -32,8 +31,8 @@ static int setup(void **state)
 	struct fixture *fx = calloc(1, sizeof(*fx));
 
 	assert_non_null(fx);
-	snprintf(fx->cfg.name, sizeof(fx->cfg.name), "agent");
-	assert_int_equal(service_new_counting(&fx->cfg, NULL, &fx->st.svc), 0);
+	pthread_mutex_init(&fx->rt.svc_lock, NULL);
+	assert_int_equal(service_new_counting("agent", NULL, NULL, NULL, &fx->st.svc), 0);
 	fx->rt.svc = &fx->st.svc;
 	fx->rt.n_svc = 1;
 	atomic_store(&fx->rt.ready, true);
@@ -127,6 +126,29 @@ static void test_series(void **state)
 	free(t);
 }
 
+/*
+ * A reload's new generation (the agent_admin_renew step): it shows its own certificate
+ * file and continues the counts, and the old one can go first.
+ */
+static void test_generation(void **state)
+{
+	struct fixture *fx = *state;
+	struct service *old = fx->st.svc;
+	char *t;
+
+	agent_stats_begin(&fx->st);
+	end(fx, "nfs", true, "ok", HS_OTHER, 0);
+	assert_int_equal(service_new_counting("agent", "/etc/new.pem", NULL, old, &fx->st.svc), 0);
+	service_put(old);
+	agent_stats_begin(&fx->st);
+	end(fx, "nfs", true, "ok", HS_OTHER, 0);
+	t = render(fx);
+	expect_line(t, "ktlsd_handshakes_total{service=\"agent\",result=\"ok\"} 2");
+	expect_line(t, "ktlsd_cert_expiry_timestamp_seconds{service=\"agent\","
+		       "cert=\"/etc/new.pem\"} 0");
+	free(t);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -198,6 +220,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test_setup_teardown(test_series, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promtool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	};

@@ -6,7 +6,7 @@ if(COMMAND ktlsd_add_vm_test AND KTLSD_VM_TESTS)
 	set(_agent_pki ${PROJECT_BINARY_DIR}/agent-vm-pki)
 	set(_agent_nfsu /var/cache/ktlsd-vm/nfs-utils-trixie)
 	add_test(NAME vm.agent.setup COMMAND sh -c
-		"rm -rf '${_agent_pki}' && '${PROJECT_SOURCE_DIR}/scripts/pki' '${_agent_pki}' >/dev/null && { '${CMAKE_CURRENT_LIST_DIR}/fetch-nfs-utils' '${_agent_nfsu}' || echo 'fetch-nfs-utils failed: the NFS cases will skip'; }")
+		"rm -rf '${_agent_pki}' && '${PROJECT_SOURCE_DIR}/scripts/pki' '${_agent_pki}' >/dev/null && '${CMAKE_CURRENT_LIST_DIR}/agent-reload-pki' '${_agent_pki}' && { '${CMAKE_CURRENT_LIST_DIR}/fetch-nfs-utils' '${_agent_nfsu}' || echo 'fetch-nfs-utils failed: the NFS cases will skip'; }")
 	set_tests_properties(vm.agent.setup PROPERTIES FIXTURES_SETUP agent_vm LABELS vm)
 	ktlsd_add_vm_test(vm.agent
 		COMMAND ${CMAKE_CURRENT_LIST_DIR}/agent_nfs_test @KVER@ ${PROJECT_BINARY_DIR}/ktlsd
