@@ -11,6 +11,9 @@ rate         --max-handshakes-per-second 20, 100 clients at once: every one is s
              rate_pauses, rate_paused_us and /metrics count it, one rate_limited line
 rate_config  a bad max-handshakes-per-second in a file: exit 2 with FILE:LINE; on the command
              line: the option named
+idle_cpu     an idle ktlsd uses next to no CPU: the main thread's wait for signals and file
+             changes once polled with timeout 0 without a systemd watchdog, a whole core
+             taken from the workers (and from every benchmark's figures)
 
 Exit 0 pass, 1 fail, 77 skip.
 """
@@ -124,7 +127,24 @@ max-handshakes-per-second = fast
     print(f"file: {err}; command line: {err2}")
 
 
-TESTS = {"rate": t_rate, "rate_config": t_rate_config}
+def t_idle_cpu(env):
+    k = env.ktlsd(["--threads", "1"], target_port=env.echo_backend())
+    tck = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s():
+        f = open(f"/proc/{k.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / tck  # utime, stime
+
+    time.sleep(0.5)
+    c0, t0 = cpu_s(), time.monotonic()
+    time.sleep(3)
+    used, wall = cpu_s() - c0, time.monotonic() - t0
+    # Idle it wakes for nothing; a spinning thread would show ~wall (less on a loaded host).
+    check(used < 0.3, f"idle ktlsd used {used:.2f} s of CPU in {wall:.1f} s")
+    print(f"idle ktlsd: {used:.2f} s CPU in {wall:.1f} s")
+
+
+TESTS = {"rate": t_rate, "rate_config": t_rate_config, "idle_cpu": t_idle_cpu}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
