@@ -24,10 +24,14 @@
 #include "sess_cache.h"
 #include "worker.h"
 
-/* Steps per batch of completions: one full handshake's server side is two steps, ~0.5 ms
- * each on the bench machine (bench/README.md "Handshake flood"). */
+/*
+ * Steps per batch of completions. One: an established connection waits at most one step
+ * (~0.5-2 ms of public-key work) behind handshakes. bench/flood, flood p99 by budget
+ * (bench/results/20261202-flood-budget): 8.4 ms at 1, 14.6 at 2, 22.8 at 4, 29.5 at 8,
+ * 84 unbounded, 122 before the queue.
+ */
 #ifndef HS_BUDGET
-#define HS_BUDGET 2
+#define HS_BUDGET 1
 #endif
 
 static void tls_start(struct worker *w, struct conn *c);

@@ -22,9 +22,11 @@
  * Limits a peer can push against, each counted and logged at most once per 10 s per
  * worker: max_conns and max_handshakes (service-wide, per-worker gauges summed), per client
  * address (a table per worker: no lock on accept), running out of descriptors (accepting
- * pauses 100 ms, the connections wait in the listen backlog), and idle established
- * connections (one sweep timer per worker compares each one's last-I/O time, no timer per
- * connection).
+ * pauses 100 ms, the connections wait in the listen backlog), max-handshakes-per-second
+ * (a token bucket per worker; past it accepting pauses, the backlog holds the rest), and
+ * idle established connections (one sweep timer per worker compares each one's last-I/O
+ * time, no timer per connection). Handshake steps wait in a queue and run one per batch
+ * of completions (handshake.c), so a flood of handshakes delays a relay by one step.
  *
  * Minimum: Linux 5.19 (multishot accept, IORING_ASYNC_CANCEL_FD|ALL), liburing 2.3.
  * DEFER_TASKRUN needs 6.1 and is used when present.
