@@ -11,6 +11,8 @@ rate         --max-handshakes-per-second 20, 100 clients at once: every one is s
              rate_pauses, rate_paused_us and /metrics count it, one rate_limited line
 rate_config  a bad max-handshakes-per-second in a file: exit 2 with FILE:LINE; on the command
              line: the option named
+rate_client  client mode too: --max-handshakes-per-second 10 on a ktlsd client, 30 apps at
+             once: all served through a ktlsd server, in >= 2 s (~2.8 s at 10/s, burst 1)
 idle_cpu     an idle ktlsd uses next to no CPU: the main thread's wait for signals and file
              changes once polled with timeout 0 without a systemd watchdog, a whole core
              taken from the workers (and from every benchmark's figures)
@@ -27,8 +29,8 @@ import time
 import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import (check, free_port, log_fields, main, tls_close,  # noqa: E402
-                     tls_connect)
+from harness import (check, free_port, ktlsd_client, log_fields, main,  # noqa: E402
+                     plain_roundtrip, tls_close, tls_connect)
 
 N_CLIENTS = 100
 RATE = 20
@@ -127,6 +129,35 @@ max-handshakes-per-second = fast
     print(f"file: {err}; command line: {err2}")
 
 
+def t_rate_client(env):
+    server = env.ktlsd(["--threads", "1"], target_port=env.echo_backend())
+    k = ktlsd_client(env, server.port, ["--threads", "1", "--max-handshakes-per-second", "10",
+                                        "--handshake-timeout", "60000", "--no-resumption"])
+    n = 30
+    out = [None] * n
+
+    def app(i):
+        out[i] = plain_roundtrip(k.port, b"app %d\n" % i, timeout=60)
+
+    threads = [threading.Thread(target=app, args=(i,)) for i in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    took = time.monotonic() - t0
+    bad = [(i, o) for i, o in enumerate(out) if o != b"app %d\n" % i]
+    check(not bad, f"{len(bad)} of {n} apps not served: {bad[:3]}")
+    check(took >= 2.0, f"{n} client handshakes at 10/s took only {took:.2f} s")
+    k.proc.send_signal(signal.SIGTERM)
+    check(k.proc.wait(timeout=15) == 0, "client exit after SIGTERM")
+    c = log_fields(k.wait_line(r"event=counters"))
+    check(int(c.get("rate_pauses", "0")) >= 1, f"rate_pauses: {c}")
+    check(c.get("handshakes_ok") == str(n), f"handshakes_ok: {c}")
+    print(f"client mode: {n} apps at --max-handshakes-per-second 10 served in {took:.2f} s, "
+          f"rate_pauses={c.get('rate_pauses')}")
+
+
 def t_idle_cpu(env):
     k = env.ktlsd(["--threads", "1"], target_port=env.echo_backend())
     tck = os.sysconf("SC_CLK_TCK")
@@ -144,7 +175,8 @@ def t_idle_cpu(env):
     print(f"idle ktlsd: {used:.2f} s CPU in {wall:.1f} s")
 
 
-TESTS = {"rate": t_rate, "rate_config": t_rate_config, "idle_cpu": t_idle_cpu}
+TESTS = {"rate": t_rate, "rate_config": t_rate_config, "rate_client": t_rate_client,
+         "idle_cpu": t_idle_cpu}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
