@@ -30,9 +30,7 @@
  * (bench/results/20261202-flood-budget): 8.4 ms at 1, 14.6 at 2, 22.8 at 4, 29.5 at 8,
  * 84 unbounded, 122 before the queue.
  */
-#ifndef HS_BUDGET
 #define HS_BUDGET 1
-#endif
 
 static void tls_start(struct worker *w, struct conn *c);
 static void hs_done(struct worker *w, struct conn *c);
