@@ -82,10 +82,12 @@ struct config {
 	const char *cert, *key, *cacert, *servername, *ready_file;
 	unsigned int threads, conns, parallel;
 	double duration, grace;
-	double rate;	/* handshake: new connections per second in total; 0 = closed loop */
-	uint64_t bytes; /* per connection, up/down; 0 = for --duration */
-	uint64_t count; /* handshake, closed loop: this many connections in all, then stop */
-	size_t size;	/* latency message size */
+	double rate;	      /* handshake: new connections per second in total; 0 = closed loop */
+	uint64_t bytes;	      /* per connection, up/down; 0 = for --duration */
+	uint64_t count;	      /* handshake, closed loop: this many connections in all, then stop */
+	size_t size;	      /* latency message size */
+	uint64_t interval_ns; /* latency: one request per interval at most (0: back to back) */
+	uint64_t skip_ns;     /* latency: samples of the first skip_ns are not kept */
 	bool resume, verify;
 };
 
@@ -144,6 +146,7 @@ static void usage(FILE *f)
 		"                 [--threads N] [--conns N] [--duration S] [--bytes N] [--size N]\n"
 		"                 [--resume] [--verify] [--parallel N] [--ready-file F]\n"
 		"                 [--servername NAME] [--grace S] [--rate N] [--count N]\n"
+		"                 [--interval US] [--skip S]\n"
 		"  MODE: handshake | up | down | latency | idle\n"
 		"  handshake  full mTLS handshake + 1-byte echo + close, repeated for --duration\n"
 		"             on --conns concurrent slots (--resume: reuse session tickets)\n"
@@ -154,7 +157,9 @@ static void usage(FILE *f)
 		"  up|down    --conns streams to a sink / from a source backend, --bytes each\n"
 		"             (0 = stream for --duration); byte counts are checked end to end\n"
 		"  latency    --size (1024) byte ping-pong on --conns (1) connections,\n"
-		"             reports p50/p99/p999 in microseconds\n"
+		"             reports p50/p99/p999 in microseconds; --interval US: one request\n"
+		"             per US at most (a paced probe beside other load); --skip S: keep\n"
+		"             no sample of the first S seconds (connected before a load starts)\n"
 		"  idle       open --conns handshaken connections (--parallel at a time), touch\n"
 		"             --ready-file, hold until SIGUSR1/SIGTERM or --duration\n"
 		"  Talks to a bench-backend behind the proxy. Prints one JSON line.\n");
@@ -350,11 +355,19 @@ static bool conn_after_recv(struct conn *c)
 				r->mismatches++;
 				return false;
 			}
-		if (r->nsamples < MAX_SAMPLES_PER_THREAD)
+		if (r->nsamples < MAX_SAMPLES_PER_THREAD && t >= c->w->t0 + cfg->skip_ns)
 			r->samples[r->nsamples++] = t - c->t_send;
 		r->bytes += cfg->size;
 		c->rounds++;
 		c->out_off = 0;
+		/* --interval: a paced probe (sleeping is fine: one connection per thread) that
+		 * leaves the CPU to whatever load it measures beside. */
+		if (cfg->interval_ns && t < c->t_send + cfg->interval_ns) {
+			uint64_t d = c->t_send + cfg->interval_ns - t;
+			struct timespec ts = { (time_t)(d / 1000000000), (long)(d % 1000000000) };
+
+			nanosleep(&ts, NULL);
+		}
 		c->t_send = now_ns();
 		c->state = ST_SEND;
 		return true;
@@ -855,6 +868,8 @@ int main(int argc, char **argv)
 		{ "grace", required_argument, NULL, 'g' },
 		{ "rate", required_argument, NULL, 'N' },
 		{ "count", required_argument, NULL, 'k' },
+		{ "interval", required_argument, NULL, 'I' },
+		{ "skip", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -913,6 +928,25 @@ int main(int argc, char **argv)
 		case 'v':
 			cfg.verify = true;
 			break;
+		case 'I':
+			if (parse_u64(optarg, &v) != 0 || !v || v > 10000000) {
+				fprintf(stderr, "mtls-load: bad --interval '%s' (us, 1..1e7)\n",
+					optarg);
+				return 2;
+			}
+			cfg.interval_ns = v * 1000;
+			break;
+		case 'X': {
+			char *end;
+			double d = strtod(optarg, &end);
+
+			if (*end || !(d >= 0) || d > 86400) {
+				fprintf(stderr, "mtls-load: bad --skip '%s' (seconds)\n", optarg);
+				return 2;
+			}
+			cfg.skip_ns = (uint64_t)(d * 1e9);
+			break;
+		}
 		case 'k':
 			if (parse_u64(optarg, &cfg.count) != 0 || !cfg.count) {
 				fprintf(stderr, "mtls-load: bad --count '%s'\n", optarg);

@@ -171,6 +171,7 @@ static void m_stats(FILE *f, struct service **sv, size_t n)
 		{ STAT_REFUSED_HANDSHAKES, ",limit=\"max_handshakes\"" },
 		{ STAT_REFUSED_PER_SOURCE, ",limit=\"max_handshakes_per_source\"" },
 		{ STAT_ACCEPT_PAUSES, ",limit=\"nofile\"" },
+		{ STAT_RATE_PAUSES, ",limit=\"max_handshakes_per_second\"" },
 		{ STAT_HANDSHAKE_TIMEOUTS, ",limit=\"handshake_timeout\"" },
 		{ STAT_IDLE_TIMEOUTS, ",limit=\"idle_timeout\"" },
 	};
@@ -187,6 +188,16 @@ static void m_stats(FILE *f, struct service **sv, size_t n)
 	stat_family(f, sv, n, "ktlsd_limit_hits_total",
 		    "Connections refused or ended by a limit, and accept pauses on EMFILE.", limits,
 		    sizeof(limits) / sizeof(limits[0]));
+	family(f, "ktlsd_accept_paused_seconds_total", "counter",
+	       "Time accepting stood paused by max-handshakes-per-second, summed over workers.");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t us = service_stat_sum(sv[i], STAT_RATE_PAUSED_US);
+
+		fputs("ktlsd_accept_paused_seconds_total{service=\"", f);
+		prom_label_value(f, sv[i]->cfg->name);
+		fprintf(f, "\",limit=\"max_handshakes_per_second\"} %llu.%06llu\n",
+			(unsigned long long)(us / 1000000), (unsigned long long)(us % 1000000));
+	}
 	stat_family(f, sv, n, "ktlsd_connection_events_total",
 		    "Connections ended by the backend, a rekey, PROXY header or truncation.",
 		    events, sizeof(events) / sizeof(events[0]));

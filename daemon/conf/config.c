@@ -724,6 +724,11 @@ static const struct svc_key svc_keys[] = {
 	  .off = FIELD(max_handshakes_per_source),
 	  .min = 0,
 	  .max = MAX_COUNT },
+	{ .name = "max-handshakes-per-second",
+	  .set = set_uint,
+	  .off = FIELD(max_handshakes_per_second),
+	  .min = 0,
+	  .max = MAX_COUNT },
 	{ .name = "idle-timeout",
 	  .set = set_uint,
 	  .off = FIELD(idle_timeout_s),
@@ -941,6 +946,7 @@ static void print_help_server(void)
 	      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
 	      "         [--ticket-lifetime S] [--session-cache N]\n"
 	      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
+	      "         [--max-handshakes-per-second N]\n"
 	      "         [--idle-timeout S] [--key-password-file FILE] "
 	      "[--allow-core-dumps]\n"
 	      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
@@ -952,6 +958,8 @@ static void print_help_server(void)
 	      "        kept here (up to --session-cache, 20000), tickets carry an ID\n"
 	      "  --max-handshakes: handshakes in progress at once (default: --max-conns);\n"
 	      "        --max-handshakes-per-source: the same per client address (0: off)\n"
+	      "  --max-handshakes-per-second N: new handshakes started per second, split\n"
+	      "        over the threads; past it accepting pauses (0: off, the default)\n"
 	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 	      "        0: never)\n"
 	      "  --key-password-file: the passphrase of an encrypted --key\n"
@@ -990,13 +998,15 @@ static void print_help_client(void)
 	      "         [--threads N] [--handshake-timeout MS] [--max-conns N]\n"
 	      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
 	      "         [--resumption|--no-resumption] [--session-cache N]\n"
-	      "         [--max-handshakes N] [--idle-timeout S] [--key-password-file "
-	      "FILE]\n"
+	      "         [--max-handshakes N] [--max-handshakes-per-second N]\n"
+	      "         [--idle-timeout S] [--key-password-file FILE]\n"
 	      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
 	      "         [--no-landlock] [--no-seccomp] [--crl FILE]... [--ocsp-url URL]\n"
 	      "         [--ocsp-timeout-ms MS] [--ocsp-fail open|closed] [--admin ADDR]\n"
 	      "         [--admin-allow-remote] [--relay auto|splice|sockmap]\n"
 	      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
+	      "  --max-handshakes-per-second N: new handshakes started per second, split\n"
+	      "        over the threads; past it accepting pauses (0: off, the default)\n"
 	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 	      "        0: never)\n"
 	      "  --key-password-file: the passphrase of an encrypted --key\n"
@@ -1052,6 +1062,7 @@ static const struct option server_opts[] = {
 	{ "ticket-lifetime", required_argument, NULL, 0 },
 	{ "session-cache", required_argument, NULL, 0 },
 	{ "max-handshakes-per-source", required_argument, NULL, 0 },
+	{ "max-handshakes-per-second", required_argument, NULL, 0 },
 	{ "ocsp-staple", required_argument, NULL, 0 },
 	{ "ktls", required_argument, NULL, 0 },
 	{ "threads", required_argument, NULL, 0 },
@@ -1101,6 +1112,7 @@ static const struct option client_opts[] = {
 	{ "handshake-timeout", required_argument, NULL, 0 },
 	{ "max-conns", required_argument, NULL, 0 },
 	{ "max-handshakes", required_argument, NULL, 0 },
+	{ "max-handshakes-per-second", required_argument, NULL, 0 },
 	{ "idle-timeout", required_argument, NULL, 0 },
 	{ "key-password-file", required_argument, NULL, 0 },
 	{ "allow-core-dumps", no_argument, NULL, 0 },

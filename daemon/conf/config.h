@@ -40,6 +40,7 @@ struct service_config {
 	bool max_conns_set; /* given explicitly: refused at start if the fd limit cannot hold it */
 	unsigned max_handshakes;	    /* handshakes in progress at once; 0: max_conns */
 	unsigned max_handshakes_per_source; /* per client address (server); 0: no limit */
+	unsigned max_handshakes_per_second; /* new handshakes started; 0: no limit */
 	unsigned idle_timeout_s;	    /* established, no bytes either way; 0: never */
 	char *key_password_file;	    /* unlocks an encrypted key; never a prompt */
 	char **crl;			    /* PEM CRL files (--crl, repeatable), checked for

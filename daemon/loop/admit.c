@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Per-source handshake counts and log rate limits of one worker (admit.h). */
+/* Per-source handshake counts, the handshake rate and log rate limits of one worker (admit.h). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -21,6 +21,38 @@ bool ratelim_pass(struct ratelim *r, uint64_t now, unsigned *ret_suppressed)
 	r->suppressed = 0;
 	r->last_ns = now;
 	return true;
+}
+
+uint64_t hs_rate_interval(unsigned per_second, unsigned threads)
+{
+	if (!per_second)
+		return 0;
+	return (uint64_t)(threads ? threads : 1) * 1000000000ull / per_second;
+}
+
+/* The bucket holds at least one handshake, else no interval longer than it would fit. */
+static uint64_t hs_rate_burst(uint64_t interval)
+{
+	return interval > HS_RATE_BURST_NS ? interval : HS_RATE_BURST_NS;
+}
+
+uint64_t hs_rate_wait(const struct hs_rate *r, uint64_t now, uint64_t interval)
+{
+	uint64_t burst = hs_rate_burst(interval);
+
+	if (!interval || r->tat + interval <= now + burst)
+		return 0;
+	return r->tat + interval - burst - now;
+}
+
+uint64_t hs_rate_take(struct hs_rate *r, uint64_t now, uint64_t interval)
+{
+	if (!interval)
+		return 0;
+	if (r->tat < now)
+		r->tat = now; /* an idle bucket is full, never more than full */
+	r->tat += interval;
+	return hs_rate_wait(r, now, interval);
 }
 
 /* The 16 address bytes mixed under the worker's random seed (splitmix64 finalizers). */

@@ -17,7 +17,7 @@ struct ratelim {
 	unsigned suppressed;
 };
 
-enum { RL_ACCEPT, RL_MAX_CONNS, RL_HANDSHAKES, RL_PER_SOURCE, RL_OCSP, RL_N };
+enum { RL_ACCEPT, RL_MAX_CONNS, RL_HANDSHAKES, RL_PER_SOURCE, RL_OCSP, RL_RATE, RL_N };
 
 #define RL_INTERVAL (10 * 1000000000ull) /* one line per limit kind, worker and service */
 
@@ -26,6 +26,27 @@ enum { RL_ACCEPT, RL_MAX_CONNS, RL_HANDSHAKES, RL_PER_SOURCE, RL_OCSP, RL_N };
  * in *ret_suppressed) or only be counted (false).
  */
 bool ratelim_pass(struct ratelim *r, uint64_t now, unsigned *ret_suppressed);
+
+/*
+ * --max-handshakes-per-second, one worker's share: a token bucket kept as GCRA (one
+ * timestamp, no refill arithmetic). Each accepted connection moves tat on by the interval;
+ * while tat runs more than the burst ahead of now, accepting pauses. Nothing is refused:
+ * sockets accepted in the same batch as the one that used up the bucket are only counted
+ * (the pause then lasts longer), the rest wait in the listen backlog.
+ */
+struct hs_rate {
+	uint64_t tat; /* the theoretical arrival time of the next handshake, ns */
+};
+
+/* Burst: 100 ms of the worker's share, at least one handshake. */
+#define HS_RATE_BURST_NS (100 * 1000000ull)
+
+/* Per worker: threads * 1 s / per_second ns between two handshakes; 0: unlimited. */
+uint64_t hs_rate_interval(unsigned per_second, unsigned threads);
+/* Counts one handshake at now; the ns accepting must pause from now (0: keep accepting). */
+uint64_t hs_rate_take(struct hs_rate *r, uint64_t now, uint64_t interval);
+/* The ns still to wait at now before one more handshake fits (0: it fits now). */
+uint64_t hs_rate_wait(const struct hs_rate *r, uint64_t now, uint64_t interval);
 
 /* Handshakes in progress per client address (one worker, one service). */
 struct src_entry {

@@ -85,6 +85,8 @@ struct conn {
 	struct __kernel_timespec ocsp_ts; /* the poll's linked timeout */
 	uint64_t ops_used; /* bit op: op was queued for c (conn_sqe); what conn_fail cancels */
 	bool ops_wide;	   /* an op >= 64 was queued: ops_used cannot name it */
+	/* Queued for a handshake step (worker's hs_head), counted in pending meanwhile. */
+	struct conn *hs_next;
 };
 
 /* Words for log lines: who is on each side of c. */

@@ -4,6 +4,11 @@
  * non-blocking I/O, hs_want says what to wait for), the target connect (server mode after
  * the handshake, client mode before it), one deadline over both, and the hand-off to the
  * relay the runtime chose.
+ *
+ * Handshake steps (the first, which makes the SSL, and each SSL_do_handshake after a poll)
+ * are queued and run after the batch of completions that asked for them, at most HS_BUDGET
+ * per batch, oldest first: under a flood of handshakes the relays' completions of every
+ * batch are still served after at most HS_BUDGET steps' worth of public-key work.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,6 +23,14 @@
 #include "peer_chain.h"
 #include "sess_cache.h"
 #include "worker.h"
+
+/*
+ * Steps per batch of completions. One: an established connection waits at most one step
+ * (~0.5-2 ms of public-key work) behind handshakes. bench/flood, flood p99 by budget
+ * (bench/results/20261202-flood-budget): 8.4 ms at 1, 14.6 at 2, 22.8 at 4, 29.5 at 8,
+ * 84 unbounded, 122 before the queue.
+ */
+#define HS_BUDGET 1
 
 static void tls_start(struct worker *w, struct conn *c);
 static void hs_done(struct worker *w, struct conn *c);
@@ -150,6 +163,37 @@ void handshake_peer_ok(struct worker *w, struct conn *c)
 	}
 }
 
+/* c's next handshake step waits its turn; the queue holds c's slot through pending. */
+static void hs_queue(struct worker *w, struct conn *c)
+{
+	if (!w->hs_head)
+		w->hs_tail = &w->hs_head;
+	c->hs_next = NULL;
+	*w->hs_tail = c;
+	w->hs_tail = &c->hs_next;
+	c->pending++;
+}
+
+bool handshake_run(struct worker *w)
+{
+	unsigned budget = HS_BUDGET;
+	struct conn *c;
+
+	while (budget && (c = w->hs_head)) {
+		w->hs_head = c->hs_next;
+		c->pending--;
+		if (!c->closing) {
+			if (c->ssl)
+				hs_step(w, c);
+			else
+				tls_start(w, c);
+			budget--;
+		}
+		conn_check_free(w, c);
+	}
+	return w->hs_head != NULL;
+}
+
 /* The TLS side's socket is connected: start the handshake in the service's role. */
 static void tls_start(struct worker *w, struct conn *c)
 {
@@ -187,7 +231,7 @@ static void tls_start(struct worker *w, struct conn *c)
 void handshake_begin(struct worker *w, struct conn *c)
 {
 	if (conn_is_server(c))
-		tls_start(w, c);
+		hs_queue(w, c);
 	else
 		target_connect(w, c);
 }
@@ -195,7 +239,7 @@ void handshake_begin(struct worker *w, struct conn *c)
 void handshake_on_poll(struct worker *w, struct conn *c, int res)
 {
 	if (!c->closing)
-		hs_step(w, c);
+		hs_queue(w, c);
 }
 
 void handshake_on_timeout(struct worker *w, struct conn *c, int res)
@@ -242,6 +286,6 @@ void handshake_on_connect(struct worker *w, struct conn *c, int res)
 		deadline_cancel(w, c);
 		relay_handoff(w, c);
 	} else {
-		tls_start(w, c);
+		hs_queue(w, c);
 	}
 }

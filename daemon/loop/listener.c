@@ -4,7 +4,10 @@
  * and admission: max-conns, max-handshakes and handshakes per client address are checked
  * before a connection gets a slot; a refused socket is closed at once and counted, its
  * log line rate-limited. Out of descriptors, accepting pauses 100 ms (the connections wait
- * in the listen backlog) instead of spinning on EMFILE.
+ * in the listen backlog) instead of spinning on EMFILE. Past max-handshakes-per-second
+ * (this worker's share) accepting pauses too, until the bucket has room: the multishot
+ * accept is cancelled and armed again by a timeout, so the backlog holds the new
+ * connections as HAProxy's rate-limit sessions does; none is accepted and then dropped.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,6 +107,65 @@ static void deadline_arm(struct worker *w, struct conn *c)
 	c->timeout_armed = true;
 }
 
+/* The rate's pause began or went on: one log line per 10 s per worker and service. */
+static void rate_log(struct worker *w, size_t si, uint64_t wait_ns)
+{
+	const struct service *s = worker_service(w, si);
+	unsigned suppressed;
+	char sup[16], rate[16], ms[24];
+
+	if (!ratelim_pass(&w->svcs[si].rl[RL_RATE], w->now_ns, &suppressed))
+		return;
+	snprintf(sup, sizeof(sup), "%u", suppressed);
+	snprintf(rate, sizeof(rate), "%u", s->cfg->max_handshakes_per_second);
+	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(wait_ns / 1000000));
+	struct log_kv kv[] = {
+		{ "service", s->cfg->name },
+		{ "limit", rate },
+		{ "action", "accepting paused" },
+		{ "pause_ms", ms },
+		{ "suppressed", suppressed ? sup : NULL }, /* pauses since the last line */
+	};
+	log_kv(w->rt->cfg->log_format, "warn", "rate_limited", kv, 5);
+}
+
+/* The resume timer for wait_ns from now; submitted at once, as reloads move svcs. */
+static void rate_timer(struct worker *w, size_t si, uint64_t wait_ns)
+{
+	struct worker_svc *ws = &w->svcs[si];
+	struct io_uring_sqe *sqe = ring_sqe(w);
+
+	ws->pause_ts.tv_sec = (long long)(wait_ns / NS);
+	ws->pause_ts.tv_nsec = (long long)(wait_ns % NS);
+	io_uring_prep_timeout(sqe, &ws->pause_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ring_ud_raw(OP_RATE_RESUME, (uint32_t)si));
+	io_uring_submit(&w->ring);
+}
+
+/*
+ * One more handshake of si against its rate: past it, accepting stops (sockets already
+ * taken are still served) and a timer resumes it once the bucket has room.
+ */
+static void rate_take(struct worker *w, size_t si)
+{
+	struct worker_svc *ws = &w->svcs[si];
+	const struct service_config *sc = worker_service(w, si)->cfg;
+	uint64_t wait =
+		hs_rate_take(&ws->rate, w->now_ns,
+			     hs_rate_interval(sc->max_handshakes_per_second, w->rt->cfg->threads));
+
+	if (!wait || ws->paused_ns)
+		return;
+	ws->paused_ns = w->now_ns;
+	service_count(worker_service(w, si), w->id, STAT_RATE_PAUSES);
+	/* A single accept is not armed again while paused; a multishot one (armed before a
+	 * reload set the rate) is cancelled. */
+	if (ws->accept_armed && ws->accept_multishot)
+		io_uring_prep_cancel64(ring_ignore_sqe(w), ring_ud_raw(OP_ACCEPT, (uint32_t)si), 0);
+	rate_timer(w, si, wait);
+	rate_log(w, si, wait);
+}
+
 static void accept_one(struct worker *w, size_t si, int fd)
 {
 	struct service *s = worker_service(w, si);
@@ -126,6 +188,7 @@ static void accept_one(struct worker *w, size_t si, int fd)
 		return;
 	}
 	service_count(s, w->id, STAT_ACCEPTED);
+	rate_take(w, si);
 	c = conn_new(w);
 	if (!c) {
 		service_gauge_add(s, w->id, GAUGE_HANDSHAKES, -1);
@@ -164,12 +227,26 @@ static void accept_one(struct worker *w, size_t si, int fd)
 	conn_check_free(w, c);
 }
 
+/*
+ * Under a rate, one socket per accept: a multishot accept armed again after a pause takes
+ * the whole backlog at once, a burst the rate was there to spread out.
+ */
 void listener_arm(struct worker *w, size_t si)
 {
-	struct io_uring_sqe *sqe = ring_sqe(w);
+	struct worker_svc *ws = &w->svcs[si];
+	struct io_uring_sqe *sqe;
 
-	io_uring_prep_multishot_accept(sqe, w->listen_fd[si], NULL, NULL,
-				       SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (ws->accept_armed)
+		return;
+	ws->accept_armed = true;
+	ws->accept_multishot = !worker_service(w, si)->cfg->max_handshakes_per_second;
+	sqe = ring_sqe(w);
+	if (ws->accept_multishot)
+		io_uring_prep_multishot_accept(sqe, w->listen_fd[si], NULL, NULL,
+					       SOCK_NONBLOCK | SOCK_CLOEXEC);
+	else
+		io_uring_prep_accept(sqe, w->listen_fd[si], NULL, NULL,
+				     SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ring_ud_raw(OP_ACCEPT, (uint32_t)si));
 }
 
@@ -211,19 +288,45 @@ void listener_on_accept(struct worker *w, uint32_t si, int res, unsigned flags)
 			close(res);
 		return;
 	}
+	if (!(flags & IORING_CQE_F_MORE))
+		w->svcs[si].accept_armed = false;
 	if (res >= 0) {
 		accept_one(w, si, res);
 	} else if (res != -ECANCELED && !w->draining) {
 		accept_failed(w, si, res, flags & IORING_CQE_F_MORE);
 		return;
 	}
-	/* A multishot accept that ended (no F_MORE) is armed again, as liburing's examples do. */
-	if (!(flags & IORING_CQE_F_MORE) && !w->draining)
+	/* A multishot accept that ended (no F_MORE) is armed again, as liburing's examples do,
+	 * unless the rate paused it (its timer arms it). */
+	if (!(flags & IORING_CQE_F_MORE) && !w->draining && !w->svcs[si].paused_ns)
 		listener_arm(w, si);
 }
 
 void listener_on_retry(struct worker *w, uint32_t si)
 {
-	if (!w->draining && worker_service(w, si))
+	if (!w->draining && worker_service(w, si) && !w->svcs[si].paused_ns)
+		listener_arm(w, si);
+}
+
+/* A rate pause's timer: accepting resumes if the bucket has room by now, else waits on. */
+void listener_on_resume(struct worker *w, uint32_t si)
+{
+	struct worker_svc *ws = &w->svcs[si];
+	const struct service *s = worker_service(w, si);
+	uint64_t wait;
+
+	if (!s)
+		return;
+	wait = hs_rate_wait(
+		&ws->rate, w->now_ns,
+		hs_rate_interval(s->cfg->max_handshakes_per_second, w->rt->cfg->threads));
+	if (wait && !w->draining) {
+		rate_timer(w, si, wait);
+		return;
+	}
+	service_add(worker_service(w, si), w->id, STAT_RATE_PAUSED_US,
+		    (w->now_ns - ws->paused_ns) / 1000);
+	ws->paused_ns = 0;
+	if (!w->draining)
 		listener_arm(w, si);
 }

@@ -22,9 +22,11 @@
  * Limits a peer can push against, each counted and logged at most once per 10 s per
  * worker: max_conns and max_handshakes (service-wide, per-worker gauges summed), per client
  * address (a table per worker: no lock on accept), running out of descriptors (accepting
- * pauses 100 ms, the connections wait in the listen backlog), and idle established
- * connections (one sweep timer per worker compares each one's last-I/O time, no timer per
- * connection).
+ * pauses 100 ms, the connections wait in the listen backlog), max-handshakes-per-second
+ * (a token bucket per worker; past it accepting pauses, the backlog holds the rest), and
+ * idle established connections (one sweep timer per worker compares each one's last-I/O
+ * time, no timer per connection). Handshake steps wait in a queue and run one per batch
+ * of completions (handshake.c), so a flood of handshakes delays a relay by one step.
  *
  * Minimum: Linux 5.19 (multishot accept, IORING_ASYNC_CANCEL_FD|ALL), liburing 2.3.
  * DEFER_TASKRUN needs 6.1 and is used when present.
@@ -159,6 +161,11 @@ static void on_accept_retry(struct worker *w, const struct io_uring_cqe *cqe)
 	listener_on_retry(w, ring_ud_idx(cqe->user_data));
 }
 
+static void on_rate_resume(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	listener_on_resume(w, ring_ud_idx(cqe->user_data));
+}
+
 /* Runs what other threads queued with worker_call; closed: none may be queued after. */
 static void mailbox_run(struct worker *w, bool close)
 {
@@ -258,6 +265,7 @@ static void handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 		[OP_DRAIN] = on_drain,
 		[OP_ACCEPT_RETRY] = on_accept_retry,
 		[OP_SWEEP] = on_sweep,
+		[OP_RATE_RESUME] = on_rate_resume,
 		[OP_HS_POLL] = on_conn,
 		[OP_HS_TIMEOUT] = on_conn,
 		[OP_CONNECT] = on_conn,
@@ -344,6 +352,7 @@ static void worker_cleanup(struct worker *w)
 			continue;
 		conn_release_now(w, c, w->draining ? "drain deadline" : "stopped");
 	}
+	w->hs_head = NULL; /* queued steps of connections released above */
 	conn_buf_pool_free(w);
 	conn_pipe_pool_free(w);
 	free(w->slots);
@@ -392,7 +401,9 @@ static void *worker_main(void *arg)
 	while (!w->stop) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
-		int rc = io_uring_submit_and_wait(&w->ring, 1);
+		/* Handshake steps still queued: collect what completed, do not wait for more. */
+		int rc = w->hs_head ? io_uring_submit_and_get_events(&w->ring)
+				    : io_uring_submit_and_wait(&w->ring, 1);
 
 		w->now_ns = loop_now_ns();
 
@@ -411,6 +422,8 @@ static void *worker_main(void *arg)
 				break;
 		}
 		io_uring_cq_advance(&w->ring, n);
+		if (!w->stop)
+			handshake_run(w);
 		if (w->draining && !w->live)
 			w->stop = true;
 	}

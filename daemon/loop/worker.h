@@ -47,6 +47,11 @@ struct worker_svc {
 	struct src_table src;
 	struct ratelim rl[RL_N];
 	struct ocsp_cache *ocsp; /* peers' OCSP answers; made at the first check */
+	struct hs_rate rate;	 /* max-handshakes-per-second, this worker's share */
+	uint64_t paused_ns;	 /* when its pause began; 0: not paused */
+	struct __kernel_timespec pause_ts;
+	bool accept_armed;     /* an accept is in flight (its last CQE not seen) */
+	bool accept_multishot; /* that accept is multishot (no rate limit when armed) */
 };
 
 /* A function run on a worker's thread for another thread (worker_call). */
@@ -77,6 +82,9 @@ struct worker {
 	uint32_t *pipe_sz; /* their sizes */
 	unsigned n_pipes;
 	bool draining, stop;
+	/* Handshake steps waiting for the loop's next turn (handshake_run): at most
+	 * HS_BUDGET run per batch of completions, so relays are served in between. */
+	struct conn *hs_head, **hs_tail;
 	struct __kernel_timespec drain_ts, accept_backoff;
 	int init_rc;
 	pthread_t thread;
@@ -146,8 +154,11 @@ int worker_conn_recheck(struct worker *w, struct conn *c, struct service *s);
 void listener_arm(struct worker *w, size_t si);
 void listener_on_accept(struct worker *w, uint32_t si, int res, unsigned flags);
 void listener_on_retry(struct worker *w, uint32_t si);
+void listener_on_resume(struct worker *w, uint32_t si);
 /* A connection was accepted on its service: the handshake (server) or connect (client). */
 void handshake_begin(struct worker *w, struct conn *c);
+/* Runs the queued handshake steps, HS_BUDGET at most, oldest first; true if some wait. */
+bool handshake_run(struct worker *w);
 void handshake_on_poll(struct worker *w, struct conn *c, int res);
 void handshake_on_timeout(struct worker *w, struct conn *c, int res);
 void handshake_on_connect(struct worker *w, struct conn *c, int res);

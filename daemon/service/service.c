@@ -189,6 +189,8 @@ const char *service_stat_name(enum service_stat k)
 		[STAT_BYTES_IN] = "bytes_in",
 		[STAT_BYTES_OUT] = "bytes_out",
 		[STAT_SOCKMAP_FALLBACKS] = "sockmap_fallbacks",
+		[STAT_RATE_PAUSES] = "rate_pauses",
+		[STAT_RATE_PAUSED_US] = "rate_paused_us",
 	};
 
 	return k < STAT_MAX ? names[k] : "?";

@@ -51,6 +51,8 @@ enum service_stat {
 	STAT_BYTES_IN,		/* plaintext from the TLS peer, relayed to the other side */
 	STAT_BYTES_OUT,		/* plaintext toward the TLS peer */
 	STAT_SOCKMAP_FALLBACKS, /* --relay sockmap/auto: this connection spliced instead */
+	STAT_RATE_PAUSES,	/* accepting paused by max_handshakes_per_second */
+	STAT_RATE_PAUSED_US,	/* time accepting stood paused by it, us (summed over workers) */
 	STAT_MAX
 };
 

@@ -716,6 +716,8 @@ static void test_mode_order(void **state)
 	expect_exact("[service c]\nallow-uri = spiffe://example.org/x\ntarget = "
 		     "127.0.0.1:80\n" CLIENT_KEYS "verify-dns = a.example\n",
 		     2, "key 'allow-uri' is for mode = server, but [service c] has mode = client");
+	expect_exact(SVC "allow-all = yes\nmax-handshakes-per-second = 10000001\n", 8,
+		     "max-handshakes-per-second: invalid value '10000001'");
 	expect_exact(SVC "verify-any = yes\n", 7,
 		     "key 'verify-any' is for mode = client, but [service a] has mode = server");
 	expect_exact(SVC "max-handshakes-per-source = 3\nmode = client\nverify-any = yes\n", 7,
@@ -789,6 +791,8 @@ static void test_new_keys_cli(void **state)
 					   "0",
 					   "--max-handshakes-per-source",
 					   "10000000",
+					   "--max-handshakes-per-second",
+					   "10000000",
 					   "--idle-timeout",
 					   "2592000",
 					   "--key-password-file",
@@ -798,6 +802,8 @@ static void test_new_keys_cli(void **state)
 	static const char *const cli[] = { "--verify-any",
 					   "--max-handshakes",
 					   "1",
+					   "--max-handshakes-per-second",
+					   "5",
 					   "--idle-timeout",
 					   "0",
 					   "--key-password-file",
@@ -809,6 +815,10 @@ static void test_new_keys_cli(void **state)
 					       "10000001", NULL };
 	static const char *const mps_neg[] = { "--allow-all", "--max-handshakes-per-source", "-1",
 					       NULL };
+	static const char *const mhs_neg[] = { "--allow-all", "--max-handshakes-per-second", "-1",
+					       NULL };
+	static const char *const mhs_x[] = { "--verify-any", "--max-handshakes-per-second", "1k",
+					     NULL };
 	static const char *const idle_big[] = { "--allow-all", "--idle-timeout", "2592001", NULL };
 	static const char *const idle_x[] = { "--verify-any", "--idle-timeout", "1h", NULL };
 	static const char *const pw_none[] = { "--allow-all", "--key-password-file",
@@ -824,6 +834,7 @@ static void test_new_keys_cli(void **state)
 	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", all, &cfg, err), 0);
 	assert_int_equal(cfg.svc[0].max_handshakes, 0);
 	assert_int_equal(cfg.svc[0].max_handshakes_per_source, 0);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_second, 0); /* off */
 	assert_int_equal(cfg.svc[0].idle_timeout_s, 3600);
 	assert_null(cfg.svc[0].key_password_file);
 	assert_false(cfg.allow_core_dumps);
@@ -835,12 +846,14 @@ static void test_new_keys_cli(void **state)
 	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", srv, &cfg, err), 0);
 	assert_int_equal(cfg.svc[0].max_handshakes, 10000000);
 	assert_int_equal(cfg.svc[0].max_handshakes_per_source, 10000000);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_second, 10000000);
 	assert_int_equal(cfg.svc[0].idle_timeout_s, 2592000);
 	assert_string_equal(cfg.svc[0].key_password_file, F);
 	assert_true(cfg.allow_core_dumps);
 	config_free(&cfg);
 	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", cli, &cfg, err), 0);
 	assert_int_equal(cfg.svc[0].max_handshakes, 1);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_second, 5); /* client mode too */
 	assert_int_equal(cfg.svc[0].idle_timeout_s, 0);
 	assert_string_equal(cfg.svc[0].key_password_file, F);
 	config_free(&cfg);
@@ -852,6 +865,10 @@ static void test_new_keys_cli(void **state)
 			 "--max-handshakes-per-source: invalid value '10000001'");
 	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mps_neg,
 			 "--max-handshakes-per-source: invalid value '-1'");
+	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mhs_neg,
+			 "--max-handshakes-per-second: invalid value '-1'");
+	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", mhs_x,
+			 "--max-handshakes-per-second: invalid value '1k'");
 	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", idle_big,
 			 "--idle-timeout: invalid value '2592001'");
 	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", idle_x, "--idle-timeout: invalid value '1h'");
@@ -871,6 +888,7 @@ static void test_new_keys_file(void **state)
 
 	expect_ok("[global]\nallow-core-dumps = yes\n" SVC "allow-all = yes\n"
 		  "max-handshakes = 100\nmax-handshakes-per-source = 10\nidle-timeout = 60\n"
+		  "max-handshakes-per-second = 300\n"
 		  "key-password-file = " F "\n"
 		  "[service c]\ntarget = 127.0.0.1:80\n" CLIENT_KEYS_AT(
 			  "8444") "verify-any = yes\n"
@@ -880,6 +898,7 @@ static void test_new_keys_file(void **state)
 	assert_true(cfg.allow_core_dumps);
 	assert_int_equal(cfg.svc[0].max_handshakes, 100);
 	assert_int_equal(cfg.svc[0].max_handshakes_per_source, 10);
+	assert_int_equal(cfg.svc[0].max_handshakes_per_second, 300);
 	assert_int_equal(cfg.svc[0].idle_timeout_s, 60);
 	assert_string_equal(cfg.svc[0].key_password_file, F);
 	assert_int_equal(cfg.svc[1].max_handshakes, 7);
