@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -807,7 +808,14 @@ static int agent_sandbox(struct agent_state *st)
 {
 	static const int caps[] = { CAP_NET_ADMIN };
 	static const char *const paths[] = { "/proc/keys" };
-	static const char *const syscalls[] = { "keyctl", "add_key" };
+	static const char *const syscalls[] = { "add_key" };
+	/* psk.c's keyctl operations: DESCRIBE, LINK, SEARCH, READ. Not SETPERM, UPDATE,
+	 * UNLINK, REVOKE, PKEY_*: root's other keys stay out of a compromised agent's reach. */
+	static const unsigned keyctl_ops[] = { KEYCTL_DESCRIBE, KEYCTL_LINK, KEYCTL_SEARCH,
+					       KEYCTL_READ };
+	/* Every socket is open by now (netlink, --admin): a new one with CAP_NET_ADMIN would
+	 * reach rtnetlink, nftables and xfrm, and bpf() the socket filters. */
+	static const char *const deny[] = { "socket", "bpf" };
 	const char *files[F_N];
 	char err[CONFIG_ERR_MAX];
 	struct sandbox_spec s = {
@@ -821,7 +829,11 @@ static int agent_sandbox(struct agent_state *st)
 		.paths = paths,
 		.n_paths = 1,
 		.syscalls = syscalls,
-		.n_syscalls = 2,
+		.n_syscalls = 1,
+		.keyctl_ops = keyctl_ops,
+		.n_keyctl_ops = 4,
+		.deny = deny,
+		.n_deny = 2,
 		.log_format = st->o.log_format,
 	};
 	int rc;

@@ -287,7 +287,10 @@ int sandbox_apply_spec(const struct sandbox_spec *s, char *err, size_t errlen)
 	if (!rc)
 		rc = ll = spec_landlock(s, err, errlen);
 	if (rc >= 0 && s->seccomp && !SANITIZED) {
-		rc = seccomp_install_extra(s->syscalls, s->n_syscalls);
+		rc = seccomp_install_extra(s->syscalls, s->n_syscalls, s->keyctl_ops,
+					   s->n_keyctl_ops);
+		if (!rc)
+			rc = seccomp_deny(s->deny, s->n_deny);
 		if (rc)
 			snprintf(err, errlen, "seccomp: %s", strerror(-rc));
 	}

@@ -72,6 +72,14 @@ struct sandbox_spec {
 	size_t n_paths;
 	const char *const *syscalls; /* allowed beyond the common allowlist (seccomp.c) */
 	size_t n_syscalls;
+	/* keyctl(2), only these operations (its first argument); none: keyctl stays refused
+	 * unless syscalls names it (then every operation). */
+	const unsigned *keyctl_ops;
+	size_t n_keyctl_ops;
+	/* Refused outright (EPERM) by a second filter, also what the allowlist has: e.g.
+	 * socket once every socket the command needs is open. */
+	const char *const *deny;
+	size_t n_deny;
 	enum log_format log_format;
 };
 
@@ -92,8 +100,13 @@ int landlock_restrict(const char *const *paths, size_t n);
 /* Installs the allowlist on every thread of the process (TSYNC). Returns 0 or -errno. */
 int seccomp_install(void);
 
-/* seccomp_install, allowing also the syscalls named in extra (names unknown here skipped). */
-int seccomp_install_extra(const char *const *extra, size_t n_extra);
+/* seccomp_install, allowing also the syscalls named in extra (names unknown here skipped)
+ * and keyctl with the operations in keyctl_ops. */
+int seccomp_install_extra(const char *const *extra, size_t n_extra, const unsigned *keyctl_ops,
+			  size_t n_keyctl_ops);
+
+/* A second filter (TSYNC): the syscalls named fail with EPERM. 0 or -errno. */
+int seccomp_deny(const char *const *names, size_t n);
 
 /* After the workers' rings exist: no new io_uring (a second filter, TSYNC). 0 or -errno. */
 int seccomp_seal_rings(void);

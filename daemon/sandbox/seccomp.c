@@ -185,10 +185,48 @@ static int add_arg_rules(scmp_filter_ctx ctx)
 
 int seccomp_install(void)
 {
-	return seccomp_install_extra(NULL, 0);
+	return seccomp_install_extra(NULL, 0, NULL, 0);
 }
 
-int seccomp_install_extra(const char *const *extra, size_t n_extra)
+/*
+ * A second filter refusing what the allowlist allows the server (filters stack, the
+ * stricter answer wins): e.g. the agent's socket, whose every socket is open before.
+ */
+int seccomp_deny(const char *const *names, size_t n)
+{
+	scmp_filter_ctx ctx;
+	int rc;
+
+	if (!n)
+		return 0;
+	ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		return -ENOMEM;
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	/* no_new_privs is set since the allowlist, which refuses that prctl. */
+	if (!rc)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	if (!rc)
+		rc = add_names(ctx, SCMP_ACT_ERRNO(EPERM), names, n);
+	if (!rc)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return rc > 0 ? -rc : rc;
+}
+
+/* keyctl(2) with only these operations: SETPERM, UPDATE, UNLINK, PKEY_SIGN... stay refused. */
+static int add_keyctl_ops(scmp_filter_ctx ctx, const unsigned *ops, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(keyctl), 1,
+				      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)ops[i]));
+	return rc;
+}
+
+int seccomp_install_extra(const char *const *extra, size_t n_extra, const unsigned *keyctl_ops,
+			  size_t n_keyctl_ops)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
 	int rc;
@@ -201,6 +239,8 @@ int seccomp_install_extra(const char *const *extra, size_t n_extra)
 		rc = add_names(ctx, SCMP_ACT_ALLOW, allow, sizeof(allow) / sizeof(allow[0]));
 	if (!rc)
 		rc = add_names(ctx, SCMP_ACT_ALLOW, extra, n_extra);
+	if (!rc)
+		rc = add_keyctl_ops(ctx, keyctl_ops, n_keyctl_ops);
 	if (!rc)
 		rc = add_names(ctx, SCMP_ACT_KILL_PROCESS, fatal, sizeof(fatal) / sizeof(fatal[0]));
 	if (!rc)
