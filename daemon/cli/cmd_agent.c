@@ -43,6 +43,7 @@ struct agent_args {
 	struct run_config run; /* --admin, --admin-allow-remote (agent_admin.h) */
 	char *file;	     /* --config: the file's text, which the values above may point into */
 	const char *cfgpath; /* --config FILE (a reload reads it again), or NULL */
+	bool reload;	     /* parsed for a reload: the sandbox is in force */
 };
 
 static void agent_usage(FILE *f)
@@ -378,8 +379,10 @@ static int agent_args_check(const struct agent_args *g)
 		       "--allow-all: which client certificates may the kernel's servers accept?";
 	else if (!g->cert && (!policy_is_empty(g->allow) || g->allow_all))
 		what = "--allow-* rules apply to a server: give --cert and --key";
+	/* A reload cannot look --user up (Landlock hides /etc/passwd) and need not: the
+	 * user is the one the agent became at start (a change is named in not_applied). */
 	if (!what)
-		return agent_user_check(g);
+		return g->reload ? 0 : agent_user_check(g);
 	fprintf(ERRF, "ktlsd agent: %s\n", what);
 	return -EINVAL;
 }
@@ -637,6 +640,8 @@ struct agent_state {
 	bool failed; /* the last reload failed */
 	unsigned reloads;
 	struct agent_admin *am; /* its expiry series follows the reloaded certificate */
+	char *user;		/* the sandbox as applied at start: a reload cannot change it */
+	bool landlock, seccomp;
 };
 
 static void agent_args_free(struct agent_args *g)
@@ -690,6 +695,7 @@ static int agent_rebuild(struct agent_state *st, struct agent_args *g, struct ag
 	int rc;
 
 	agent_errf = open_memstream(&buf, &n);
+	g->reload = true;
 	rc = agent_args_parse(st->argc, st->argv, g);
 	if (!rc)
 		rc = agent_tls_build(g, t);
@@ -726,6 +732,19 @@ static void not_live_add(char *buf, size_t len, const char *what)
 	snprintf(buf + n, len - n, "%s%s", n ? "," : "", what);
 }
 
+/* The sandbox stays as it was applied at start (no way back to root, nor out of it). */
+static void sandbox_not_live(const struct agent_state *st, char *buf, size_t len)
+{
+	const char *a = st->user, *b = st->g.user;
+
+	if ((a || b) && !(a && b && !strcmp(a, b)))
+		not_live_add(buf, len, "user");
+	if (st->landlock != st->g.landlock)
+		not_live_add(buf, len, "landlock");
+	if (st->seccomp != st->g.seccomp)
+		not_live_add(buf, len, "seccomp");
+}
+
 /* The admin endpoint stays where it was bound at start (before the sandbox). */
 static bool admin_same(const struct agent_admin *am, const struct run_config *run)
 {
@@ -758,7 +777,7 @@ static void agent_reload(void *arg, const char *why)
 	struct agent_args g = { 0 };
 	struct agent_tls t = { 0 };
 	struct agent_fp fp;
-	char reason[512], changed[128], not_live[96];
+	char reason[512], changed[128], not_live[160];
 
 	agent_fp_take(&st->g, &fp);
 	agent_fp_diff(&st->fp, &fp, changed, sizeof(changed));
@@ -783,6 +802,7 @@ static void agent_reload(void *arg, const char *why)
 	st->failed = false;
 	st->reloads++;
 	agent_not_live(&st->o, &st->g.o, not_live, sizeof(not_live));
+	sandbox_not_live(st, not_live, sizeof(not_live));
 	if (!admin_same(st->am, &st->g.run))
 		not_live_add(not_live, sizeof(not_live), "admin");
 	if (agent_admin_renew(st->am, st->t.server ? st->g.cert : st->g.client_cert,
@@ -839,6 +859,10 @@ static int agent_sandbox(struct agent_state *st)
 	int rc;
 
 	agent_paths(&st->g, files);
+	st->landlock = st->g.landlock;
+	st->seccomp = st->g.seccomp;
+	if (st->g.user && !(st->user = strdup(st->g.user)))
+		return -ENOMEM;
 	rc = sandbox_apply_spec(&s, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "ktlsd agent: sandbox: %s\n", err);
@@ -933,5 +957,6 @@ out:
 	filewatch_free(&st.fw);
 	agent_tls_free(&st.t);
 	agent_args_free(&st.g);
+	free(st.user);
 	return ret;
 }
