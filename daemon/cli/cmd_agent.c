@@ -414,11 +414,17 @@ static int agent_files_check(const struct agent_args *g)
 	};
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-		if (f[i].path && access(f[i].path, R_OK)) {
+		/* Opened, not access(): a FIFO put in a file's place (by whoever can write its
+		 * directory) would block OpenSSL's read, and with it the agent's one thread. */
+		FILE *fp = f[i].path ? file_open_regular(f[i].path) : NULL;
+
+		if (f[i].path && !fp) {
 			fprintf(ERRF, "ktlsd agent: --%s %s: %s\n", f[i].opt, f[i].path,
-				strerror(errno));
+				errno == EINVAL ? "not a regular file" : strerror(errno));
 			return -EINVAL;
 		}
+		if (fp)
+			fclose(fp);
 	}
 	return 0;
 }
@@ -469,9 +475,10 @@ static int crl_load(SSL_CTX *ctx, const char *crl)
 	if (!crl)
 		return 0;
 	/* OpenSSL's own words hide why a file is unreadable (a reload under Landlock). */
-	f = fopen(crl, "re");
+	f = file_open_regular(crl);
 	if (!f) {
-		fprintf(ERRF, "ktlsd agent: --crl %s: %s\n", crl, strerror(errno));
+		fprintf(ERRF, "ktlsd agent: --crl %s: %s\n", crl,
+			errno == EINVAL ? "not a regular file" : strerror(errno));
 		return -EINVAL;
 	}
 	fclose(f);
