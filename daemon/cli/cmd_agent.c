@@ -336,9 +336,10 @@ static int agent_file(struct agent_args *g, const char *path)
 	if (g->file)
 		return file_fail(path, 0, "--config given twice", NULL);
 	g->cfgpath = path;
-	f = fopen(path, "re");
+	f = file_open_regular(path); /* a FIFO would block the agent's thread */
 	if (!f) {
-		fprintf(ERRF, "ktlsd agent: --config %s: %s\n", path, strerror(errno));
+		fprintf(ERRF, "ktlsd agent: --config %s: %s\n", path,
+			errno == EINVAL ? "not a regular file" : strerror(errno));
 		return -EINVAL;
 	}
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || n > (1 << 20) || fseek(f, 0, SEEK_SET) ||

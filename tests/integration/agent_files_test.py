@@ -6,7 +6,7 @@ refuses it at once, never blocks opening it. On the host, before any netlink:
 
     agent_files_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki TEST
 
-fifo    a FIFO as --cacert, --cert, --key or --crl: exit 2 within 10 s, "not a regular file"
+fifo    a FIFO as --cacert, --cert, --key, --crl or --config: exit 2 within 10 s, "not a regular file"
 """
 import os
 import subprocess
@@ -36,6 +36,13 @@ def t_fifo(env):
         err = p.stderr.strip()
         check(p.returncode == 2, f"--{opt} FIFO: exit {p.returncode}, want 2 ({err})")
         check(f"--{opt} {fifo}: not a regular file" in err, f"--{opt} FIFO: {err!r}")
+    try:
+        p = subprocess.run([env.args.ktlsd, "agent", "--config", fifo], capture_output=True,
+                           text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        check(False, "--config FIFO: the agent blocked opening it")
+    check(p.returncode == 2 and f"--config {fifo}: not a regular file" in p.stderr,
+          f"--config FIFO: {p.returncode} {p.stderr!r}")
 
 
 TESTS = {"fifo": t_fifo}
