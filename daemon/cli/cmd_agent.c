@@ -836,9 +836,10 @@ static int agent_sandbox(struct agent_state *st)
 {
 	static const int caps[] = { CAP_NET_ADMIN };
 	static const char *const paths[] = { "/proc/keys" };
-	static const char *const syscalls[] = { "add_key" };
 	/* psk.c's keyctl operations: DESCRIBE, LINK, SEARCH, READ. Not SETPERM, UPDATE,
-	 * UNLINK, REVOKE, PKEY_*: root's other keys stay out of a compromised agent's reach. */
+	 * UNLINK, REVOKE, PKEY_*: root's other keys stay out of a compromised agent's reach.
+	 * add_key (peer_key.c) and LINK write into the session keyring only: .nvme, linked
+	 * there (possessed, so writable), gets no key from the agent. */
 	static const unsigned keyctl_ops[] = { KEYCTL_DESCRIBE, KEYCTL_LINK, KEYCTL_SEARCH,
 					       KEYCTL_READ };
 	/* Every socket is open by now (netlink, --admin): a new one with CAP_NET_ADMIN would
@@ -856,10 +857,9 @@ static int agent_sandbox(struct agent_state *st)
 		.n_files = F_N,
 		.paths = paths,
 		.n_paths = 1,
-		.syscalls = syscalls,
-		.n_syscalls = 1,
 		.keyctl_ops = keyctl_ops,
 		.n_keyctl_ops = 4,
+		.keys_session_only = true,
 		.deny = deny,
 		.n_deny = 2,
 		.log_format = st->o.log_format,

@@ -76,6 +76,9 @@ struct sandbox_spec {
 	 * unless syscalls names it (then every operation). */
 	const unsigned *keyctl_ops;
 	size_t n_keyctl_ops;
+	/* add_key, and keyctl's LINK (where keyctl_ops names it), only into the session
+	 * keyring: no key written into a keyring the process came to possess (.nvme). */
+	bool keys_session_only;
 	/* Refused outright (EPERM) by a second filter, also what the allowlist has: e.g.
 	 * socket once every socket the command needs is open. */
 	const char *const *deny;
@@ -100,10 +103,17 @@ int landlock_restrict(const char *const *paths, size_t n);
 /* Installs the allowlist on every thread of the process (TSYNC). Returns 0 or -errno. */
 int seccomp_install(void);
 
+/* What a command may do with the kernel's keys (sandbox_spec's fields of the same names). */
+struct seccomp_keys {
+	const unsigned *keyctl_ops;
+	size_t n_keyctl_ops;
+	bool keys_session_only; /* also allows add_key, into the session keyring only */
+};
+
 /* seccomp_install, allowing also the syscalls named in extra (names unknown here skipped)
- * and keyctl with the operations in keyctl_ops. */
-int seccomp_install_extra(const char *const *extra, size_t n_extra, const unsigned *keyctl_ops,
-			  size_t n_keyctl_ops);
+ * and keyctl/add_key as keys says (NULL: neither, unless extra names them). */
+int seccomp_install_extra(const char *const *extra, size_t n_extra,
+			  const struct seccomp_keys *keys);
 
 /* A second filter (TSYNC): the syscalls named fail with EPERM. 0 or -errno. */
 int seccomp_deny(const char *const *names, size_t n);

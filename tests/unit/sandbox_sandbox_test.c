@@ -264,10 +264,24 @@ static int spec_sockets(void)
 	return 0;
 }
 
+/* add_key and LINK into the session keyring only (-3); the process keyring (-2) refused. */
+static int spec_keys(void)
+{
+	long key = syscall(SYS_add_key, "user", "ktlsd-test", "x", 1, -3);
+
+	if (spec_keyctl != (key >= 0))
+		return 8;
+	if (syscall(SYS_add_key, "user", "ktlsd-test", "x", 1, -2) >= 0 || errno != EPERM)
+		return 9;
+	if (key >= 0 && (syscall(SYS_keyctl, K_LINK, key, -2, 0, 0) >= 0 || errno != EPERM))
+		return 12;
+	return 0;
+}
+
 static int spec_child(void)
 {
 	static const int caps[] = { CAP_NET_ADMIN };
-	static const char *const keyring[] = { "add_key" };
+
 	static const unsigned ops[] = { K_DESCRIBE, K_LINK, K_SEARCH, K_READ };
 	static const char *const deny[] = { "socket", "bpf" };
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
@@ -279,15 +293,17 @@ static int spec_child(void)
 				  .n_caps = 1,
 				  .files = files,
 				  .n_files = 2,
-				  .syscalls = keyring,
-				  .n_syscalls = spec_keyctl ? 1 : 0,
 				  .keyctl_ops = ops,
 				  .n_keyctl_ops = spec_keyctl ? 4 : 0,
+				  .keys_session_only = spec_keyctl,
 				  .deny = deny,
 				  .n_deny = 2 };
 	char err[256];
 	long k;
 
+	/* A session keyring of the child's own: what it adds does not outlive it. */
+	if (syscall(SYS_keyctl, K_JOIN_SESSION, 0, 0, 0, 0) < 0)
+		return 11;
 	if (sandbox_apply_spec(&s, err, sizeof(err)))
 		return 10;
 	sandbox_rings_done();
@@ -301,6 +317,9 @@ static int spec_child(void)
 	/* An operation the spec does not name (it would succeed for root otherwise). */
 	if (syscall(SYS_keyctl, K_JOIN_SESSION, 0, 0, 0, 0) >= 0 || errno != EPERM)
 		return 7;
+	k = spec_keys();
+	if (k)
+		return (int)k;
 	if (open_errno(cert, O_RDONLY))
 		return 3;
 	if (landlock_abi() > 0 && open_errno("/etc/passwd", O_RDONLY) != EACCES)
