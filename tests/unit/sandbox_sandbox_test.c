@@ -301,7 +301,8 @@ static int spec_child(void)
 	char err[256];
 	long k;
 
-	/* A session keyring of the child's own: what it adds does not outlive it. */
+	/* A session keyring of the child's own: what it adds does not outlive it. Exit 11
+	 * (skip) where keyctl is refused before any sandbox of ours. */
 	if (syscall(SYS_keyctl, K_JOIN_SESSION, 0, 0, 0, 0) < 0)
 		return 11;
 	if (sandbox_apply_spec(&s, err, sizeof(err)))
@@ -340,6 +341,10 @@ static void test_spec(void **state)
 	for (int i = 0; i < 2; i++) {
 		spec_keyctl = i;
 		st = in_child(spec_child);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 11) {
+			fprintf(stderr, "skip: no keyctl here (a container's own seccomp?)\n");
+			skip();
+		}
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
 			fail_msg("spec child (keyctl %s): %s %d", i ? "allowed" : "not named",
 				 WIFEXITED(st) ? "check" : "signal",
