@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct agent_args {
 	struct run_config run; /* --admin, --admin-allow-remote (agent_admin.h) */
 	char *file;	     /* --config: the file's text, which the values above may point into */
 	const char *cfgpath; /* --config FILE (a reload reads it again), or NULL */
+	bool reload;	     /* parsed for a reload: the sandbox is in force */
 };
 
 static void agent_usage(FILE *f)
@@ -334,9 +336,10 @@ static int agent_file(struct agent_args *g, const char *path)
 	if (g->file)
 		return file_fail(path, 0, "--config given twice", NULL);
 	g->cfgpath = path;
-	f = fopen(path, "re");
+	f = file_open_regular(path); /* a FIFO would block the agent's thread */
 	if (!f) {
-		fprintf(ERRF, "ktlsd agent: --config %s: %s\n", path, strerror(errno));
+		fprintf(ERRF, "ktlsd agent: --config %s: %s\n", path,
+			errno == EINVAL ? "not a regular file" : strerror(errno));
 		return -EINVAL;
 	}
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || n > (1 << 20) || fseek(f, 0, SEEK_SET) ||
@@ -377,8 +380,10 @@ static int agent_args_check(const struct agent_args *g)
 		       "--allow-all: which client certificates may the kernel's servers accept?";
 	else if (!g->cert && (!policy_is_empty(g->allow) || g->allow_all))
 		what = "--allow-* rules apply to a server: give --cert and --key";
+	/* A reload cannot look --user up (Landlock hides /etc/passwd) and need not: the
+	 * user is the one the agent became at start (a change is named in not_applied). */
 	if (!what)
-		return agent_user_check(g);
+		return g->reload ? 0 : agent_user_check(g);
 	fprintf(ERRF, "ktlsd agent: %s\n", what);
 	return -EINVAL;
 }
@@ -410,11 +415,17 @@ static int agent_files_check(const struct agent_args *g)
 	};
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-		if (f[i].path && access(f[i].path, R_OK)) {
+		/* Opened, not access(): a FIFO put in a file's place (by whoever can write its
+		 * directory) would block OpenSSL's read, and with it the agent's one thread. */
+		FILE *fp = f[i].path ? file_open_regular(f[i].path) : NULL;
+
+		if (f[i].path && !fp) {
 			fprintf(ERRF, "ktlsd agent: --%s %s: %s\n", f[i].opt, f[i].path,
-				strerror(errno));
+				errno == EINVAL ? "not a regular file" : strerror(errno));
 			return -EINVAL;
 		}
+		if (fp)
+			fclose(fp);
 	}
 	return 0;
 }
@@ -465,9 +476,10 @@ static int crl_load(SSL_CTX *ctx, const char *crl)
 	if (!crl)
 		return 0;
 	/* OpenSSL's own words hide why a file is unreadable (a reload under Landlock). */
-	f = fopen(crl, "re");
+	f = file_open_regular(crl);
 	if (!f) {
-		fprintf(ERRF, "ktlsd agent: --crl %s: %s\n", crl, strerror(errno));
+		fprintf(ERRF, "ktlsd agent: --crl %s: %s\n", crl,
+			errno == EINVAL ? "not a regular file" : strerror(errno));
 		return -EINVAL;
 	}
 	fclose(f);
@@ -636,6 +648,8 @@ struct agent_state {
 	bool failed; /* the last reload failed */
 	unsigned reloads;
 	struct agent_admin *am; /* its expiry series follows the reloaded certificate */
+	char *user;		/* the sandbox as applied at start: a reload cannot change it */
+	bool landlock, seccomp;
 };
 
 static void agent_args_free(struct agent_args *g)
@@ -689,6 +703,7 @@ static int agent_rebuild(struct agent_state *st, struct agent_args *g, struct ag
 	int rc;
 
 	agent_errf = open_memstream(&buf, &n);
+	g->reload = true;
 	rc = agent_args_parse(st->argc, st->argv, g);
 	if (!rc)
 		rc = agent_tls_build(g, t);
@@ -725,6 +740,19 @@ static void not_live_add(char *buf, size_t len, const char *what)
 	snprintf(buf + n, len - n, "%s%s", n ? "," : "", what);
 }
 
+/* The sandbox stays as it was applied at start (no way back to root, nor out of it). */
+static void sandbox_not_live(const struct agent_state *st, char *buf, size_t len)
+{
+	const char *a = st->user, *b = st->g.user;
+
+	if ((a || b) && !(a && b && !strcmp(a, b)))
+		not_live_add(buf, len, "user");
+	if (st->landlock != st->g.landlock)
+		not_live_add(buf, len, "landlock");
+	if (st->seccomp != st->g.seccomp)
+		not_live_add(buf, len, "seccomp");
+}
+
 /* The admin endpoint stays where it was bound at start (before the sandbox). */
 static bool admin_same(const struct agent_admin *am, const struct run_config *run)
 {
@@ -757,7 +785,7 @@ static void agent_reload(void *arg, const char *why)
 	struct agent_args g = { 0 };
 	struct agent_tls t = { 0 };
 	struct agent_fp fp;
-	char reason[512], changed[128], not_live[96];
+	char reason[512], changed[128], not_live[160];
 
 	agent_fp_take(&st->g, &fp);
 	agent_fp_diff(&st->fp, &fp, changed, sizeof(changed));
@@ -782,6 +810,7 @@ static void agent_reload(void *arg, const char *why)
 	st->failed = false;
 	st->reloads++;
 	agent_not_live(&st->o, &st->g.o, not_live, sizeof(not_live));
+	sandbox_not_live(st, not_live, sizeof(not_live));
 	if (!admin_same(st->am, &st->g.run))
 		not_live_add(not_live, sizeof(not_live), "admin");
 	if (agent_admin_renew(st->am, st->t.server ? st->g.cert : st->g.client_cert,
@@ -807,7 +836,15 @@ static int agent_sandbox(struct agent_state *st)
 {
 	static const int caps[] = { CAP_NET_ADMIN };
 	static const char *const paths[] = { "/proc/keys" };
-	static const char *const syscalls[] = { "keyctl", "add_key" };
+	/* psk.c's keyctl operations: DESCRIBE, LINK, SEARCH, READ. Not SETPERM, UPDATE,
+	 * UNLINK, REVOKE, PKEY_*: root's other keys stay out of a compromised agent's reach.
+	 * add_key (peer_key.c) and LINK write into the session keyring only: .nvme, linked
+	 * there (possessed, so writable), gets no key from the agent. */
+	static const unsigned keyctl_ops[] = { KEYCTL_DESCRIBE, KEYCTL_LINK, KEYCTL_SEARCH,
+					       KEYCTL_READ };
+	/* Every socket is open by now (netlink, --admin): a new one with CAP_NET_ADMIN would
+	 * reach rtnetlink, nftables and xfrm, and bpf() the socket filters. */
+	static const char *const deny[] = { "socket", "bpf" };
 	const char *files[F_N];
 	char err[CONFIG_ERR_MAX];
 	struct sandbox_spec s = {
@@ -820,13 +857,20 @@ static int agent_sandbox(struct agent_state *st)
 		.n_files = F_N,
 		.paths = paths,
 		.n_paths = 1,
-		.syscalls = syscalls,
-		.n_syscalls = 2,
+		.keyctl_ops = keyctl_ops,
+		.n_keyctl_ops = 4,
+		.keys_session_only = true,
+		.deny = deny,
+		.n_deny = 2,
 		.log_format = st->o.log_format,
 	};
 	int rc;
 
 	agent_paths(&st->g, files);
+	st->landlock = st->g.landlock;
+	st->seccomp = st->g.seccomp;
+	if (st->g.user && !(st->user = strdup(st->g.user)))
+		return -ENOMEM;
 	rc = sandbox_apply_spec(&s, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "ktlsd agent: sandbox: %s\n", err);
@@ -921,5 +965,6 @@ out:
 	filewatch_free(&st.fw);
 	agent_tls_free(&st.t);
 	agent_args_free(&st.g);
+	free(st.user);
 	return ret;
 }

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* The files' watcher and their fingerprints (filewatch.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,11 +117,33 @@ bool filewatch_on_timer(struct filewatch *w)
 	return true;
 }
 
+FILE *file_open_regular(const char *path)
+{
+	struct stat st;
+	FILE *f;
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Regular files never block; the flag only matters for what was refused above. */
+	fcntl(fd, F_SETFL, 0);
+	f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
 bool file_sha256(const char *path, unsigned char sha[32])
 {
 	unsigned char buf[16384];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	FILE *f = fopen(path, "re");
+	FILE *f = file_open_regular(path);
 	bool ok = md && f && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
 	size_t n;
 

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct filewatch {
 	int ifd;	   /* inotify; -1 where unavailable (SIGHUP still reloads) */
@@ -44,7 +45,12 @@ void filewatch_on_events(struct filewatch *w);
 /* w->tfd readable: true when the debounce ran out (reload now). */
 bool filewatch_on_timer(struct filewatch *w);
 
-/* SHA-256 of a file's content; false if it cannot be read. The buffer is wiped (keys). */
+/* path opened for reading if it is a regular file (a FIFO, device or directory put in its
+ * place is refused without blocking, errno EINVAL); NULL otherwise, errno set. */
+FILE *file_open_regular(const char *path);
+
+/* SHA-256 of a regular file's content; false if it cannot be read (or is no regular file:
+ * file_open_regular). The buffer is wiped (keys). */
 bool file_sha256(const char *path, unsigned char sha[32]);
 
 #endif

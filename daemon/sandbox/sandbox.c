@@ -287,7 +287,11 @@ int sandbox_apply_spec(const struct sandbox_spec *s, char *err, size_t errlen)
 	if (!rc)
 		rc = ll = spec_landlock(s, err, errlen);
 	if (rc >= 0 && s->seccomp && !SANITIZED) {
-		rc = seccomp_install_extra(s->syscalls, s->n_syscalls);
+		struct seccomp_keys k = { s->keyctl_ops, s->n_keyctl_ops, s->keys_session_only };
+
+		rc = seccomp_install_extra(s->syscalls, s->n_syscalls, &k);
+		if (!rc)
+			rc = seccomp_deny(s->deny, s->n_deny);
 		if (rc)
 			snprintf(err, errlen, "seccomp: %s", strerror(-rc));
 	}

@@ -72,6 +72,17 @@ struct sandbox_spec {
 	size_t n_paths;
 	const char *const *syscalls; /* allowed beyond the common allowlist (seccomp.c) */
 	size_t n_syscalls;
+	/* keyctl(2), only these operations (its first argument); none: keyctl stays refused
+	 * unless syscalls names it (then every operation). */
+	const unsigned *keyctl_ops;
+	size_t n_keyctl_ops;
+	/* add_key, and keyctl's LINK (where keyctl_ops names it), only into the session
+	 * keyring: no key written into a keyring the process came to possess (.nvme). */
+	bool keys_session_only;
+	/* Refused outright (EPERM) by a second filter, also what the allowlist has: e.g.
+	 * socket once every socket the command needs is open. */
+	const char *const *deny;
+	size_t n_deny;
 	enum log_format log_format;
 };
 
@@ -92,8 +103,20 @@ int landlock_restrict(const char *const *paths, size_t n);
 /* Installs the allowlist on every thread of the process (TSYNC). Returns 0 or -errno. */
 int seccomp_install(void);
 
-/* seccomp_install, allowing also the syscalls named in extra (names unknown here skipped). */
-int seccomp_install_extra(const char *const *extra, size_t n_extra);
+/* What a command may do with the kernel's keys (sandbox_spec's fields of the same names). */
+struct seccomp_keys {
+	const unsigned *keyctl_ops;
+	size_t n_keyctl_ops;
+	bool keys_session_only; /* also allows add_key, into the session keyring only */
+};
+
+/* seccomp_install, allowing also the syscalls named in extra (names unknown here skipped)
+ * and keyctl/add_key as keys says (NULL: neither, unless extra names them). */
+int seccomp_install_extra(const char *const *extra, size_t n_extra,
+			  const struct seccomp_keys *keys);
+
+/* A second filter (TSYNC): the syscalls named fail with EPERM. 0 or -errno. */
+int seccomp_deny(const char *const *names, size_t n);
 
 /* After the workers' rings exist: no new io_uring (a second filter, TSYNC). 0 or -errno. */
 int seccomp_seal_rings(void);

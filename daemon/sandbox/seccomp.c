@@ -15,10 +15,12 @@
  * To extend: add the syscall to allow[] under the feature's heading.
  */
 #include <errno.h>
+#include <linux/keyctl.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 
@@ -185,10 +187,64 @@ static int add_arg_rules(scmp_filter_ctx ctx)
 
 int seccomp_install(void)
 {
-	return seccomp_install_extra(NULL, 0);
+	return seccomp_install_extra(NULL, 0, NULL);
 }
 
-int seccomp_install_extra(const char *const *extra, size_t n_extra)
+/*
+ * A second filter refusing what the allowlist allows the server (filters stack, the
+ * stricter answer wins): e.g. the agent's socket, whose every socket is open before.
+ */
+int seccomp_deny(const char *const *names, size_t n)
+{
+	scmp_filter_ctx ctx;
+	int rc;
+
+	if (!n)
+		return 0;
+	ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		return -ENOMEM;
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	/* no_new_privs is set since the allowlist, which refuses that prctl. */
+	if (!rc)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	if (!rc)
+		rc = add_names(ctx, SCMP_ACT_ERRNO(EPERM), names, n);
+	if (!rc)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return rc > 0 ? -rc : rc;
+}
+
+/* A key_serial_t argument: the kernel reads its low 32 bits, whatever the rest holds. */
+#define SERIAL_IS(arg, serial) SCMP_CMP((arg), SCMP_CMP_MASKED_EQ, 0xffffffffu, (uint32_t)(serial))
+
+/*
+ * keyctl(2) with only these operations: SETPERM, UPDATE, UNLINK, PKEY_SIGN... stay refused.
+ * session_only: add_key and LINK write into the session keyring and nowhere else.
+ */
+static int add_keyctl_ops(scmp_filter_ctx ctx, const struct seccomp_keys *k)
+{
+	const int link = KEYCTL_LINK, session = KEY_SPEC_SESSION_KEYRING;
+	int rc = 0;
+
+	for (size_t i = 0; !rc && k && i < k->n_keyctl_ops; i++) {
+		unsigned op = k->keyctl_ops[i];
+
+		if (k->keys_session_only && op == (unsigned)link)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(keyctl), 2,
+					      SCMP_A0(SCMP_CMP_EQ, op), SERIAL_IS(2, session));
+		else
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(keyctl), 1,
+					      SCMP_A0(SCMP_CMP_EQ, op));
+	}
+	if (!rc && k && k->keys_session_only)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(add_key), 1,
+				      SERIAL_IS(4, session));
+	return rc;
+}
+
+int seccomp_install_extra(const char *const *extra, size_t n_extra, const struct seccomp_keys *keys)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
 	int rc;
@@ -201,6 +257,8 @@ int seccomp_install_extra(const char *const *extra, size_t n_extra)
 		rc = add_names(ctx, SCMP_ACT_ALLOW, allow, sizeof(allow) / sizeof(allow[0]));
 	if (!rc)
 		rc = add_names(ctx, SCMP_ACT_ALLOW, extra, n_extra);
+	if (!rc)
+		rc = add_keyctl_ops(ctx, keys);
 	if (!rc)
 		rc = add_names(ctx, SCMP_ACT_KILL_PROCESS, fatal, sizeof(fatal) / sizeof(fatal[0]));
 	if (!rc)
