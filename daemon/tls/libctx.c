@@ -5,29 +5,30 @@
  * OpenSSL 3.0 decodes the public key of every certificate it parses (d2i_X509: each one
  * a peer sends, two per mTLS handshake with the usual leaf + CA) through a decoder chain
  * built for that one call, OSSL_DECODER_CTX_new_for_pkey, and building it walks every
- * decoder and key manager of the library context, several times: 3.0 has no decoder
- * cache (3.1 has). In OpenSSL's default context, 40 decoders and 18 key managers, that is
- * ~1.2 M instructions per certificate, a third of a full handshake.
+ * decoder of the library context and, several times, its whole method store (every
+ * cipher, digest, MAC, KDF... fetched so far, ~210 with libssl's fetches): 3.0 has no
+ * decoder cache (3.1 has). In OpenSSL's default context that is ~1 M instructions per
+ * certificate, over a quarter of a full handshake.
  *
  * Here one provider, "ktlsd-tls", is loaded: OpenSSL's default provider (loaded into a
- * private context of its own) seen through a view. Every operation passes through whole
- * except two lists:
- * - decoders: DER SubjectPublicKeyInfo, of the key types below that can sign (what a
- *   certificate's key is read with). Private keys, PEM and encrypted keys are read in
- *   OpenSSL's default context (tlsctx.c), never in this one;
- * - key managers: the key types that sign certificates or handshakes (RSA, RSA-PSS, EC,
- *   Ed25519, Ed448, DSA), the TLS key exchange groups ktlsd offers (X25519, P-256, P-384
- *   are EC; X448 too) and HMAC (libssl's TLS 1.3 PSK binder is an HMAC EVP_PKEY). Not DH
- *   (ffdhe groups, which ktlsd does not offer), SM2, or the EVP_PKEY wrappers of other
- *   MACs and KDFs (libssl uses EVP_MAC and EVP_KDF for those).
- * The algorithms themselves are the default provider's, unchanged: the same code
- * verifies the same chains. What the view leaves out cannot be used at all (a
- * certificate with a DH or SM2 key does not verify): it fails closed.
+ * private context of its own) seen through a view that lists, of some operations, only
+ * the algorithms TLS with ktlsd's settings uses (KEEP below); every other operation
+ * (random generators, KEM, asymmetric ciphers, encoders, store loaders) passes through
+ * whole, and so do the provider's parameters and its TLS group list. Decoders: only DER
+ * SubjectPublicKeyInfo (how a certificate's key is read) of the key types that sign.
+ * Private keys, PEM and encrypted keys are read in OpenSSL's default context
+ * (tlsctx.c), never in this one.
+ *
+ * The algorithms are the default provider's code, unchanged, running in its own
+ * context: the same code verifies the same chains. What the view leaves out cannot be
+ * used at all (a certificate with a DH or SM2 key, or signed with SHAKE, does not verify;
+ * an ffdhe group is not offered): it fails closed.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
@@ -35,36 +36,66 @@
 #include "libctx.h"
 
 #define VIEW_NAME "ktlsd-tls"
-#define VIEW_MAX 64 /* per list; the default provider of 3.0 has 40 decoders, 18 key managers */
+#define VIEW_MAX  64 /* per list; the default provider of 3.0 has at most 124 (ciphers) */
+#define KEEP_MAX  16
 
-/* Key types that sign certificates or handshakes: their SPKI decoders and key managers. */
-static const char *const SIGNING[] = { "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "DSA" };
-/* Key managers besides: the key exchange groups, and HMAC (the TLS 1.3 PSK binder). */
-static const char *const OTHER_KEYMGMT[] = { "X25519", "X448", "HMAC" };
-/* The record ciphers of ktlsd's suites (tlsctx.c), and libssl's own ticket cipher. */
-static const char *const CIPHERS[] = { "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305",
-				       "AES-128-CBC", "AES-256-CBC" };
+/*
+ * What the view lists, by any of an algorithm's names:
+ * - key types that sign certificates or handshakes (RSA, RSA-PSS, EC, Ed25519, Ed448,
+ *   DSA), the key exchange groups (X25519; P-256 and P-384 are EC; X448) and HMAC
+ *   (libssl's TLS 1.3 PSK binder is an HMAC EVP_PKEY). Not DH (ffdhe, not offered), SM2;
+ * - the record ciphers of ktlsd's suites (tlsctx.c) and libssl's own ticket cipher;
+ * - the SHA-1/SHA-2/SHA-3 digests, MD5 and MD5-SHA1 (libssl requires both);
+ * - HMAC (libssl's MAC), and the TLS KDFs.
+ */
+static const struct keep {
+	int op;
+	const char *names[KEEP_MAX];
+} KEEP[] = {
+	{ OSSL_OP_KEYMGMT,
+	  { "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "DSA", "X25519", "X448", "HMAC" } },
+	{ OSSL_OP_DECODER, { "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "DSA" } },
+	{ OSSL_OP_SIGNATURE, { "RSA", "ECDSA", "ED25519", "ED448", "DSA", "HMAC" } },
+	{ OSSL_OP_KEYEXCH, { "ECDH", "X25519", "X448" } },
+	{ OSSL_OP_CIPHER,
+	  { "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305", "AES-128-CBC", "AES-256-CBC" } },
+	{ OSSL_OP_DIGEST,
+	  { "SHA1", "SHA2-224", "SHA2-256", "SHA2-384", "SHA2-512", "SHA2-512/224", "SHA2-512/256",
+	    "SHA3-224", "SHA3-256", "SHA3-384", "SHA3-512", "MD5", "MD5-SHA1" } },
+	{ OSSL_OP_MAC, { "HMAC" } },
+	{ OSSL_OP_KDF, { "HKDF", "TLS13-KDF", "TLS1-PRF" } },
+};
+#define N_KEEP (sizeof(KEEP) / sizeof(KEEP[0]))
 
 static struct {
 	OSSL_LIB_CTX *inner; /* where the default provider itself is loaded */
 	OSSL_PROVIDER *deflt;
-	OSSL_ALGORITHM decoders[VIEW_MAX + 1];
-	OSSL_ALGORITHM keymgmts[VIEW_MAX + 1];
-	OSSL_ALGORITHM ciphers[VIEW_MAX + 1];
-	OSSL_LIB_CTX *libctx; /* the view's: what tls_libctx_get hands out */
+	OSSL_ALGORITHM lists[N_KEEP][VIEW_MAX + 1]; /* per KEEP entry, {NULL} terminated */
+	OSSL_LIB_CTX *libctx;			    /* the view's: what tls_libctx_get hands out */
 	int rc;
 } view;
 
 static pthread_once_t view_once = PTHREAD_ONCE_INIT;
 
-/* names is "EC:id-ecPublicKey:1.2.840.10045.2.1": is its first name one of list? */
-static bool first_name_in(const char *names, const char *const *list, size_t n)
+static const struct keep *keep_of(int op)
 {
-	size_t len = strcspn(names, ":");
+	for (size_t i = 0; i < N_KEEP; i++)
+		if (KEEP[i].op == op)
+			return &KEEP[i];
+	return NULL;
+}
 
-	for (size_t i = 0; i < n; i++)
-		if (strlen(list[i]) == len && !strncmp(names, list[i], len))
-			return true;
+/* names is "SHA2-256:SHA-256:SHA256:2.16.840.1.101.3.4.2.1": is one of them in k? */
+static bool name_kept(const char *names, const struct keep *k)
+{
+	for (const char *p = names; *p; p += *p == ':') {
+		size_t len = strcspn(p, ":");
+
+		for (size_t i = 0; i < KEEP_MAX && k->names[i]; i++)
+			if (strlen(k->names[i]) == len && !strncasecmp(p, k->names[i], len))
+				return true;
+		p += len;
+	}
 	return false;
 }
 
@@ -79,29 +110,23 @@ static bool has_property(const char *props, const char *want)
 	return false;
 }
 
-#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-
 bool tls_libctx_keeps(int operation_id, const char *names, const char *properties)
 {
-	switch (operation_id) {
-	case OSSL_OP_KEYMGMT:
-		return first_name_in(names, SIGNING, N_OF(SIGNING)) ||
-		       first_name_in(names, OTHER_KEYMGMT, N_OF(OTHER_KEYMGMT));
-	case OSSL_OP_CIPHER:
-		return first_name_in(names, CIPHERS, N_OF(CIPHERS));
-	case OSSL_OP_DECODER:
-		return first_name_in(names, SIGNING, N_OF(SIGNING)) &&
-		       has_property(properties, "input=der") &&
-		       has_property(properties, "structure=SubjectPublicKeyInfo");
-	default:
+	const struct keep *k = keep_of(operation_id);
+
+	if (!k)
 		return true;
-	}
+	if (operation_id == OSSL_OP_DECODER &&
+	    (!properties || !has_property(properties, "input=der") ||
+	     !has_property(properties, "structure=SubjectPublicKeyInfo")))
+		return false;
+	return name_kept(names, k);
 }
 
-/* The default provider's list for op, less what the view leaves out, into out. */
-static int view_list(int op, OSSL_ALGORITHM *out)
+/* The default provider's list for KEEP[i]'s operation, less what the view leaves out. */
+static int view_list(size_t i)
 {
-	int no_cache = 0, n = 0;
+	int op = KEEP[i].op, no_cache = 0, n = 0;
 	const OSSL_ALGORITHM *a = OSSL_PROVIDER_query_operation(view.deflt, op, &no_cache);
 
 	for (; a && a->algorithm_names; a++) {
@@ -109,7 +134,7 @@ static int view_list(int op, OSSL_ALGORITHM *out)
 			continue;
 		if (n == VIEW_MAX)
 			return -ENOMEM;
-		out[n++] = *a;
+		view.lists[i][n++] = *a;
 	}
 	/* The tables are the provider's static ones (no_cache 0): the copies stay valid. */
 	return n ? 0 : -ENOENT;
@@ -118,16 +143,10 @@ static int view_list(int op, OSSL_ALGORITHM *out)
 /* The view's own list for op, or NULL where op passes through. */
 static const OSSL_ALGORITHM *view_own(int op)
 {
-	switch (op) {
-	case OSSL_OP_DECODER:
-		return view.decoders;
-	case OSSL_OP_KEYMGMT:
-		return view.keymgmts;
-	case OSSL_OP_CIPHER:
-		return view.ciphers;
-	default:
-		return NULL;
-	}
+	for (size_t i = 0; i < N_KEEP; i++)
+		if (KEEP[i].op == op)
+			return view.lists[i];
+	return NULL;
 }
 
 static const OSSL_ALGORITHM *view_query(void *provctx, int op, int *no_cache)
@@ -196,9 +215,11 @@ static int view_make(void)
 {
 	view.inner = OSSL_LIB_CTX_new();
 	view.deflt = view.inner ? OSSL_PROVIDER_load(view.inner, "default") : NULL;
-	if (!view.deflt || view_list(OSSL_OP_DECODER, view.decoders) ||
-	    view_list(OSSL_OP_KEYMGMT, view.keymgmts) || view_list(OSSL_OP_CIPHER, view.ciphers))
+	if (!view.deflt)
 		return -ENOMEM;
+	for (size_t i = 0; i < N_KEEP; i++)
+		if (view_list(i))
+			return -ENOMEM;
 	view.libctx = OSSL_LIB_CTX_new();
 	if (!view.libctx || !OSSL_PROVIDER_add_builtin(view.libctx, VIEW_NAME, view_init) ||
 	    !OSSL_PROVIDER_load(view.libctx, VIEW_NAME))
