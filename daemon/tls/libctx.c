@@ -13,7 +13,7 @@
  * Here one provider, "ktlsd-tls", is loaded: OpenSSL's default provider (loaded into a
  * private context of its own) seen through a view that lists, of some operations, only
  * the algorithms TLS with ktlsd's settings uses (KEEP below); every other operation
- * (random generators, KEM, asymmetric ciphers, encoders, store loaders) passes through
+ * (KEM, encoders, store loaders) passes through
  * whole, and so do the provider's parameters and its TLS group list. Decoders: only DER
  * SubjectPublicKeyInfo (how a certificate's key is read) of the key types that sign.
  * Private keys, PEM and encrypted keys are read in OpenSSL's default context
@@ -42,26 +42,32 @@
 /*
  * What the view lists, by any of an algorithm's names:
  * - key types that sign certificates or handshakes (RSA, RSA-PSS, EC, Ed25519, Ed448,
- *   DSA), the key exchange groups (X25519; P-256 and P-384 are EC; X448) and HMAC
- *   (libssl's TLS 1.3 PSK binder is an HMAC EVP_PKEY). Not DH (ffdhe, not offered), SM2;
+ *   DSA), the key exchange groups ktlsd offers (X25519; P-256 and P-384 are EC) and HMAC
+ *   (libssl's TLS 1.3 PSK binder is an HMAC EVP_PKEY). Not DH or X448 (groups ktlsd does
+ *   not offer), nor SM2;
  * - the record ciphers of ktlsd's suites (tlsctx.c) and libssl's own ticket cipher;
- * - the SHA-1/SHA-2/SHA-3 digests, MD5 and MD5-SHA1 (libssl requires both);
- * - HMAC (libssl's MAC), and the TLS KDFs.
+ * - SHA-1, SHA-2, MD5 and MD5-SHA1 (libssl requires both). A certificate signed with
+ *   SHA-3 still verifies: the signature's own code fetches its digest in the default
+ *   provider's context (unit.tls.libctx checks RSA with SHA3-256);
+ * - HMAC (libssl's MAC), the TLS KDFs, RSA decryption (TLS 1.2 RSA key exchange, for
+ *   completeness) and the random generators OpenSSL's defaults use (CTR-DRBG fed by
+ *   SEED-SRC).
  */
 static const struct keep {
 	int op;
 	const char *names[KEEP_MAX];
 } KEEP[] = {
 	{ OSSL_OP_KEYMGMT,
-	  { "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "DSA", "X25519", "X448", "HMAC" } },
+	  { "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "DSA", "X25519", "HMAC" } },
 	{ OSSL_OP_DECODER, { "RSA", "RSA-PSS", "EC", "ED25519", "ED448", "DSA" } },
 	{ OSSL_OP_SIGNATURE, { "RSA", "ECDSA", "ED25519", "ED448", "DSA", "HMAC" } },
-	{ OSSL_OP_KEYEXCH, { "ECDH", "X25519", "X448" } },
+	{ OSSL_OP_KEYEXCH, { "ECDH", "X25519" } },
+	{ OSSL_OP_ASYM_CIPHER, { "RSA" } },
+	{ OSSL_OP_RAND, { "CTR-DRBG", "SEED-SRC" } },
 	{ OSSL_OP_CIPHER,
 	  { "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305", "AES-128-CBC", "AES-256-CBC" } },
 	{ OSSL_OP_DIGEST,
-	  { "SHA1", "SHA2-224", "SHA2-256", "SHA2-384", "SHA2-512", "SHA2-512/224", "SHA2-512/256",
-	    "SHA3-224", "SHA3-256", "SHA3-384", "SHA3-512", "MD5", "MD5-SHA1" } },
+	  { "SHA1", "SHA2-224", "SHA2-256", "SHA2-384", "SHA2-512", "MD5", "MD5-SHA1" } },
 	{ OSSL_OP_MAC, { "HMAC" } },
 	{ OSSL_OP_KDF, { "HKDF", "TLS13-KDF", "TLS1-PRF" } },
 };

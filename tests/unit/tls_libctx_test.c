@@ -13,6 +13,7 @@
 #include <openssl/decoder.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/rand.h>
 
 #include "libctx.h"
 #include "tls_test_util.h"
@@ -56,13 +57,15 @@ static void test_once(void **state)
 /* Few decoders (the point of it); what TLS uses is there, the rest is not. */
 static void test_lists(void **state)
 {
-	static const char *const md_in[] = { "SHA1", "SHA256",	 "SHA384",  "SHA512",
-					     "MD5",  "MD5-SHA1", "SHA3-256" };
+	static const char *const md_in[] = {
+		"SHA1", "SHA256", "SHA384", "SHA512", "MD5", "MD5-SHA1"
+	};
 	static const char *const cipher_in[] = { "AES-128-GCM", "AES-256-GCM", "CHACHA20-POLY1305",
 						 "AES-256-CBC" };
-	static const char *const km_in[] = { "EC",  "RSA",    "RSA-PSS", "ED25519", "ED448",
-					     "DSA", "X25519", "X448",	 "HMAC" };
+	static const char *const km_in[] = { "EC",    "RSA", "RSA-PSS", "ED25519",
+					     "ED448", "DSA", "X25519",	"HMAC" };
 	OSSL_LIB_CTX *lc = view();
+	unsigned char rnd[32];
 
 	/* 6 key types' SPKI decoders, where the default context has 40 decoders. */
 	assert_int_equal(n_decoders(lc), 6);
@@ -79,9 +82,16 @@ static void test_lists(void **state)
 	EVP_KDF_free(nonnull(EVP_KDF_fetch(lc, "HKDF", NULL), "HKDF"));
 	EVP_SIGNATURE_free(nonnull(EVP_SIGNATURE_fetch(lc, "ECDSA", NULL), "ECDSA"));
 	EVP_KEYEXCH_free(nonnull(EVP_KEYEXCH_fetch(lc, "X25519", NULL), "X25519"));
+	EVP_RAND_free(nonnull(EVP_RAND_fetch(lc, "CTR-DRBG", NULL), "CTR-DRBG"));
+	/* The context's own random generators run (CTR-DRBG seeded from SEED-SRC). */
+	assert_int_equal(RAND_bytes_ex(lc, rnd, sizeof(rnd), 0), 1);
+	assert_int_equal(RAND_priv_bytes_ex(lc, rnd, sizeof(rnd), 0), 1);
 	/* Left out: in the default context, not in the view. */
 	assert_null(EVP_CIPHER_fetch(lc, "ARIA-128-GCM", NULL));
 	assert_null(EVP_MD_fetch(lc, "SHAKE256", NULL));
+	assert_null(EVP_MD_fetch(lc, "SHA3-256", NULL));
+	assert_null(EVP_KEYMGMT_fetch(lc, "X448", NULL));
+	assert_null(EVP_RAND_fetch(lc, "TEST-RAND", NULL));
 	assert_null(EVP_KEYMGMT_fetch(lc, "DH", NULL));
 	assert_null(EVP_KEYMGMT_fetch(lc, "SM2", NULL));
 	assert_null(EVP_KDF_fetch(lc, "SCRYPT", NULL));
@@ -115,7 +125,8 @@ static void test_keeps(void **state)
 }
 
 /* A self-signed certificate for a key made by genpkey alg (and opt), as DER. */
-static int cert_der(const char *alg, const char *curve, int bits, unsigned char **ret_der)
+static int cert_der(const char *alg, const char *curve, int bits, const char *md,
+		    unsigned char **ret_der)
 {
 	EVP_PKEY *k = NULL;
 	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
@@ -139,8 +150,7 @@ static int cert_der(const char *alg, const char *curve, int bits, unsigned char 
 						    (const unsigned char *)alg, -1, -1, 0),
 			 1);
 	assert_int_equal(X509_set_issuer_name(x, n), 1);
-	/* Ed25519/Ed448 sign without a separate digest. */
-	assert_true(X509_sign(x, k, strncmp(alg, "ED", 2) ? EVP_sha256() : NULL) > 0);
+	assert_true(X509_sign(x, k, md ? EVP_get_digestbyname(md) : NULL) > 0);
 	*ret_der = NULL;
 	len = i2d_X509(x, ret_der);
 	assert_true(len > 0);
@@ -156,13 +166,17 @@ static void test_cert_keys(void **state)
 	static const struct {
 		const char *alg, *curve;
 		int bits;
-	} t[] = { { "EC", "P-256", 0 },	     { "EC", "P-384", 0 },   { "RSA", NULL, 2048 },
-		  { "RSA-PSS", NULL, 2048 }, { "ED25519", NULL, 0 }, { "ED448", NULL, 0 } };
+		const char *md; /* NULL: Ed25519/Ed448 sign without a separate digest */
+	} t[] = { { "EC", "P-256", 0, "SHA256" },      { "EC", "P-384", 0, "SHA384" },
+		  { "RSA", NULL, 2048, "SHA3-256" },   { "EC", "P-256", 0, "SHA1" },
+		  { "RSA", NULL, 2048, "SHA256" },     { "RSA", NULL, 2048, "SHA224" },
+		  { "RSA-PSS", NULL, 2048, "SHA256" }, { "ED25519", NULL, 0, NULL },
+		  { "ED448", NULL, 0, NULL } };
 	OSSL_LIB_CTX *lc = view();
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		unsigned char *der;
-		int len = cert_der(t[i].alg, t[i].curve, t[i].bits, &der);
+		int len = cert_der(t[i].alg, t[i].curve, t[i].bits, t[i].md, &der);
 		const unsigned char *p = der;
 		X509 *x = X509_new_ex(lc, NULL);
 
@@ -171,7 +185,8 @@ static void test_cert_keys(void **state)
 		if (!X509_get0_pubkey(x))
 			fail_msg("%s: certificate key not decoded in the view", t[i].alg);
 		if (X509_verify(x, X509_get0_pubkey(x)) != 1)
-			fail_msg("%s: self-signature does not verify in the view", t[i].alg);
+			fail_msg("%s/%s: self-signature does not verify in the view", t[i].alg,
+				 t[i].md);
 		/* A flipped bit in the signature still fails: verification is not weakened. */
 		der[len - 1] ^= 1;
 		p = der;
