@@ -11,6 +11,7 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/x509v3.h>
 
 #include "ktlsd/ktls.h"
@@ -780,10 +781,16 @@ static void verify_setup(SSL_CTX *ctx, const struct service_config *s)
 }
 
 /*
- * In the handshake library context (libctx.c), but for a PKCS#11 key: that one's
- * operations run in the pkcs11 provider, loaded next to the default one in OpenSSL's
- * default context, which it keeps.
+ * Whether s keeps OpenSSL's default library context rather than the handshake one
+ * (libctx.c): a PKCS#11 key, whose operations run in the pkcs11 provider loaded there, and
+ * a FIPS configuration (openssl.cnf's provider sections apply to the default context only).
  */
+static bool wants_default_libctx(const struct service_config *s)
+{
+	return tls_key_is_pkcs11(s->key) || EVP_default_properties_is_fips_enabled(NULL) ||
+	       OSSL_PROVIDER_available(NULL, "fips");
+}
+
 static int ctx_new(const struct service_config *s, SSL_CTX **ret_ctx)
 {
 	bool server = s->role == ROLE_SERVER;
@@ -791,7 +798,7 @@ static int ctx_new(const struct service_config *s, SSL_CTX **ret_ctx)
 	SSL_CTX *ctx;
 	int rc;
 
-	if (!tls_key_is_pkcs11(s->key)) {
+	if (!wants_default_libctx(s)) {
 		rc = tls_libctx_get(&libctx);
 		if (rc)
 			return rc;
