@@ -7,14 +7,15 @@
  * built for that one call, OSSL_DECODER_CTX_new_for_pkey, and building it walks every
  * decoder of the library context and, several times, its whole method store (every
  * cipher, digest, MAC, KDF... fetched so far, ~210 with libssl's fetches): 3.0 has no
- * decoder cache (3.1 has). In OpenSSL's default context that is ~1 M instructions per
- * certificate, over a quarter of a full handshake.
+ * decoder cache (3.1 has). In OpenSSL's default context that is 1.2 M instructions per
+ * certificate in ktlsd (1.56 M with the key's own decoding): over a third of a full
+ * handshake. In this context, 0.17 M (0.49 M); docs/speed.md has the measurements.
  *
  * Here one provider, "ktlsd-tls", is loaded: OpenSSL's default provider (loaded into a
  * private context of its own) seen through a view that lists, of some operations, only
- * the algorithms TLS with ktlsd's settings uses (KEEP below); every other operation
- * (KEM, encoders, store loaders) passes through
- * whole, and so do the provider's parameters and its TLS group list. Decoders: only DER
+ * the algorithms TLS with ktlsd's settings uses (KEEP below); every other operation (KEM,
+ * encoders, store loaders) passes through whole, and so do the provider's parameters
+ * and its TLS group list. Decoders: only DER
  * SubjectPublicKeyInfo (how a certificate's key is read) of the key types that sign.
  * Private keys, PEM and encrypted keys are read in OpenSSL's default context
  * (tlsctx.c), never in this one.

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The OpenSSL library context the services' SSL_CTXs run in: OpenSSL's default provider
- * seen through a view that lists fewer decoders and key managers, because OpenSSL 3.0
- * walks all of them for every certificate a peer sends (libctx.c says why and what).
+ * seen through a view that lists fewer algorithms, because OpenSSL 3.0 walks all of them
+ * for every certificate a peer sends (libctx.c says why and what).
  */
 #ifndef KTLSD_DAEMON_TLS_LIBCTX_H
 #define KTLSD_DAEMON_TLS_LIBCTX_H
@@ -18,9 +18,9 @@
 int tls_libctx_get(OSSL_LIB_CTX **ret_libctx);
 
 /*
- * Whether the view lists algorithm names (its first name, e.g. "EC") for an operation
- * (OSSL_OP_DECODER or OSSL_OP_KEYMGMT; every other operation passes through whole), with
- * the property definition a decoder carries. For the unit test and the bench tools.
+ * Whether the view lists an algorithm of operation_id (OSSL_OP_*) with these names (the
+ * provider's "EC:id-ecPublicKey:1.2.840.10045.2.1") and properties (a decoder's "input=der,
+ * structure=..."; may be NULL otherwise). Operations the view does not filter: true.
  */
 bool tls_libctx_keeps(int operation_id, const char *names, const char *properties);
 
