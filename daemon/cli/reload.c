@@ -723,8 +723,7 @@ int reloader_wait(struct reloader *r, const sigset_t *set)
 		struct pollfd p[3] = { { sfd, POLLIN, 0 },
 				       { r->ifd, POLLIN, 0 },
 				       { r->tfd, POLLIN, 0 } };
-		/* Without a watchdog nothing is due on time: sleep until an fd says so. */
-		int n_ready = poll(p, 3, wd_ms > 0 ? wd_ms : -1);
+		int n_ready = poll(p, 3, wd_ms);
 
 		/* systemd's watchdog: this thread waking up on time is what WATCHDOG=1 vouches. */
 		if (wd_ms > 0 && now_ns() - last_wd >= (uint64_t)wd_ms * 1000000) {
