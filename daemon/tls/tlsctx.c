@@ -11,9 +11,11 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/x509v3.h>
 
 #include "ktlsd/ktls.h"
+#include "libctx.h"
 #include "ocsp.h"
 #include "pkcs11_key.h"
 #include "sess_cache.h"
@@ -517,6 +519,22 @@ static int key_load_pkcs11(SSL_CTX *ctx, const struct service_config *s, struct 
 	return rc;
 }
 
+/*
+ * SSL_CTX_use_PrivateKey_file, but the file is read in OpenSSL's default library context:
+ * the handshake context (libctx.c) has no decoders for private keys, PEM or encrypted
+ * ones. OpenSSL copies the key into the handshake context's key manager on first use.
+ */
+static int key_file_use(SSL_CTX *ctx, const char *file, struct key_pass *kp)
+{
+	BIO *b = BIO_new_file(file, "r");
+	EVP_PKEY *pkey = b ? PEM_read_bio_PrivateKey(b, NULL, key_pass_cb, kp) : NULL;
+	int ok = pkey ? SSL_CTX_use_PrivateKey(ctx, pkey) : 0;
+
+	EVP_PKEY_free(pkey);
+	BIO_free(b);
+	return ok;
+}
+
 static int key_load(SSL_CTX *ctx, const struct service_config *s, struct key_pass *kp, char *err,
 		    size_t errlen)
 {
@@ -524,7 +542,7 @@ static int key_load(SSL_CTX *ctx, const struct service_config *s, struct key_pas
 
 	if (tls_key_is_pkcs11(s->key))
 		return key_load_pkcs11(ctx, s, kp, err, errlen);
-	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) == 1)
+	if (key_file_use(ctx, s->key, kp) == 1)
 		return 0;
 	e = ERR_peek_last_error();
 	if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
@@ -762,6 +780,36 @@ static void verify_setup(SSL_CTX *ctx, const struct service_config *s)
 	SSL_CTX_set_app_data(ctx, s->policy);
 }
 
+/*
+ * Whether s keeps OpenSSL's default library context rather than the handshake one
+ * (libctx.c): a PKCS#11 key, whose operations run in the pkcs11 provider loaded there, and
+ * a FIPS configuration (openssl.cnf's provider sections apply to the default context only).
+ */
+static bool wants_default_libctx(const struct service_config *s)
+{
+	return tls_key_is_pkcs11(s->key) || EVP_default_properties_is_fips_enabled(NULL) ||
+	       OSSL_PROVIDER_available(NULL, "fips");
+}
+
+static int ctx_new(const struct service_config *s, SSL_CTX **ret_ctx)
+{
+	bool server = s->role == ROLE_SERVER;
+	OSSL_LIB_CTX *libctx = NULL;
+	SSL_CTX *ctx;
+	int rc;
+
+	if (!wants_default_libctx(s)) {
+		rc = tls_libctx_get(&libctx);
+		if (rc)
+			return rc;
+	}
+	ctx = SSL_CTX_new_ex(libctx, NULL, server ? TLS_server_method() : TLS_client_method());
+	if (!ctx)
+		return -ENOMEM;
+	*ret_ctx = ctx;
+	return 0;
+}
+
 int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
 		  size_t errlen)
 {
@@ -770,10 +818,10 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 	int rc;
 
 	ERR_clear_error();
-	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (!ctx) {
+	rc = ctx_new(s, &ctx);
+	if (rc) {
 		snprintf(err, errlen, "cannot create TLS context");
-		return -ENOMEM;
+		return rc;
 	}
 	/* A client without a certificate (the handshake agent's xprtsec=tls clients) is fine. */
 	rc = s->cert || server ? identity_setup(ctx, s, err, errlen) : 0;

@@ -19,6 +19,8 @@ ktlsd_unit_test(tls ticket_keys)
 ktlsd_unit_test(tls sess_cache)
 # OCSP response checks (responses built in the test), the answer cache, PKCS#11 URI display.
 ktlsd_unit_test(tls ocsp)
+# The handshake library context: its view of the default provider (tls/libctx.c).
+ktlsd_unit_test(tls libctx)
 # tls_ctx_build with a PKI that scripts/pki makes when the test starts.
 ktlsd_unit_test(tls tlsctx)
 target_compile_definitions(test_tls_tlsctx PRIVATE
