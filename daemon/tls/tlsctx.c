@@ -15,6 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include "ktlsd/ktls.h"
+#include "filewatch.h"
 #include "libctx.h"
 #include "ocsp.h"
 #include "pkcs11_key.h"
@@ -810,6 +811,39 @@ static int ctx_new(const struct service_config *s, SSL_CTX **ret_ctx)
 	return 0;
 }
 
+/*
+ * OpenSSL opens every file with a blocking read: a FIFO put in a file's place (by whoever
+ * can write its directory) would hang the start, or a reload's thread, for good. Missing or
+ * unreadable files are left to the loaders, whose messages say which.
+ */
+static int files_regular(const struct service_config *s, char *err, size_t errlen)
+{
+	const struct {
+		const char *what, *path;
+	} f[] = {
+		{ "cert", s->cert },
+		{ "key", tls_key_is_pkcs11(s->key) ? NULL : s->key },
+		{ "cacert", s->cacert },
+		{ "key-password-file", s->key_password_file },
+		{ "ocsp-staple", s->ocsp_staple },
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]) + s->n_crl; i++) {
+		bool crl = i >= sizeof(f) / sizeof(f[0]);
+		const char *path = crl ? s->crl[i - sizeof(f) / sizeof(f[0])] : f[i].path;
+		FILE *fp = path ? file_open_regular(path) : NULL;
+
+		if (fp)
+			fclose(fp);
+		else if (path && errno == EINVAL) {
+			snprintf(err, errlen, "%s %s: not a regular file", crl ? "crl" : f[i].what,
+				 path);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_ctx, char *err,
 		  size_t errlen)
 {
@@ -818,6 +852,9 @@ int tls_ctx_build(const struct service_config *s, bool for_ktls, SSL_CTX **ret_c
 	int rc;
 
 	ERR_clear_error();
+	rc = files_regular(s, err, errlen);
+	if (rc)
+		return rc;
 	rc = ctx_new(s, &ctx);
 	if (rc) {
 		snprintf(err, errlen, "cannot create TLS context");

@@ -77,7 +77,14 @@ def t_cli_errors(env):
     garbage = os.path.join(env.dir, "garbage.pem")
     with open(garbage, "w") as f:
         f.write("this is not PEM\n")
+    fifo = os.path.join(env.dir, "fifo.pem")
+    os.mkfifo(fifo)
     cases = [
+        # A FIFO in a file's place must not hang the start (OpenSSL's read would block).
+        ("cert is a FIFO", base + ["--cert", fifo, "--key", env.p("server.key"), "--cacert",
+                                   env.p("ca.pem"), "--allow-all"],
+         r"cert .*fifo.pem: not a regular file"),
+        ("CRL is a FIFO", base + good + ["--crl", fifo], r"crl .*fifo.pem: not a regular file"),
         ("missing cert file", base + ["--cert", "/nonexistent/x.pem", "--key",
                                       env.p("server.key"), "--cacert", env.p("ca.pem"),
                                       "--allow-all"], r"cert /nonexistent/x.pem: No such file"),
