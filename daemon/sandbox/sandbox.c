@@ -182,6 +182,31 @@ static void check_readable(const struct run_config *cfg, const char *cfgpath)
 #define SANITIZED false
 #endif
 
+/*
+ * Landlock's rule for a directory covers all beneath it: a file kept in /etc opens all of
+ * /etc (shadow included) to a compromised ktlsd, which may still be uid 0 (the agent).
+ */
+static void warn_broad(enum log_format fmt, const struct path_list *l)
+{
+	static const char *const broad[] = { "/",    "/etc", "/root", "/home",
+					     "/usr", "/var", "/tmp",  "/run" };
+
+	for (size_t i = 0; i < l->n; i++)
+		for (size_t k = 0; k < sizeof(broad) / sizeof(broad[0]); k++) {
+			if (strcmp(l->p[i], broad[k]))
+				continue;
+			struct log_kv kv[] = {
+				{ "dir", l->p[i] },
+				{ "msg",
+				  "a configured file lives directly in this directory, so the "
+				  "sandbox lets ktlsd read everything beneath it: keep ktlsd's "
+				  "files in a directory of their own (e.g. /etc/ktlsd)" },
+			};
+
+			log_kv(fmt, "warn", "sandbox_broad_read", kv, 2);
+		}
+}
+
 /* Step 3: returns the ABI in force, 0 when off or unavailable (logged), or -errno. */
 static int landlock_step(const struct run_config *cfg, const char *cfgpath, char *err,
 			 size_t errlen)
@@ -192,8 +217,10 @@ static int landlock_step(const struct run_config *cfg, const char *cfgpath, char
 	if (!cfg->landlock || SANITIZED)
 		return 0;
 	rc = paths_collect(cfg, cfgpath, &l);
-	if (!rc)
+	if (!rc) {
+		warn_broad(cfg->log_format, &l);
 		rc = landlock_restrict((const char *const *)l.p, l.n);
+	}
 	paths_free(&l);
 	if (rc == -ENOSYS || rc == -EOPNOTSUPP) {
 		struct log_kv kv[] = { { "msg", "this kernel has no Landlock (CONFIG_SECURITY_"
@@ -264,8 +291,10 @@ static int spec_landlock(const struct sandbox_spec *s, char *err, size_t errlen)
 		rc = paths_add_file(&l, s->files[i]);
 	for (size_t i = 0; !rc && i < s->n_paths; i++)
 		rc = paths_add(&l, s->paths[i]);
-	if (!rc)
+	if (!rc) {
+		warn_broad(s->log_format, &l);
 		rc = landlock_restrict((const char *const *)l.p, l.n);
+	}
 	paths_free(&l);
 	if (rc == -ENOSYS || rc == -EOPNOTSUPP) {
 		struct log_kv kv[] = { { "msg", "this kernel has no Landlock: running without "

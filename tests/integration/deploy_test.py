@@ -41,6 +41,7 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import pki_extra as px  # noqa: E402
 from harness import (SANITIZER, Fail, Ktlsd, Skip, check, echo_roundtrip, free_port,  # noqa: E402
                      main)
 
@@ -148,6 +149,20 @@ def t_sandbox(env):
     check(re.search(r"user=nobody uid=65534 caps=none landlock=on landlock_abi=\d+ "
                     r"seccomp=on", line), f"sandbox line: {line}")
     check("sandbox_unreadable" not in k.text(), "a readable file was reported unreadable")
+    check("sandbox_broad_read" not in k.text(), "files in a folder of their own reported broad")
+    # A CRL kept directly in /tmp opens all of /tmp to the sandbox: said at start.
+    crl = f"/tmp/ktlsd-broad-{os.getpid()}.crl"
+    px.make_crl(env.p("ca"), crl)
+    os.chmod(crl, 0o644)
+    try:
+        kb = env.ktlsd(["--user", "nobody", "--crl", crl], target_port=env.echo_backend())
+        broad = kb.wait_line(r"event=sandbox_broad_read")
+        check("dir=/tmp " in broad and "level=warn" in broad, f"broad read line: {broad}")
+        kb.proc.send_signal(signal.SIGTERM)
+        kb.proc.wait(timeout=15)
+    finally:
+        os.unlink(crl)
+    print("a CRL directly in /tmp: warned, sandbox_broad_read dir=/tmp")
     st = proc_status(k.proc.pid)
     check(len(st) == 3, f"expected main + 2 workers: {len(st)} threads")
     for tid, s in st.items():
