@@ -181,7 +181,7 @@ static int admin_parse(struct agent_args *g, const char *v)
 	const char *why = NULL;
 
 	if (addr_parse(v, true, &g->run.admin_addr, &why)) {
-		fprintf(stderr, "ktlsd agent: --admin '%s': %s\n", v, why ? why : "malformed");
+		fprintf(ERRF, "ktlsd agent: --admin '%s': %s\n", v, why ? why : "malformed");
 		return -EINVAL;
 	}
 	g->run.admin = (char *)v;
@@ -393,7 +393,7 @@ static int agent_admin_check(const struct agent_args *g)
 {
 	if (!g->run.admin || g->run.admin_allow_remote || addr_is_loopback(&g->run.admin_addr))
 		return 0;
-	fprintf(stderr,
+	fprintf(ERRF,
 		"ktlsd agent: --admin '%s': not a loopback address (the endpoint has no "
 		"authentication; add --admin-allow-remote to serve it there anyway)\n",
 		g->run.admin);
@@ -835,7 +835,9 @@ out:
 static int agent_sandbox(struct agent_state *st)
 {
 	static const int caps[] = { CAP_NET_ADMIN };
-	static const char *const paths[] = { "/proc/keys" };
+	/* /proc/self (its net/tls_stat too) and /proc/stat: the process_* and
+	 * ktlsd_kernel_tls_* series of --admin, as for the server. */
+	static const char *const paths[] = { "/proc/keys", "/proc/self", "/proc/stat" };
 	/* psk.c's keyctl operations: DESCRIBE, LINK, SEARCH, READ. Not SETPERM, UPDATE,
 	 * UNLINK, REVOKE, PKEY_*: root's other keys stay out of a compromised agent's reach.
 	 * add_key (peer_key.c) and LINK write into the session keyring only: .nvme, linked
@@ -856,7 +858,7 @@ static int agent_sandbox(struct agent_state *st)
 		.files = files,
 		.n_files = F_N,
 		.paths = paths,
-		.n_paths = 1,
+		.n_paths = sizeof(paths) / sizeof(paths[0]),
 		.keyctl_ops = keyctl_ops,
 		.n_keyctl_ops = 4,
 		.keys_session_only = true,

@@ -128,6 +128,17 @@ def wants(lines, s, exprs):
     return bad
 
 
+def process_view(s):
+    """Live only: the sandboxed agent still reads its own /proc (process_*) and the
+    kernel's TLS counters (ktlsd_kernel_tls_*), as the server does."""
+    bad = []
+    if not total(s, "process_resident_memory_bytes") > 0:
+        bad.append("process_resident_memory_bytes is 0: /proc/self unreadable in the sandbox")
+    if not any(k[0].startswith("ktlsd_kernel_tls_") for k in s):
+        bad.append("no ktlsd_kernel_tls_* series: /proc/net/tls_stat unreadable")
+    return bad
+
+
 def endpoints(admin):
     bad = []
     for path, want in (("/healthz", "ok"), ("/readyz", "ready")):
@@ -156,7 +167,7 @@ def main():
         time.sleep(0.5)
     bad += wants(lines, s, a.want)
     if a.admin:
-        bad += endpoints(a.admin)
+        bad += endpoints(a.admin) + process_view(s)
     if a.save:
         with open(a.save, "w") as f:
             f.write(text)
