@@ -195,7 +195,10 @@ class Ktlsd:
         rx = re.compile(pattern)
         end = time.time() + timeout
         while time.time() < end:
-            lines = self.text().splitlines()
+            text = self.text()
+            # A line ktlsd is still writing is not a line yet: a match on half of it
+            # would hand the caller a truncated record.
+            lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
             start = self.seen if new_only else 0
             for i in range(start, len(lines)):
                 if rx.search(lines[i]):
