@@ -13,6 +13,7 @@ if(COMMAND ktlsd_add_vm_test)
 	ktlsd_add_vm_test(vm.limits.idle_sockmap
 		KERNELS 6.1
 		ENV KTLSD_KTLS=require KTLSD_RELAY=sockmap
+		OPTIN KTLSD_SOCKMAP_TESTS "${KTLSD_SOCKMAP_OPTIN}"
 		COMMAND ${PROJECT_SOURCE_DIR}/tests/integration/idle_test.py
 			--ktlsd ${PROJECT_BINARY_DIR}/ktlsd
 			--pki-script ${PROJECT_SOURCE_DIR}/scripts/pki idle_timeout)
