@@ -32,12 +32,15 @@ static char dir[64];
 static int in_child(int (*fn)(void))
 {
 	int st;
-	pid_t pid = fork();
+	pid_t r, pid = fork();
 
 	assert_true(pid >= 0);
 	if (pid == 0)
 		_exit(fn());
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	/* TSan's runtime takes the child's SIGCHLD without SA_RESTART: wait4 can say EINTR. */
+	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	assert_int_equal(r, pid);
 	return st;
 }
 
