@@ -58,6 +58,17 @@ def metric(text, name, label):
     return float(m.group(1))
 
 
+def run_all(n, fn):
+    """fn(0) .. fn(n - 1), each on a thread of its own, all at once: seconds until all ended."""
+    threads = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return time.monotonic() - t0
+
+
 def t_rate(env):
     eport = env.echo_backend()
     admin = free_port()
@@ -66,14 +77,7 @@ def t_rate(env):
                   target_port=eport)
     k.wait_line(r"event=admin_listening")
     out = [None] * N_CLIENTS
-    threads = [threading.Thread(target=client, args=(env, k.port, out, i))
-               for i in range(N_CLIENTS)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    took = time.monotonic() - t0
+    took = run_all(N_CLIENTS, lambda i: client(env, k.port, out, i))
     bad = [(i, o) for i, o in enumerate(out) if o != b"ping %d\n" % i]
     check(not bad, f"{len(bad)} of {N_CLIENTS} clients not served: {bad[:3]}")
     # 100 at 20/s with a burst of 2: ~4.9 s. Without the limit this takes well under 1 s.
@@ -139,13 +143,7 @@ def t_rate_client(env):
     def app(i):
         out[i] = plain_roundtrip(k.port, b"app %d\n" % i, timeout=60)
 
-    threads = [threading.Thread(target=app, args=(i,)) for i in range(n)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    took = time.monotonic() - t0
+    took = run_all(n, app)
     bad = [(i, o) for i, o in enumerate(out) if o != b"app %d\n" % i]
     check(not bad, f"{len(bad)} of {n} apps not served: {bad[:3]}")
     check(took >= 2.0, f"{n} client handshakes at 10/s took only {took:.2f} s")
