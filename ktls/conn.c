@@ -79,8 +79,8 @@ static const struct ktls_suite *suite_for(uint16_t version, uint16_t id)
 }
 
 /* Pointers to the iv/key/salt/rec_seq fields of whichever layout suite uses. */
-static void info_fields(const struct ktls_suite *suite, union ktls_crypto_info *ci, uint8_t **iv,
-			uint8_t **key, uint8_t **salt, uint8_t **seq)
+void ktls_info_fields(const struct ktls_suite *suite, union ktls_crypto_info *ci, uint8_t **iv,
+		      uint8_t **key, uint8_t **salt, uint8_t **seq)
 {
 	switch (suite->cipher_type) {
 	case TLS_CIPHER_AES_GCM_128:
@@ -114,7 +114,7 @@ int ktls_crypto_info_tls13(const struct ktls_suite *suite, const uint8_t *secret
 	memset(ret, 0, sizeof(*ret));
 	ret->base.version = TLS_1_3_VERSION;
 	ret->base.cipher_type = suite->cipher_type;
-	info_fields(suite, ret, &iv, &key, &salt, &rec_seq);
+	ktls_info_fields(suite, ret, &iv, &key, &salt, &rec_seq);
 	rc = ktls_tls13_expand_label(suite->digest, secret, secret_len, "key", key, suite->key_len);
 	if (rc < 0)
 		goto out_wipe;
@@ -167,7 +167,7 @@ static int crypto_info_tls12(SSL *ssl, const struct ktls_suite *suite, bool serv
 		memset(ci[i], 0, sizeof(*ci[i]));
 		ci[i]->base.version = TLS_1_2_VERSION;
 		ci[i]->base.cipher_type = suite->cipher_type;
-		info_fields(suite, ci[i], &iv, &key, &salt, &rec_seq);
+		ktls_info_fields(suite, ci[i], &iv, &key, &salt, &rec_seq);
 		memcpy(key, wkey, kl);
 		put_be64(rec_seq, seq[i]);
 		if (suite->salt_len) {
@@ -462,9 +462,7 @@ struct install {
 /* Frees what the install did not hand over; wipes the crypto_info. */
 static void install_release(struct install *in)
 {
-	if (in->c)
-		ktls_slot_free(in->c->secrets);
-	free(in->c);
+	ktls_conn_free(in->c);
 	in->c = NULL;
 	BIO_free(in->null_wbio);
 	in->null_wbio = NULL;
@@ -562,6 +560,30 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 	return rc;
 }
 
+/* Userspace records: the prepare half, then the keys go to record.c instead of the kernel. */
+int ktls_rec_new(SSL *ssl, struct ktls_conn **ret_conn)
+{
+	struct install in;
+	int rc;
+
+	if (SSL_version(ssl) != TLS1_3_VERSION)
+		return -KTLS_E_UNSUPPORTED_VERSION;
+	rc = install_prepare(&ktls_default_ops, ssl, -1, KTLS_DIR_TX | KTLS_DIR_RX, &in);
+	if (rc < 0)
+		return rc;
+	in.c->rec = ktls_rec_alloc();
+	rc = in.c->rec ? ktls_rec_set_key(in.c, TLS_TX, &in.tx) : -ENOMEM;
+	if (rc == 0)
+		rc = ktls_rec_set_key(in.c, TLS_RX, &in.rx);
+	if (rc == 0) {
+		in.c->rx_installed = true;
+		*ret_conn = in.c;
+		in.c = NULL;
+	}
+	install_release(&in);
+	return rc;
+}
+
 int ktls_conn_install_rx(struct ktls_conn *c, SSL *ssl)
 {
 	union ktls_crypto_info rx;
@@ -613,6 +635,7 @@ void ktls_conn_free(struct ktls_conn *c)
 {
 	if (!c)
 		return;
+	ktls_rec_free(c->rec);
 	ktls_slot_free(c->secrets);
 	free(c);
 }

@@ -76,6 +76,8 @@ static int rekey_check(struct ktls_conn *c)
 
 	if (c->version != TLS1_3_VERSION || !c->secrets)
 		return -KTLS_E_UNSUPPORTED_VERSION;
+	if (c->rec)
+		return 0; /* userspace records (record.c): the new key is ours to use */
 	rc = c->ops->rekey_supported();
 	if (rc < 0)
 		return rc;
@@ -96,7 +98,10 @@ static int rekey_dir(struct ktls_conn *c, int dir, uint8_t *secret)
 	rc = ktls_crypto_info_tls13(c->suite, next, c->secret_len, 0, &ci);
 	if (rc < 0)
 		goto out_wipe;
-	rc = c->ops->setsockopt(c->fd, SOL_TLS, dir, &ci, c->suite->info_len);
+	if (c->rec)
+		rc = ktls_rec_set_key(c, dir, &ci);
+	else
+		rc = c->ops->setsockopt(c->fd, SOL_TLS, dir, &ci, c->suite->info_len);
 	if (rc == -EBUSY)
 		rc = -KTLS_E_REKEY_UNSUPPORTED;
 	if (rc < 0)
@@ -131,6 +136,34 @@ int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update)
 	c->tx_gen++;
 	c->tx_update_owed = false;
 	return 0;
+}
+
+ssize_t ktls_rec_seal_key_update(struct ktls_conn *c, uint8_t *out, size_t cap)
+{
+	const uint8_t msg[5] = { HS_KEY_UPDATE, 0, 0, 1, 0 };
+	ssize_t n;
+	int rc;
+
+	if (!c->rec)
+		return -EINVAL;
+	if (cap < KTLS_REC_OVERHEAD + sizeof(msg))
+		return -ENOSPC;
+	rc = rekey_check(c);
+	if (rc < 0)
+		return rc;
+	memcpy(out + KTLS_REC_HDR, msg, sizeof(msg));
+	n = ktls_rec_seal(c, REC_HANDSHAKE, out, sizeof(msg));
+	if (n < 0)
+		return n;
+	/* Nothing has gone out yet, but the record is sealed: the old key is done with. */
+	rc = rekey_dir(c, TLS_TX, c->secrets->tx);
+	if (rc < 0) {
+		c->tx_broken = true;
+		return rc;
+	}
+	c->tx_gen++;
+	c->tx_update_owed = false;
+	return n;
 }
 
 bool ktls_conn_key_update_owed(const struct ktls_conn *c)
@@ -185,8 +218,9 @@ static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t n,
 		c->hs_hdr_len = 0;
 		switch (c->hs_hdr[0]) {
 		case HS_NEW_SESSION_TICKET:
-			/* Tickets are useless to a connection that will never resume. */
-			if (len > (1u << 24) - 1 || len < 9)
+			/* Tickets are useless to a connection that will never resume; only a
+			 * server sends them. */
+			if (c->server || len < 9)
 				return -KTLS_E_PROTOCOL;
 			c->hs_skip = len;
 			break;
@@ -208,6 +242,38 @@ static int handshake_record(struct ktls_conn *c, const uint8_t *p, size_t n,
 	}
 	*ret_ctrl = ctrl;
 	return 0;
+}
+
+int ktls_control_record(struct ktls_conn *c, uint8_t type, const uint8_t *buf, size_t n,
+			enum ktls_control *ret_ctrl, uint8_t *ret_alert)
+{
+	enum ktls_control ctrl;
+	int rc;
+
+	switch (type) {
+	case REC_ALERT:
+		if (n != 2)
+			rc = -KTLS_E_PROTOCOL;
+		else if (buf[1] == 0) {
+			*ret_ctrl = KTLS_CTRL_CLOSE_NOTIFY;
+			*ret_alert = 0;
+			rc = 0;
+		} else {
+			*ret_ctrl = KTLS_CTRL_ALERT;
+			*ret_alert = buf[1];
+			rc = 0;
+		}
+		break;
+	case REC_HANDSHAKE:
+		rc = handshake_record(c, buf, n, &ctrl);
+		if (rc == 0)
+			*ret_ctrl = ctrl;
+		break;
+	default: /* REC_CCS after the handshake, or an unknown type */
+		rc = -KTLS_E_PROTOCOL;
+		break;
+	}
+	return rc;
 }
 
 static ssize_t recv_record(struct ktls_conn *c, void *buf, size_t len, int flags, uint8_t *ret_type)
@@ -236,7 +302,6 @@ static ssize_t recv_record(struct ktls_conn *c, void *buf, size_t len, int flags
 int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uint8_t *ret_alert)
 {
 	uint8_t buf[MAX_PLAINTEXT + 1];
-	enum ktls_control ctrl;
 	uint8_t type;
 	ssize_t n;
 	int rc;
@@ -256,35 +321,13 @@ int ktls_conn_recv_control(struct ktls_conn *c, enum ktls_control *ret_ctrl, uin
 		return (int)n;
 	if (n == 0)
 		return -ECONNRESET;
-	switch (type) {
-	case REC_ALERT:
-		if (n != 2)
-			rc = -KTLS_E_PROTOCOL;
-		else if (buf[1] == 0) {
-			*ret_ctrl = KTLS_CTRL_CLOSE_NOTIFY;
-			*ret_alert = 0;
-			rc = 0;
-		} else {
-			*ret_ctrl = KTLS_CTRL_ALERT;
-			*ret_alert = buf[1];
-			rc = 0;
-		}
-		break;
-	case REC_HANDSHAKE:
-		rc = handshake_record(c, buf, (size_t)n, &ctrl);
-		if (rc == 0)
-			*ret_ctrl = ctrl;
-		break;
-	default: /* REC_CCS after the handshake, or an unknown type */
-		rc = -KTLS_E_PROTOCOL;
-		break;
-	}
+	rc = ktls_control_record(c, type, buf, (size_t)n, ret_ctrl, ret_alert);
 	/* Ticket bodies carry resumption secrets. */
 	OPENSSL_cleanse(buf, (size_t)n);
 	return rc;
 }
 
-static uint64_t get_be64(const uint8_t *p)
+uint64_t ktls_get_be64(const uint8_t *p)
 {
 	uint64_t v = 0;
 
@@ -317,7 +360,7 @@ static int rx_seq(struct ktls_conn *c, uint64_t *ret_seq)
 			seq = ci.chacha.rec_seq;
 			break;
 		}
-		*ret_seq = get_be64(seq);
+		*ret_seq = ktls_get_be64(seq);
 	}
 	OPENSSL_cleanse(&ci, sizeof(ci));
 	return rc;

@@ -65,8 +65,11 @@ struct ktls_secret_slot {
 struct ktls_secret_slot *ktls_slot_alloc(void);
 void ktls_slot_free(struct ktls_secret_slot *s);
 
+struct ktls_rec;
+
 struct ktls_conn {
 	const struct ktls_ops *ops;
+	struct ktls_rec *rec; /* userspace records (record.c); NULL: the kernel's */
 	const struct ktls_suite *suite;
 	struct ktls_secret_slot *secrets; /* TLS 1.3 only */
 	uint64_t tx_gen;
@@ -95,5 +98,22 @@ struct ktls_conn {
  */
 int ktls_crypto_info_tls13(const struct ktls_suite *suite, const uint8_t *secret, size_t secret_len,
 			   uint64_t seq, union ktls_crypto_info *ret);
+
+/* The crypto_info fields of whichever layout suite uses. */
+void ktls_info_fields(const struct ktls_suite *suite, union ktls_crypto_info *ci, uint8_t **iv,
+		      uint8_t **key, uint8_t **salt, uint8_t **seq);
+uint64_t ktls_get_be64(const uint8_t *p);
+
+/* Userspace records: one direction's key (TLS_TX / TLS_RX) from ci, as setsockopt would. */
+int ktls_rec_set_key(struct ktls_conn *c, int dir, const union ktls_crypto_info *ci);
+struct ktls_rec *ktls_rec_alloc(void);
+void ktls_rec_free(struct ktls_rec *r);
+
+/*
+ * A decrypted non-data record of type with n bytes of plaintext: alerts, and TLS 1.3
+ * handshake messages (tickets skipped, KeyUpdate followed), as ktls_conn_recv_control.
+ */
+int ktls_control_record(struct ktls_conn *c, uint8_t type, const uint8_t *buf, size_t n,
+			enum ktls_control *ret_ctrl, uint8_t *ret_alert);
 
 #endif

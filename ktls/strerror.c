@@ -29,6 +29,10 @@ const char *ktls_strerror(int err)
 	case KTLS_E_NOT_ESTABLISHED:
 		return "peer half-closed before kTLS install (the kernel attaches TLS only to "
 		       "an established socket)";
+	case KTLS_E_BAD_RECORD:
+		return "record failed authentication (bad_record_mac)";
+	case KTLS_E_RECORD_OVERFLOW:
+		return "record longer than TLS allows (record_overflow)";
 	}
 	return strerror(err < 0 ? -err : err);
 }

@@ -216,6 +216,7 @@ static void conn_log_end(struct worker *w, struct conn *c)
 				      : "tx+rx" },
 		{ "ktls_note", c->note },
 		{ "relay", c->relay ? c->relay->kind : NULL },
+		{ "records", c->relay ? c->relay->records : NULL },
 		/* the TLS peer's FIN came without close_notify (either relay) */
 		{ "bytes_in", in },
 		{ "bytes_out", out },

@@ -30,14 +30,19 @@ struct sockmap_conn;
 struct dir {
 	uint8_t *buf; /* userspace: pooled, held only while bytes are in flight */
 	uint32_t len, off;
+	/* Userspace records, TLS -> plaintext: received records (pooled, held while a record
+	 * is incomplete or unopened), rlen bytes of which roff are done. */
+	uint8_t *rbuf;
+	uint32_t rlen, roff;
 	uint32_t dirty; /* how much of buf has held plaintext since it was taken */
 	int pipe[2];	/* kTLS: socket -> pipe -> socket, pooled: held while bytes move */
 	uint32_t in_pipe, pipe_sz;
-	bool eof;     /* source finished */
-	bool shut;    /* destination's write side shut (close_notify / FIN sent) */
-	bool busy;    /* an operation of this direction is in flight */
-	bool writing; /* kTLS: that operation is a splice into the destination socket */
-	bool kernel;  /* sockmap: the kernel forwards this direction, ktlsd watches for its end */
+	bool eof;	/* source finished */
+	bool shut;	/* destination's write side shut (close_notify / FIN sent) */
+	bool busy;	/* an operation of this direction is in flight */
+	bool writing;	/* kTLS: that operation is a splice into the destination socket */
+	bool kernel;	/* sockmap: the kernel forwards this direction, ktlsd watches for its end */
+	bool cn_queued; /* userspace records: our close_notify is the last record in buf */
 	uint64_t bytes;
 };
 

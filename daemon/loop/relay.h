@@ -17,6 +17,9 @@ struct relay_ops {
 	 * the connections it carries. */
 	const char *kind;
 	int gauge;
+	/* Who protects the records once it runs: "kernel" (kTLS), "ktlsd" (libktls's
+	 * userspace records) or "openssl" (the SSL kept): conn_end's records=. */
+	const char *records;
 	/* Takes c over once the handshake and the target connect are done. 0: relaying; <0:
 	 * c was not touched (the caller may try another relay) or has been failed. */
 	int (*start)(struct worker *w, struct conn *c);

@@ -66,5 +66,7 @@ void relay_begin(struct worker *w, struct conn *c)
 		conn_count(w, c, STAT_KTLS_FALLBACKS);
 		c->note = ktls_strerror(rc);
 	}
-	relay_us_ops.start(w, c);
+	/* libktls's records where it can take the session, else OpenSSL's. */
+	if (relay_rec_ops.start(w, c) && !c->closing)
+		relay_us_ops.start(w, c);
 }

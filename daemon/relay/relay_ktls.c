@@ -589,6 +589,7 @@ static void ktls_release(struct worker *w, struct conn *c)
 const struct relay_ops relay_ktls_ops = {
 	.kind = "splice",
 	.gauge = GAUGE_RELAY_SPLICE,
+	.records = "kernel",
 	.start = ktls_start,
 	.on_cqe = ktls_on_cqe,
 	.close_notify = ktls_close_notify,
@@ -599,6 +600,7 @@ const struct relay_ops relay_ktls_ops = {
 const struct relay_ops relay_sockmap_ops = {
 	.kind = "sockmap",
 	.gauge = GAUGE_RELAY_SOCKMAP,
+	.records = "kernel",
 	.start = ktls_start,
 	.on_cqe = ktls_on_cqe,
 	.close_notify = ktls_close_notify,

@@ -66,14 +66,8 @@ static void shut_tls(struct conn *c)
 	shutdown(c->tfd, SHUT_WR);
 }
 
-/*
- * The destination has taken everything buffered for d: make ready for the next read. 0:
- * a buffer is there; -ENODATA: the source had ended, so the destination's write side is
- * now shut (shut_dst, once) and the connection may be done; -ENOMEM: no buffer, and c has
- * been failed. Either error: stop pumping.
- */
-static int dir_next(struct worker *w, struct conn *c, struct dir *d,
-		    void (*shut_dst)(struct conn *c))
+int relay_dir_next(struct worker *w, struct conn *c, struct dir *d,
+		   void (*shut_dst)(struct conn *c))
 {
 	d->off = d->len = 0;
 	if (d->eof) {
@@ -114,7 +108,7 @@ static void us_pump_t2p(struct worker *w, struct conn *c)
 			conn_touch(w, c);
 			continue;
 		}
-		if (dir_next(w, c, d, shut_plain))
+		if (relay_dir_next(w, c, d, shut_plain))
 			return;
 		/* Drain what OpenSSL can give without blocking, record by record. */
 		for (;;) {
@@ -182,7 +176,7 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 				return;
 			}
 		}
-		if (dir_next(w, c, d, shut_tls))
+		if (relay_dir_next(w, c, d, shut_tls))
 			return;
 		ssize_t n = recv(c->pfd, d->buf, RELAY_BUF, 0);
 
@@ -241,6 +235,7 @@ static void us_release(struct worker *w, struct conn *c)
 const struct relay_ops relay_us_ops = {
 	.kind = "userspace",
 	.gauge = GAUGE_RELAY_USERSPACE,
+	.records = "openssl",
 	.start = us_start,
 	.on_cqe = us_on_cqe,
 	.close_notify = us_close_notify,

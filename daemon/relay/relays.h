@@ -28,6 +28,7 @@ enum relay_op {
 };
 
 extern const struct relay_ops relay_us_ops;
+extern const struct relay_ops relay_rec_ops;
 extern const struct relay_ops relay_ktls_ops;
 extern const struct relay_ops relay_sockmap_ops; /* relay_ktls.c, with relay_sockmap.c */
 
@@ -44,5 +45,14 @@ bool relay_ktls_fallback_ok(struct worker *w, struct conn *c, int err);
  * and c has been failed with its reason.
  */
 int relay_tls_read_end(struct worker *w, struct conn *c, int ret);
+
+/*
+ * The destination has taken everything buffered for d: make ready for the next read. 0:
+ * a buffer is there; -ENODATA: the source had ended, so the destination's write side is
+ * now shut (shut_dst, once) and the connection may be done; -ENOMEM: no buffer, and c has
+ * been failed. Either error: stop pumping. (The userspace relays.)
+ */
+int relay_dir_next(struct worker *w, struct conn *c, struct dir *d,
+		   void (*shut_dst)(struct conn *c));
 
 #endif

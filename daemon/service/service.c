@@ -69,7 +69,8 @@ int service_new(const struct service_config *cfg, bool kernel_ktls, unsigned n_w
 	s->use_ktls = cfg->ktls != KTLS_MODE_OFF && kernel_ktls;
 	s->max_handshakes = cfg->max_handshakes ? cfg->max_handshakes : cfg->max_conns;
 	s->conn_cap = cfg->max_conns;
-	rc = tls_ctx_build(cfg, s->use_ktls, &s->ctx, err, errlen);
+	/* Keys are exported either way: to the kernel, or to libktls's userspace records. */
+	rc = tls_ctx_build(cfg, true, &s->ctx, err, errlen);
 	if (rc)
 		goto out_free;
 	s->cert_not_after = cert_not_after(s->ctx);

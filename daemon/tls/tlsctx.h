@@ -64,7 +64,8 @@ void tls_set_session_cache(SSL *ssl, struct sess_cache *cache);
  * (s->resumption): a server issues stateless tickets under rotated keys (ticket_keys.c)
  * and accepts one only while the certificate inside is unexpired and still allowed; a
  * client hands the tickets it gets to tls_set_session_cache()'s cache. Without it no
- * session state is kept or sent at all. for_ktls: prepare for key export (libktls).
+ * session state is kept or sent at all. for_ktls: prepare for key export (libktls: kTLS,
+ * or its userspace records).
  * Returns 0, or with an operator-facing message in err: -EINVAL (a file, or a TLS
  * parameter of s, that OpenSSL refuses), -ENOMEM, -EIO or -ENOTSUP (session ticket keys,
  * see ticket_keys_new), or ktls_ctx_prepare's error (for_ktls). *ret_ctx is untouched on

@@ -35,6 +35,8 @@ enum {
 	KTLS_E_PROTOCOL,	    /* malformed control record from the peer */
 	KTLS_E_SEQUENCE,	    /* record sequence unknown (not counted, or keys updated) */
 	KTLS_E_NOT_ESTABLISHED,	    /* TCP not ESTABLISHED: the peer's FIN came before install */
+	KTLS_E_BAD_RECORD,	    /* userspace records: a record failed authentication */
+	KTLS_E_RECORD_OVERFLOW,	    /* userspace records: a record longer than TLS allows */
 	KTLS_E_MAX
 };
 
@@ -154,6 +156,56 @@ int ktls_conn_send_close_notify(struct ktls_conn *c);
  * TLS 1.2: -KTLS_E_UNSUPPORTED_VERSION.
  */
 int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);
+
+/*
+ * Userspace records (record.c): what the kernel's TLS ULP does, done by libktls for hosts
+ * without kTLS, so the SSL can be freed after the handshake all the same. TLS 1.3 only.
+ * The connection is the same struct ktls_conn: non-data records take the control path of
+ * ktls_conn_recv_control (alerts, tickets skipped, a peer's KeyUpdate followed and our
+ * answer owed). Nothing here does I/O: the caller moves the bytes.
+ *
+ * ktls_rec_new: both directions' keys at the counted sequence numbers (ktls_ctx_prepare's
+ * capture); then SSL_free(ssl). Fails as ktls_install's prepare half does (the SSL is
+ * untouched: the caller may go on with OpenSSL), or -KTLS_E_UNSUPPORTED_VERSION (TLS 1.2).
+ */
+#define KTLS_REC_HDR	   5
+#define KTLS_REC_TAG	   16
+#define KTLS_REC_PLAIN_MAX 16384 /* plaintext bytes per record */
+/* One sealed record is its plaintext plus this (header, content type, tag). */
+#define KTLS_REC_OVERHEAD (KTLS_REC_HDR + 1 + KTLS_REC_TAG)
+/* Room ktls_rec_unseal needs in out: the longest inner plaintext (with padding). */
+#define KTLS_REC_INNER_MAX (KTLS_REC_PLAIN_MAX + 256 - KTLS_REC_TAG)
+int ktls_rec_new(SSL *ssl, struct ktls_conn **ret_conn);
+
+/*
+ * Seal one record of type (23 data, 21 alert, 22 handshake) in place: rec holds len
+ * (<= KTLS_REC_PLAIN_MAX) plaintext bytes at rec + KTLS_REC_HDR and room for
+ * KTLS_REC_OVERHEAD - KTLS_REC_HDR more after them. Returns the record's length.
+ */
+ssize_t ktls_rec_seal(struct ktls_conn *c, uint8_t type, uint8_t *rec, size_t len);
+/* An alert record (level 1 warning / 2 fatal) into out (>= 24 bytes); its length. */
+ssize_t ktls_rec_seal_alert(struct ktls_conn *c, uint8_t level, uint8_t desc, uint8_t *out,
+			    size_t cap);
+/* Our owed KeyUpdate (ktls_conn_key_update_owed) into out (>= 27 bytes) under the old key;
+ * every later record uses the next one. Returns its length. */
+ssize_t ktls_rec_seal_key_update(struct ktls_conn *c, uint8_t *out, size_t cap);
+
+/*
+ * Open the first record of the avail bytes at in into out (outcap >= KTLS_REC_INNER_MAX).
+ * 0: *used bytes of in were one record; *ctrl says what it was: KTLS_CTRL_DATA with *len
+ * plaintext bytes at out (may be 0: an empty record), or a control record as
+ * ktls_conn_recv_control reports it (its plaintext is wiped). -EAGAIN: in holds less than
+ * one record (nothing used). Errors, each fatal for the connection: -KTLS_E_PROTOCOL,
+ * -KTLS_E_BAD_RECORD, -KTLS_E_RECORD_OVERFLOW, -KTLS_E_REKEY..., -ENOMEM; ktls_rec_alert
+ * names the alert to send for it.
+ */
+int ktls_rec_unseal(struct ktls_conn *c, const uint8_t *in, size_t avail, size_t *used,
+		    uint8_t *out, size_t outcap, size_t *len, enum ktls_control *ctrl,
+		    uint8_t *alert);
+/* The fatal alert (RFC 8446 6.2) that an error of ktls_rec_unseal calls for. */
+uint8_t ktls_rec_alert(int err);
+/* Nothing more may be sealed on c (a fatal alert went either way). */
+void ktls_rec_stop_tx(struct ktls_conn *c);
 
 /* Wipes secrets and frees; does not close the fd. NULL is fine. */
 void ktls_conn_free(struct ktls_conn *c);

@@ -54,6 +54,7 @@ def t_truncation(env):
     line = k.conn_end(r'reason="truncated: no close_notify"')
     check(" level=warn " in f" {line}" and f"bytes_in={len(payload)} " in line,
           f"truncated end: {line}")
+    check(" relay=userspace records=ktlsd " in line, f"not on ktlsd's own records: {line}")
     s.close()
 
     # A clean end (close_notify) stays info / closed.
