@@ -560,23 +560,30 @@ int ktls_install_dirs_with(const struct ktls_ops *ops, SSL *ssl, int fd, unsigne
 	return rc;
 }
 
-/* Userspace records: the prepare half, then the keys go to record.c instead of the kernel. */
-int ktls_rec_new(SSL *ssl, struct ktls_conn **ret_conn)
+/*
+ * Userspace records: the prepare half, then the keys go to record.c instead of the kernel.
+ * TX only: OpenSSL goes on reading (a client's tickets) and must never write again.
+ */
+int ktls_rec_new(SSL *ssl, unsigned dirs, struct ktls_conn **ret_conn)
 {
 	struct install in;
 	int rc;
 
 	if (SSL_version(ssl) != TLS1_3_VERSION)
 		return -KTLS_E_UNSUPPORTED_VERSION;
-	rc = install_prepare(&ktls_default_ops, ssl, -1, KTLS_DIR_TX | KTLS_DIR_RX, &in);
+	rc = install_prepare(&ktls_default_ops, ssl, -1, dirs, &in);
 	if (rc < 0)
 		return rc;
 	in.c->rec = ktls_rec_alloc();
 	rc = in.c->rec ? ktls_rec_set_key(in.c, TLS_TX, &in.tx) : -ENOMEM;
-	if (rc == 0)
+	if (rc == 0 && in.with_rx)
 		rc = ktls_rec_set_key(in.c, TLS_RX, &in.rx);
 	if (rc == 0) {
-		in.c->rx_installed = true;
+		in.c->rx_installed = in.with_rx;
+		if (!in.with_rx) {
+			SSL_set0_wbio(ssl, in.null_wbio);
+			in.null_wbio = NULL;
+		}
 		*ret_conn = in.c;
 		in.c = NULL;
 	}
@@ -598,7 +605,9 @@ int ktls_conn_install_rx(struct ktls_conn *c, SSL *ssl)
 	if (rc < 0)
 		return rc;
 	rc = crypto_infos(c, ssl, cap, NULL, &rx);
-	if (rc == 0)
+	if (rc == 0 && c->rec)
+		rc = ktls_rec_set_key(c, TLS_RX, &rx);
+	else if (rc == 0)
 		rc = c->ops->setsockopt(c->fd, SOL_TLS, TLS_RX, &rx, c->suite->info_len);
 	if (rc == 0)
 		c->rx_installed = true;

@@ -40,6 +40,13 @@ static int proxy_header_send(struct conn *c)
 	return (size_t)n == len ? 0 : -EAGAIN;
 }
 
+void relay_ssl_handed_over(struct conn *c)
+{
+	SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+}
+
 void relay_begin(struct worker *w, struct conn *c)
 {
 	if (conn_is_server(c) && c->svc->cfg->proxy_protocol) {

@@ -204,18 +204,6 @@ static void pump(struct worker *w, struct conn *c, bool t2p)
 	conn_maybe_done(w, c);
 }
 
-/*
- * The kernel owns the session now: keep no SSL (memory per idle connection). Freed
- * without SSL_shutdown, OpenSSL would take the session for a broken one and mark the
- * client's newest ticket unusable; nothing is broken, so say the shutdown is done.
- */
-static void ssl_handed_over(struct conn *c)
-{
-	SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-	SSL_free(c->ssl);
-	c->ssl = NULL;
-}
-
 /* RX is in the kernel now: the SSL goes, and splicing takes the TLS -> plaintext side. */
 static int split_finish(struct worker *w, struct conn *c)
 {
@@ -223,7 +211,7 @@ static int split_finish(struct worker *w, struct conn *c)
 
 	if (rc)
 		return rc;
-	ssl_handed_over(c);
+	relay_ssl_handed_over(c);
 	pump(w, c, true);
 	return 0;
 }
@@ -373,7 +361,7 @@ static int ktls_start(struct worker *w, struct conn *c)
 	c->kc = kc;
 	c->ktls = true;
 	if (!split)
-		ssl_handed_over(c);
+		relay_ssl_handed_over(c);
 	/* No pipes yet: each direction takes one from the worker's pool when bytes come. */
 	if (split)
 		split_read(w, c);

@@ -17,8 +17,9 @@
  * path: a close_notify ends the direction, an alert fails the connection, tickets are
  * skipped and a KeyUpdate is followed, ours owed going out before our next record.
  * Errors in the peer's records send it the fatal alert RFC 8446 names and end the
- * connection. Where the record layer cannot take a connection (TLS 1.2, a client still to
- * read the server's resumption tickets, OpenSSL holding unread bytes), relay_us.c does.
+ * connection. A client that resumes reads the server's tickets through OpenSSL first
+ * (t2p_split). Where the record layer cannot take a connection (TLS 1.2, OpenSSL holding
+ * unread bytes), relay_us.c does.
  */
 #include <errno.h>
 #include <poll.h>
@@ -321,24 +322,51 @@ static void rec_pump_p2t(struct worker *w, struct conn *c)
 	}
 }
 
+/*
+ * A resuming client reads through OpenSSL until the server's tickets (or its first data)
+ * are through, then RX moves to libktls, as the kTLS relay's split install does. False
+ * while OpenSSL still reads (or c has failed).
+ */
+static bool t2p_split(struct worker *w, struct conn *c)
+{
+	int rc;
+
+	if (!c->ssl)
+		return true;
+	relay_us_pump_t2p(w, c);
+	if (c->closing || !(c->id.tickets || c->t2p.bytes) || SSL_has_pending(c->ssl))
+		return false;
+	rc = ktls_conn_install_rx(c->kc, c->ssl);
+	if (rc) {
+		conn_fail(w, c, "records: taking %s's keys over: %s", conn_tls_side(c),
+			  ktls_strerror(rc));
+		return false;
+	}
+	relay_ssl_handed_over(c);
+	return !c->t2p.busy; /* else its poll comes back to rec_pump_t2p */
+}
+
+static void rec_t2p(struct worker *w, struct conn *c)
+{
+	if (t2p_split(w, c))
+		rec_pump_t2p(w, c);
+}
+
 static int rec_start(struct worker *w, struct conn *c)
 {
+	/* A client that resumes must read the server's tickets through OpenSSL. */
+	bool split = !conn_is_server(c) && conn_sess_cache(w, c);
 	struct ktls_conn *kc = NULL;
 	int rc;
 
-	/* A client that resumes must read the server's tickets through OpenSSL. */
-	if (!conn_is_server(c) && conn_sess_cache(w, c))
-		return -KTLS_E_PENDING;
-	rc = ktls_rec_new(c->ssl, &kc);
+	rc = ktls_rec_new(c->ssl, KTLS_DIR_TX | (split ? 0 : KTLS_DIR_RX), &kc);
 	if (rc)
 		return rc;
 	c->kc = kc;
-	/* The keys are libktls's now; the SSL goes without a word to the peer. */
-	SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-	SSL_free(c->ssl);
-	c->ssl = NULL;
+	if (!split)
+		relay_ssl_handed_over(c);
 	conn_set_relay(w, c, &relay_rec_ops);
-	rec_pump_t2p(w, c);
+	rec_t2p(w, c);
 	if (!c->closing)
 		rec_pump_p2t(w, c);
 	return 0;
@@ -352,7 +380,7 @@ static void rec_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 	if (c->closing)
 		return;
 	if (op == OP_US_T2P)
-		rec_pump_t2p(w, c);
+		rec_t2p(w, c);
 	else
 		rec_pump_p2t(w, c);
 }

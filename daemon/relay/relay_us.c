@@ -86,7 +86,7 @@ int relay_dir_next(struct worker *w, struct conn *c, struct dir *d,
 	return 0;
 }
 
-static void us_pump_t2p(struct worker *w, struct conn *c)
+void relay_us_pump_t2p(struct worker *w, struct conn *c)
 {
 	struct dir *d = &c->t2p;
 
@@ -200,7 +200,7 @@ static void us_pump_p2t(struct worker *w, struct conn *c)
 static int us_start(struct worker *w, struct conn *c)
 {
 	conn_set_relay(w, c, &relay_us_ops);
-	us_pump_t2p(w, c);
+	relay_us_pump_t2p(w, c);
 	if (!c->closing)
 		us_pump_p2t(w, c);
 	return 0;
@@ -214,7 +214,7 @@ static void us_on_cqe(struct worker *w, struct conn *c, unsigned op, int res)
 	if (c->closing)
 		return;
 	if (op == OP_US_T2P)
-		us_pump_t2p(w, c);
+		relay_us_pump_t2p(w, c);
 	else
 		us_pump_p2t(w, c);
 }

@@ -52,6 +52,18 @@ int relay_tls_read_end(struct worker *w, struct conn *c, int ret);
  * now shut (shut_dst, once) and the connection may be done; -ENOMEM: no buffer, and c has
  * been failed. Either error: stop pumping. (The userspace relays.)
  */
+/*
+ * The keys are libktls's now (the kernel's, or its userspace records'): keep no SSL
+ * (memory per idle connection). Freed without SSL_shutdown, OpenSSL would take the session
+ * for a broken one and mark the client's newest ticket unusable; nothing is broken, so say
+ * the shutdown is done. Nothing goes to the peer.
+ */
+void relay_ssl_handed_over(struct conn *c);
+
+/* OpenSSL's TLS -> plaintext pump (relay_us.c), until it would block: also the records
+ * relay's while a client reads its tickets. */
+void relay_us_pump_t2p(struct worker *w, struct conn *c);
+
 int relay_dir_next(struct worker *w, struct conn *c, struct dir *d,
 		   void (*shut_dst)(struct conn *c));
 

@@ -164,9 +164,12 @@ int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);
  * ktls_conn_recv_control (alerts, tickets skipped, a peer's KeyUpdate followed and our
  * answer owed). Nothing here does I/O: the caller moves the bytes.
  *
- * ktls_rec_new: both directions' keys at the counted sequence numbers (ktls_ctx_prepare's
- * capture); then SSL_free(ssl). Fails as ktls_install's prepare half does (the SSL is
- * untouched: the caller may go on with OpenSSL), or -KTLS_E_UNSUPPORTED_VERSION (TLS 1.2).
+ * ktls_rec_new: the keys of dirs (KTLS_DIR_TX [| KTLS_DIR_RX]) at the counted sequence
+ * numbers (ktls_ctx_prepare's capture); with both, SSL_free(ssl) next. TX only (a client
+ * that reads its resumption tickets through OpenSSL first): OpenSSL's writes are discarded
+ * from then on, and ktls_conn_install_rx takes RX over later, as with the kernel. Fails as
+ * ktls_install's prepare half does (the SSL is untouched: the caller may go on with
+ * OpenSSL), or -KTLS_E_UNSUPPORTED_VERSION (TLS 1.2).
  */
 #define KTLS_REC_HDR	   5
 #define KTLS_REC_TAG	   16
@@ -175,7 +178,7 @@ int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update);
 #define KTLS_REC_OVERHEAD (KTLS_REC_HDR + 1 + KTLS_REC_TAG)
 /* Room ktls_rec_unseal needs in out: the longest inner plaintext (with padding). */
 #define KTLS_REC_INNER_MAX (KTLS_REC_PLAIN_MAX + 256 - KTLS_REC_TAG)
-int ktls_rec_new(SSL *ssl, struct ktls_conn **ret_conn);
+int ktls_rec_new(SSL *ssl, unsigned dirs, struct ktls_conn **ret_conn);
 
 /*
  * Seal one record of type (23 data, 21 alert, 22 handshake) in place: rec holds len
@@ -196,8 +199,8 @@ ssize_t ktls_rec_seal_key_update(struct ktls_conn *c, uint8_t *out, size_t cap);
  * plaintext bytes at out (may be 0: an empty record), or a control record as
  * ktls_conn_recv_control reports it (its plaintext is wiped). -EAGAIN: in holds less than
  * one record (nothing used). Errors, each fatal for the connection: -KTLS_E_PROTOCOL,
- * -KTLS_E_BAD_RECORD, -KTLS_E_RECORD_OVERFLOW, -KTLS_E_REKEY..., -ENOMEM; ktls_rec_alert
- * names the alert to send for it.
+ * -KTLS_E_BAD_RECORD, -KTLS_E_RECORD_OVERFLOW, -EIO, -ENOMEM; ktls_rec_alert names the
+ * alert to send for it.
  */
 int ktls_rec_unseal(struct ktls_conn *c, const uint8_t *in, size_t avail, size_t *used,
 		    uint8_t *out, size_t outcap, size_t *len, enum ktls_control *ctrl,

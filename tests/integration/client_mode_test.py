@@ -26,7 +26,11 @@ def t_client_mode(env):
     check(plain_roundtrip(cli.port) == b"plain ping\n", "sidecar pair echo")
     line = cli.conn_end(r"reason=closed")
     check("uri=spiffe://example.org/server" in line and "tls=TLSv1.3" in line, line)
-    srv.conn_end(r"reason=closed .*uri=spiffe://example.org/client")
+    # Both ends on ktlsd's own records: the client (resuming, so it read the server's
+    # tickets through OpenSSL first) and the server.
+    check(" records=ktlsd " in line, f"client not on ktlsd's records: {line}")
+    line = srv.conn_end(r"reason=closed .*uri=spiffe://example.org/client")
+    check(" records=ktlsd " in line, f"server not on ktlsd's records: {line}")
     size = int(os.environ.get("KTLSD_BULK_MIB", "64")) << 20
     dt = plain_bulk(cli.port, size)
     line = cli.conn_end(r"reason=closed")

@@ -61,7 +61,7 @@ static struct ktls_conn *rec_side(const struct hs_opts *o, bool server)
 	SSL **ssl = server ? &P.s : &P.c;
 
 	pair_handshake(&P, o);
-	assert_int_equal(ktls_rec_new(*ssl, &c), 0);
+	assert_int_equal(ktls_rec_new(*ssl, KTLS_DIR_TX | KTLS_DIR_RX, &c), 0);
 	SSL_free(*ssl);
 	*ssl = NULL;
 	return c;
@@ -141,6 +141,38 @@ static void test_client_skips_tickets(void **st)
 	pair_free(&P);
 }
 
+/* A client seals from the start but reads through OpenSSL until its tickets are in; then
+ * RX moves over at the counted sequence number. */
+static void test_client_split(void **st)
+{
+	struct ktls_conn *c = NULL;
+	enum ktls_control ctrl;
+	size_t len, pos = 0, n;
+	uint8_t alert, buf[64];
+	ssize_t r;
+
+	pair_handshake(&P, &O13);
+	assert_int_equal(ktls_rec_new(P.c, KTLS_DIR_TX, &c), 0);
+	memcpy(buf + KTLS_REC_HDR, "z", 1);
+	r = ktls_rec_seal(c, 23, buf, 1);
+	put(P.fds[1], buf, (size_t)r);
+	assert_int_equal(SSL_read(P.s, buf, sizeof(buf)), 1);
+	assert_int_equal(buf[0], 'z');
+
+	assert_int_equal(SSL_write(P.s, "x", 1), 1);
+	assert_int_equal(SSL_read(P.c, buf, sizeof(buf)), 1); /* tickets, then x */
+	assert_int_equal(ktls_conn_install_rx(c, P.c), 0);
+	SSL_free(P.c);
+	P.c = NULL;
+	assert_int_equal(SSL_write(P.s, "y", 1), 1);
+	len = drain(P.fds[1]);
+	assert_int_equal(next(c, &pos, len, &ctrl, &n, &alert), 0);
+	assert_int_equal(ctrl, KTLS_CTRL_DATA);
+	assert_int_equal(out[0], 'y');
+	ktls_conn_free(c);
+	pair_free(&P);
+}
+
 /* OpenSSL updates its keys and asks for ours: followed, owed, answered. */
 static void test_key_update(void **st)
 {
@@ -201,7 +233,8 @@ static void test_independent_vector(void **st)
 {
 	for (int over = 0; over < 2; over++) {
 		struct ktls_conn *s = rec_side(&O13, true);
-		size_t n = over ? KTLS_REC_PLAIN_MAX + 1 : 100, len = n + KTLS_REC_OVERHEAD, pos = 0;
+		size_t n = over ? KTLS_REC_PLAIN_MAX + 1 : 100, len = n + KTLS_REC_OVERHEAD,
+		       pos = 0;
 		enum ktls_control ctrl;
 		uint8_t alert;
 
@@ -241,11 +274,11 @@ static void test_tampered(void **st)
 static void test_headers(void **st)
 {
 	struct ktls_conn *s = rec_side(&O13, true);
-	const uint8_t big[5] = { 23, 3, 3, 0x41, 0x01 };   /* 2^14 + 257 */
-	const uint8_t plain[5] = { 22, 3, 3, 0, 20 };	    /* unprotected handshake */
-	const uint8_t ccs[5] = { 20, 3, 3, 0, 1 };	    /* change_cipher_spec */
-	const uint8_t version[5] = { 23, 3, 1, 0, 20 };	    /* legacy version 0x0301 */
-	const uint8_t tiny[5] = { 23, 3, 3, 0, 16 };	    /* a tag and no content type */
+	const uint8_t big[5] = { 23, 3, 3, 0x41, 0x01 }; /* 2^14 + 257 */
+	const uint8_t plain[5] = { 22, 3, 3, 0, 20 };	 /* unprotected handshake */
+	const uint8_t ccs[5] = { 20, 3, 3, 0, 1 };	 /* change_cipher_spec */
+	const uint8_t version[5] = { 23, 3, 1, 0, 20 };	 /* legacy version 0x0301 */
+	const uint8_t tiny[5] = { 23, 3, 3, 0, 16 };	 /* a tag and no content type */
 	const uint8_t *bad[] = { plain, ccs, version, tiny };
 	enum ktls_control ctrl;
 	size_t len, pos = 0, n;
@@ -277,8 +310,8 @@ static void both_sides(struct ktls_conn **s, struct ktls_conn **c)
 	uint8_t alert;
 
 	pair_handshake(&P, &O13);
-	assert_int_equal(ktls_rec_new(P.s, s), 0);
-	assert_int_equal(ktls_rec_new(P.c, c), 0);
+	assert_int_equal(ktls_rec_new(P.s, KTLS_DIR_TX | KTLS_DIR_RX, s), 0);
+	assert_int_equal(ktls_rec_new(P.c, KTLS_DIR_TX | KTLS_DIR_RX, c), 0);
 	len = drain(P.fds[1]); /* the server's tickets, for the client's sequence */
 	while (pos < len) {
 		assert_int_equal(next(*c, &pos, len, &ctrl, &n, &alert), 0);
@@ -295,8 +328,8 @@ static void test_empty_records(void **st)
 	ssize_t r;
 
 	pair_handshake(&P, &O13);
-	assert_int_equal(ktls_rec_new(P.s, &s), 0);
-	assert_int_equal(ktls_rec_new(P.c, &c), 0);
+	assert_int_equal(ktls_rec_new(P.s, KTLS_DIR_TX | KTLS_DIR_RX, &s), 0);
+	assert_int_equal(ktls_rec_new(P.c, KTLS_DIR_TX | KTLS_DIR_RX, &c), 0);
 	/* 32 empty, one with a byte (the run restarts), 32 empty, then one too many. */
 	for (int i = 0; i < 66; i++) {
 		in[len + KTLS_REC_HDR] = 'z';
@@ -384,7 +417,8 @@ static void test_tls12_refused(void **st)
 	o.version = TLS1_2_VERSION;
 	o.cipher = "ECDHE-ECDSA-AES128-GCM-SHA256";
 	pair_handshake(&P, &o);
-	assert_int_equal(ktls_rec_new(P.s, &c), -KTLS_E_UNSUPPORTED_VERSION);
+	assert_int_equal(ktls_rec_new(P.s, KTLS_DIR_TX | KTLS_DIR_RX, &c),
+			 -KTLS_E_UNSUPPORTED_VERSION);
 	assert_null(c);
 	pair_free(&P);
 }
@@ -396,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_aes256),
 		cmocka_unit_test(test_chacha),
 		cmocka_unit_test(test_client_skips_tickets),
+		cmocka_unit_test(test_client_split),
 		cmocka_unit_test(test_key_update),
 		cmocka_unit_test(test_independent_vector),
 		cmocka_unit_test(test_tampered),
