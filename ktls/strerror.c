@@ -21,7 +21,7 @@ const char *ktls_strerror(int err)
 		return "peer updated its keys (KeyUpdate) and this kernel cannot rekey (needs "
 		       "6.14+)";
 	case KTLS_E_PROTOCOL:
-		return "malformed control record from peer";
+		return "malformed or unexpected record from peer";
 	case KTLS_E_SEQUENCE:
 		return "record sequence number unknown (records were not counted: "
 		       "ktls_ctx_prepare not called or its message callback replaced; or a "

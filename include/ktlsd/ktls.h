@@ -32,7 +32,7 @@ enum {
 	KTLS_E_PENDING,		    /* OpenSSL holds unread bytes: installing would lose them */
 	KTLS_E_NO_ULP,		    /* kernel has no "tls" ULP (CONFIG_TLS off / module blocked) */
 	KTLS_E_REKEY_UNSUPPORTED,   /* peer sent KeyUpdate; this kernel cannot follow (< 6.14) */
-	KTLS_E_PROTOCOL,	    /* malformed control record from the peer */
+	KTLS_E_PROTOCOL,	    /* malformed or unexpected record from the peer */
 	KTLS_E_SEQUENCE,	    /* record sequence unknown (not counted, or keys updated) */
 	KTLS_E_NOT_ESTABLISHED,	    /* TCP not ESTABLISHED: the peer's FIN came before install */
 	KTLS_E_BAD_RECORD,	    /* userspace records: a record failed authentication */
