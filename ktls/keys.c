@@ -6,6 +6,10 @@
  *
  * EVP_KDF_fetch() in OpenSSL 3.0 takes the provider store's locks and allocates: done once
  * per process, not once per connection. The fetched objects are immutable and shared.
+ *
+ * Every label libktls expands (key, iv, traffic upd) fits one hash block, where
+ * HKDF-Expand-Label is a single HMAC (RFC 5869 2.3: T(1)). The KDF would look the digest up
+ * by name at every call; an HMAC context made once per digest and copied per call does not.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -13,6 +17,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
 
 #include "ktlsd/ktls.h"
@@ -22,10 +27,70 @@ static pthread_once_t kdf_once = PTHREAD_ONCE_INIT;
 static EVP_KDF *kdf_tls13;
 static EVP_KDF *kdf_tls12;
 
+/* HMAC with its digest set, one per TLS 1.3 hash: copied, never used in place. */
+static EVP_MAC_CTX *hmac_sha256, *hmac_sha384;
+
+static EVP_MAC_CTX *hmac_template(EVP_MAC *mac, const char *digest)
+{
+	OSSL_PARAM params[2];
+	EVP_MAC_CTX *m = mac ? EVP_MAC_CTX_new(mac) : NULL;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (m && EVP_MAC_CTX_set_params(m, params) != 1) {
+		EVP_MAC_CTX_free(m);
+		m = NULL;
+	}
+	return m;
+}
+
 static void kdf_fetch(void)
 {
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+
 	kdf_tls13 = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
 	kdf_tls12 = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
+	hmac_sha256 = hmac_template(mac, "SHA256");
+	hmac_sha384 = hmac_template(mac, "SHA384");
+	EVP_MAC_free(mac); /* the contexts hold their own reference */
+}
+
+/*
+ * HKDF-Expand-Label as one HMAC: out_len no longer than the hash, and a digest with a
+ * template. 1: not this case (the caller takes the KDF); 0 / -errno: done here.
+ */
+static int expand_one_block(const char *digest, const uint8_t *secret, size_t secret_len,
+			    const char *label, uint8_t *out, size_t out_len)
+{
+	bool sha256 = !strcmp(digest, "SHA256"), sha384 = !strcmp(digest, "SHA384");
+	EVP_MAC_CTX *tmpl = sha256 ? hmac_sha256 : sha384 ? hmac_sha384 : NULL;
+	size_t ll = strlen(label), hl = 0, tl = 0, md_len = sha256 ? 32 : 48;
+	uint8_t info[2 + 1 + 255 + 1 + 1], t[EVP_MAX_MD_SIZE];
+	EVP_MAC_CTX *m;
+	int rc = 0;
+
+	if (!tmpl || out_len > md_len || 6 + ll > 255)
+		return 1;
+	/* HkdfLabel: length, "tls13 " label, an empty context; then the block counter. */
+	info[hl++] = (uint8_t)(out_len >> 8);
+	info[hl++] = (uint8_t)out_len;
+	info[hl++] = (uint8_t)(6 + ll);
+	memcpy(info + hl, "tls13 ", 6);
+	memcpy(info + hl + 6, label, ll);
+	hl += 6 + ll;
+	info[hl++] = 0;
+	info[hl++] = 1;
+	m = EVP_MAC_CTX_dup(tmpl);
+	if (!m)
+		return -ENOMEM;
+	if (EVP_MAC_init(m, secret, secret_len, NULL) != 1 || EVP_MAC_update(m, info, hl) != 1 ||
+	    EVP_MAC_final(m, t, &tl, sizeof(t)) != 1 || tl < out_len)
+		rc = -EINVAL;
+	if (rc == 0)
+		memcpy(out, t, out_len);
+	OPENSSL_cleanse(t, sizeof(t));
+	EVP_MAC_CTX_free(m); /* cleanses its copy of the key */
+	return rc;
 }
 
 int ktls_kdf_init(void)
@@ -45,6 +110,9 @@ int ktls_tls13_expand_label(const char *digest, const uint8_t *secret, size_t se
 
 	rc = ktls_kdf_init();
 	if (rc < 0)
+		return rc;
+	rc = expand_one_block(digest, secret, secret_len, label, out, out_len);
+	if (rc <= 0)
 		return rc;
 	kctx = EVP_KDF_CTX_new(kdf_tls13);
 	if (!kctx)
