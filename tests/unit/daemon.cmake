@@ -46,3 +46,6 @@ ktlsd_unit_test(upcall psk)
 # ktlsd agent's /metrics (daemon/upcall/agent_metrics.c through the admin room): exact
 # series, promtool, counting on one thread while another renders.
 ktlsd_unit_test(upcall metrics)
+# The executable's "%02x" fast path (cli/hex_sprintf.c), which is not in ktlsd_cli.
+ktlsd_unit_test(cli hex_sprintf)
+target_sources(test_cli_hex_sprintf PRIVATE ${PROJECT_SOURCE_DIR}/daemon/cli/hex_sprintf.c)
