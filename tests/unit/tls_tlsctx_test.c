@@ -470,8 +470,11 @@ static void *t_realloc(void *ptr, size_t n, const char *file, int line)
 	return r;
 }
 
-/* Nothing is wiped during the handshake (cheaper); the application data after it is. */
-static void test_cleanse(void **state)
+/*
+ * Nothing is wiped during the handshake (cheaper); the application data after it is, in
+ * TLS 1.3 and in TLS 1.2 (version: the client's highest).
+ */
+static void cleanse_check(int version)
 {
 	struct run_config scfg, ccfg;
 	struct tls_peer sp = { 0 }, cp = { 0 };
@@ -487,9 +490,11 @@ static void test_cleanse(void **state)
 	tu_pair(sctx, cctx, &s, &c, sv);
 	SSL_set_app_data(s, &sp);
 	SSL_set_app_data(c, &cp);
+	assert_int_equal(SSL_set_max_proto_version(c, version), 1);
 	assert_false(SSL_get_options(s) & SSL_OP_CLEANSE_PLAINTEXT);
 	assert_false(SSL_get_options(c) & SSL_OP_CLEANSE_PLAINTEXT);
 	tu_handshake(s, c);
+	assert_int_equal(SSL_version(s), version);
 	assert_true(SSL_get_options(s) & SSL_OP_CLEANSE_PLAINTEXT);
 	assert_true(SSL_get_options(c) & SSL_OP_CLEANSE_PLAINTEXT);
 
@@ -510,6 +515,12 @@ static void test_cleanse(void **state)
 	SSL_CTX_free(cctx);
 	config_free(&scfg);
 	config_free(&ccfg);
+}
+
+static void test_cleanse(void **state)
+{
+	cleanse_check(TLS1_3_VERSION);
+	cleanse_check(TLS1_2_VERSION);
 }
 
 int main(void)
