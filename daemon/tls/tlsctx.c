@@ -738,8 +738,8 @@ static int chain_setup(SSL_CTX *ctx, const struct service_config *s, char *err, 
  * handshake those buffers hold only handshake messages, which a wipe would not protect
  * (the client's certificate stays in the session anyway): with RELEASE_BUFFERS they are
  * released after each flight, and wiping each whole buffer (~18 KB) every time cost
- * ~3% of a resumed handshake. OpenSSL reads one record at a time (no read-ahead), so no
- * application record is in a buffer before this point.
+ * ~1% of a handshake (docs/speed.md). OpenSSL reads one record at a time (no read-ahead)
+ * and ktlsd accepts no early data, so no application record is in a buffer before this.
  */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
