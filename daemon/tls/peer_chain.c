@@ -28,26 +28,53 @@ static int der_append(X509 *x, uint8_t **buf, uint32_t *len)
 	return 0;
 }
 
+/*
+ * Appends x unless it is the leaf again (a client's view of the chain starts with the leaf,
+ * a server's does not): the same object, or the same DER. Not X509_cmp: it makes OpenSSL
+ * decode every extension and hash the whole of a certificate the handshake never looked
+ * at (the CA a client sends along, whose trust store copy was used), ~34 K instructions.
+ * Returns 1 if x was kept, 0 if it was the leaf, or -ENOMEM.
+ */
+static int chain_append(X509 *x, X509 *leaf, uint32_t leaf_len, uint8_t **buf, uint32_t *len)
+{
+	uint32_t at = *len;
+	int rc;
+
+	if (x == leaf)
+		return 0;
+	rc = der_append(x, buf, len);
+	if (rc)
+		return rc;
+	if (*len - at == leaf_len && !memcmp(*buf + at, *buf, leaf_len)) {
+		uint8_t *fit = realloc(*buf, at); /* exactly its length again */
+
+		*buf = fit ? fit : *buf;
+		*len = at;
+		return 0;
+	}
+	return 1;
+}
+
 int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
 {
 	X509 *leaf = SSL_get0_peer_certificate(ssl);
 	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
 	uint8_t *buf = NULL;
-	uint32_t len = 0;
+	uint32_t len = 0, leaf_len;
 	int rc, kept = 1;
 
 	if (!leaf)
 		return -ENOENT;
 	rc = der_append(leaf, &buf, &len);
-	/* A client's view of the chain starts with the leaf, a server's does not. */
-	for (int i = 0; !rc && chain && i < sk_X509_num(chain); i++) {
-		X509 *x = sk_X509_value(chain, i);
+	leaf_len = len;
+	for (int i = 0; !rc && chain && i < sk_X509_num(chain) && kept < PEER_CHAIN_MAX_CERTS;
+	     i++) {
+		int r = chain_append(sk_X509_value(chain, i), leaf, leaf_len, &buf, &len);
 
-		if (!X509_cmp(x, leaf))
-			continue;
-		if (++kept > PEER_CHAIN_MAX_CERTS)
-			break;
-		rc = der_append(x, &buf, &len);
+		if (r < 0)
+			rc = r;
+		else
+			kept += r;
 	}
 	if (rc) {
 		free(buf);

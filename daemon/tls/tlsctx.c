@@ -732,6 +732,22 @@ static int chain_setup(SSL_CTX *ctx, const struct service_config *s, char *err, 
 	return 0;
 }
 
+/*
+ * Where the handshake ends, application data begins: from here on OpenSSL wipes each
+ * record buffer it releases (CLEANSE_PLAINTEXT, see protocol_setup). During the
+ * handshake those buffers hold only handshake messages, which a wipe would not protect
+ * (the client's certificate stays in the session anyway): with RELEASE_BUFFERS they are
+ * released after each flight, and wiping each whole buffer (~18 KB) every time cost
+ * ~1% of a handshake (docs/speed.md). OpenSSL reads one record at a time (no read-ahead)
+ * and ktlsd accepts no early data, so no application record is in a buffer before this.
+ */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	(void)ret;
+	if (where & SSL_CB_HANDSHAKE_DONE)
+		SSL_set_options((SSL *)ssl, SSL_OP_CLEANSE_PLAINTEXT);
+}
+
 /* Versions, suites and groups, and the options every connection runs with. */
 static int protocol_setup(SSL_CTX *ctx, const struct service_config *s, char *err, size_t errlen)
 {
@@ -741,13 +757,14 @@ static int protocol_setup(SSL_CTX *ctx, const struct service_config *s, char *er
 	    SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
 	    SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1)
 		return fail(err, errlen, "TLS parameters for", s->name);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/*
 	 * CLEANSE_PLAINTEXT: OpenSSL decrypts records in place and, with RELEASE_BUFFERS,
 	 * frees that buffer unwiped: a core or a later heap bug would find plaintext there.
+	 * Set on each connection as its handshake completes (info_cb).
 	 */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_CLEANSE_PLAINTEXT);
+	SSL_CTX_set_info_callback(ctx, info_cb);
 	/* Idle connections must stay small: OpenSSL frees its record buffers between uses. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

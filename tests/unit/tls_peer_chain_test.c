@@ -151,8 +151,44 @@ static void test_recheck(void **state)
 	config_free(&c4);
 }
 
-/* What a finished handshake keeps: the client's certificate, as DER. */
-static void test_chain_der(void **state)
+/* PEM certificate file name as an X509. */
+static X509 *x509_of(const char *name)
+{
+	FILE *f = fopen(p(name), "r");
+	X509 *x;
+
+	assert_non_null(f);
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(x);
+	return x;
+}
+
+/* tls_peer_chain_der(ssl) is exactly the DER of certs a, then b (if any). */
+static void expect_der(SSL *ssl, const char *a, const char *b)
+{
+	uint8_t *der = NULL, *da, *db = NULL;
+	uint32_t len = 0, la, lb = 0;
+
+	assert_int_equal(tls_peer_chain_der(ssl, &der, &len), 0);
+	da = der_of(a, &la);
+	if (b)
+		db = der_of(b, &lb);
+	assert_int_equal(len, la + lb);
+	assert_memory_equal(der, da, la);
+	if (b)
+		assert_memory_equal(der + la, db, lb);
+	free(der);
+	OPENSSL_free(da);
+	OPENSSL_free(db);
+}
+
+/*
+ * The client's certificates, leaf first, with chain (NULL-ended) sent after the leaf: what
+ * the server keeps (want_b: the second certificate kept, if any), and what the client keeps
+ * of the server (its leaf and the CA, the chain ktlsd's server sends).
+ */
+static void chain_der_check(const char *const *chain, const char *want_b)
 {
 	const char *const extra[] = { "--allow-all", NULL };
 	struct run_config cfg;
@@ -160,19 +196,20 @@ static void test_chain_der(void **state)
 	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
 	SSL *s, *c;
 	int sv[2];
-	uint8_t *der = NULL, *want;
-	uint32_t len = 0, want_len;
 
 	assert_int_equal(SSL_CTX_use_certificate_file(cctx, p("client.pem"), SSL_FILETYPE_PEM), 1);
 	assert_int_equal(SSL_CTX_use_PrivateKey_file(cctx, p("client.key"), SSL_FILETYPE_PEM), 1);
+	for (; chain && *chain; chain++) {
+		X509 *x = x509_of(*chain);
+
+		assert_int_equal(SSL_CTX_add1_chain_cert(cctx, x), 1);
+		X509_free(x);
+	}
 	tu_pair(sctx, cctx, &s, &c, sv);
 	tu_handshake(s, c);
-	assert_int_equal(tls_peer_chain_der(s, &der, &len), 0);
-	want = der_of("client.pem", &want_len);
-	assert_int_equal(len, want_len);
-	assert_memory_equal(der, want, len);
-	free(der);
-	OPENSSL_free(want);
+	expect_der(s, "client.pem", want_b);
+	/* A client's view of the chain starts with the leaf: kept once. */
+	expect_der(c, "server.pem", "ca.pem");
 	SSL_free(s);
 	SSL_free(c);
 	close(sv[0]);
@@ -180,6 +217,20 @@ static void test_chain_der(void **state)
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
 	config_free(&cfg);
+}
+
+/*
+ * What a finished handshake keeps: the peer's certificates as DER, leaf first, the leaf
+ * once, also where a client sends a copy of it along (another object, the same DER).
+ */
+static void test_chain_der(void **state)
+{
+	const char *const with_ca[] = { "ca.pem", NULL };
+	const char *const with_leaf[] = { "client.pem", NULL };
+
+	chain_der_check(NULL, NULL);
+	chain_der_check(with_ca, "ca.pem");
+	chain_der_check(with_leaf, NULL);
 }
 
 /* --crl: repeatable; a file that holds no CRL, or is missing, is refused with its name. */

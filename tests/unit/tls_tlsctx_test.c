@@ -143,7 +143,9 @@ static void test_server_good(void **state)
 	opts = (long)SSL_CTX_get_options(ctx);
 	assert_true(opts & SSL_OP_NO_RENEGOTIATION);
 	assert_true(opts & SSL_OP_NO_COMPRESSION);
-	assert_true(opts & SSL_OP_CLEANSE_PLAINTEXT);
+	/* Plaintext wiping is set per connection once its handshake is done (test_cleanse). */
+	assert_false(opts & SSL_OP_CLEANSE_PLAINTEXT);
+	assert_non_null(SSL_CTX_get_info_callback(ctx));
 	/* The CA's name is what the server asks clients for. */
 	assert_int_equal(sk_X509_NAME_num(SSL_CTX_get_client_CA_list(ctx)), 1);
 	/* Resumption off by default on a server: nothing kept, nothing sent. */
@@ -419,6 +421,134 @@ static void test_chain_built_once(void **state)
 	assert_int_equal(chain_seen("other-ca.pem"), 1);
 }
 
+/*
+ * Every block OpenSSL frees is searched for a marker the client sends as application data:
+ * OpenSSL decrypts records in place, so a record buffer released unwiped would hold it.
+ */
+static const char MARKER[] = "ktlsd application data marker: wipe me";
+static size_t marker_frees;
+
+#define HDR 16 /* room for the block's size ahead of it, alignment kept */
+
+static void *t_malloc(size_t n, const char *file, int line)
+{
+	unsigned char *b = malloc(n + HDR);
+
+	(void)file;
+	(void)line;
+	if (!b)
+		return NULL;
+	memcpy(b, &n, sizeof(n));
+	return b + HDR;
+}
+
+static void t_free(void *ptr, const char *file, int line)
+{
+	unsigned char *b = (unsigned char *)ptr - HDR;
+	size_t n;
+
+	(void)file;
+	(void)line;
+	if (!ptr)
+		return;
+	memcpy(&n, b, sizeof(n));
+	if (memmem(ptr, n, MARKER, sizeof(MARKER) - 1))
+		marker_frees++;
+	free(b);
+}
+
+static void *t_realloc(void *ptr, size_t n, const char *file, int line)
+{
+	void *r = t_malloc(n, file, line);
+	size_t old;
+
+	if (r && ptr) {
+		memcpy(&old, (unsigned char *)ptr - HDR, sizeof(old));
+		memcpy(r, ptr, old < n ? old : n);
+		t_free(ptr, file, line);
+	}
+	return r;
+}
+
+/*
+ * The handshake of s and c; the side done first sends MARKER at once, so that it is on the
+ * wire right behind that side's last handshake message while the other side still finishes
+ * its handshake (and does not wipe yet). Returns the other side, which is to read it.
+ */
+static SSL *handshake_send_early(SSL *s, SSL *c)
+{
+	SSL *both[2] = { c, s };
+	bool done[2] = { false, false };
+	int first = -1;
+
+	for (int i = 0; i < 50 && !(done[0] && done[1]); i++) {
+		for (int k = 0; k < 2; k++) {
+			tu_hs_step(both[k], &done[k]);
+			if (!done[k] || first >= 0)
+				continue;
+			first = k;
+			assert_false(done[!k]);
+			assert_false(SSL_get_options(both[!k]) & SSL_OP_CLEANSE_PLAINTEXT);
+			assert_int_equal(SSL_write(both[k], MARKER, sizeof(MARKER)),
+					 sizeof(MARKER));
+		}
+	}
+	assert_true(done[0] && done[1]);
+	return both[!first];
+}
+
+/*
+ * Nothing is wiped during the handshake (cheaper); the application data after it is, in
+ * TLS 1.3 and in TLS 1.2 (version: the client's highest), also the first record, sent
+ * while the receiver's handshake is still finishing.
+ */
+static void cleanse_check(int version)
+{
+	struct run_config scfg, ccfg;
+	struct tls_peer sp = { 0 }, cp = { 0 };
+	SSL_CTX *sctx, *cctx;
+	char buf[sizeof(MARKER)];
+	SSL *s, *c, *reader;
+	int sv[2];
+
+	svc(ROLE_SERVER, "server.pem", "server.key", "ca.pem", allow_all, &scfg);
+	svc(ROLE_CLIENT, "client.pem", "client.key", "ca.pem", NULL, &ccfg);
+	sctx = expect_ok(&scfg.svc[0], false);
+	cctx = expect_ok(&ccfg.svc[0], false);
+	tu_pair(sctx, cctx, &s, &c, sv);
+	SSL_set_app_data(s, &sp);
+	SSL_set_app_data(c, &cp);
+	assert_int_equal(SSL_set_max_proto_version(c, version), 1);
+	assert_false(SSL_get_options(s) & SSL_OP_CLEANSE_PLAINTEXT);
+	assert_false(SSL_get_options(c) & SSL_OP_CLEANSE_PLAINTEXT);
+	marker_frees = 0;
+	reader = handshake_send_early(s, c);
+	assert_int_equal(SSL_version(s), version);
+	assert_true(SSL_get_options(s) & SSL_OP_CLEANSE_PLAINTEXT);
+	assert_true(SSL_get_options(c) & SSL_OP_CLEANSE_PLAINTEXT);
+	assert_int_equal(SSL_read(reader, buf, sizeof(buf)), sizeof(MARKER));
+	assert_memory_equal(buf, MARKER, sizeof(MARKER));
+	OPENSSL_cleanse(buf, sizeof(buf));
+	SSL_free(s);
+	SSL_free(c);
+	assert_int_equal(marker_frees, 0);
+
+	tls_peer_clear(&sp);
+	tls_peer_clear(&cp);
+	close(sv[0]);
+	close(sv[1]);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	config_free(&scfg);
+	config_free(&ccfg);
+}
+
+static void test_cleanse(void **state)
+{
+	cleanse_check(TLS1_3_VERSION);
+	cleanse_check(TLS1_2_VERSION);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -427,6 +557,11 @@ int main(void)
 		cmocka_unit_test(test_key_mismatch),   cmocka_unit_test(test_bad_cert),
 		cmocka_unit_test(test_ca_missing),     cmocka_unit_test(test_encrypted_key),
 		cmocka_unit_test(test_policy_decides), cmocka_unit_test(test_chain_built_once),
+		cmocka_unit_test(test_cleanse),
 	};
+
+	/* Before OpenSSL allocates anything: test_cleanse searches what it frees. */
+	if (!CRYPTO_set_mem_functions(t_malloc, t_realloc, t_free))
+		return 1;
 	return cmocka_run_group_tests(tests, pki_setup, pki_teardown);
 }
