@@ -421,6 +421,34 @@ static void test_hostile_handshake_records(void **st)
 	pair_free(&P);
 }
 
+/*
+ * No other record may come inside a handshake message (RFC 8446 5.1), an alert no more
+ * than data: a close_notify after half a ticket (its header, or part of its body) would
+ * end a stream cut inside a message as if it were whole.
+ */
+static void test_alert_inside_handshake(void **st)
+{
+	const uint8_t nst[13] = { 4, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0 };
+
+	for (size_t cut = 2; cut <= 6; cut += 4) {
+		struct ktls_conn *s, *c;
+		enum ktls_control ctrl;
+		size_t len, pos = 0, n;
+		uint8_t alert;
+
+		both_sides(&s, &c);
+		memcpy(in + KTLS_REC_HDR, nst, cut);
+		len = (size_t)ktls_rec_seal(s, 22, in, cut);
+		len += (size_t)ktls_rec_seal_alert(s, 1, 0, in + len, sizeof(in) - len);
+		assert_int_equal(next(c, &pos, len, &ctrl, &n, &alert), 0);
+		assert_int_equal(ctrl, KTLS_CTRL_TICKET);
+		assert_int_equal(next(c, &pos, len, &ctrl, &n, &alert), -KTLS_E_PROTOCOL);
+		ktls_conn_free(s);
+		ktls_conn_free(c);
+		pair_free(&P);
+	}
+}
+
 static void test_alerts(void **st)
 {
 	struct ktls_conn *s = rec_side(&O13, true);
@@ -476,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_empty_records),
 		cmocka_unit_test(test_hostile_handshake_records),
+		cmocka_unit_test(test_alert_inside_handshake),
 		cmocka_unit_test(test_alerts),
 		cmocka_unit_test(test_tls12_refused),
 	};
