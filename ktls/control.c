@@ -252,7 +252,9 @@ int ktls_control_record(struct ktls_conn *c, uint8_t type, const uint8_t *buf, s
 
 	switch (type) {
 	case REC_ALERT:
-		if (n != 2)
+		/* Nothing comes between the records of one handshake message (RFC 8446 5.1): a
+		 * close_notify there would end a stream cut inside a message as a whole one. */
+		if (n != 2 || c->hs_skip || c->hs_hdr_len)
 			rc = -KTLS_E_PROTOCOL;
 		else if (buf[1] == 0) {
 			*ret_ctrl = KTLS_CTRL_CLOSE_NOTIFY;

@@ -8,9 +8,10 @@
  *
  * Checks on what the peer sends, each fatal: the outer header (type application_data,
  * version 0x0303, length <= 2^14 + 256 and long enough for a tag and a content type), the
- * tag, the inner plaintext (a content type after the padding, <= 2^14 bytes), no data
- * record inside a handshake message, at most KTLS_MAX_EMPTY_RECORDS empty data records in
- * a row, and no sequence number wrap.
+ * inner plaintext's length before any work on it (content, type and padding <= 2^14 + 1
+ * bytes, RFC 8446 5.4, as the kernel's TLS_RX has it), the tag, a content type after the
+ * padding, no data record inside a handshake message, at most KTLS_MAX_EMPTY_RECORDS empty
+ * data records in a row, and no sequence number wrap.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +29,8 @@ enum {
 	REC_HANDSHAKE = 22,
 	REC_DATA = 23,
 	CIPHERTEXT_MAX = KTLS_REC_PLAIN_MAX + 256, /* RFC 8446 5.2 */
+	/* RFC 8446 5.4: padding does not raise the limit of content plus its type. */
+	INNER_PLAIN_MAX = KTLS_REC_PLAIN_MAX + 1,
 	NONCE_LEN = 12,
 };
 
@@ -206,6 +209,10 @@ static int header_check(const uint8_t *in, size_t *ret_len)
 		return -KTLS_E_RECORD_OVERFLOW;
 	if (len < KTLS_REC_TAG + 1)
 		return -KTLS_E_PROTOCOL; /* no room for a content type */
+	/* Every suite here has a 16-byte tag: the inner plaintext's length is known before
+	 * any work is spent on it (a peer's padding would otherwise pass as a record). */
+	if (len - KTLS_REC_TAG > INNER_PLAIN_MAX)
+		return -KTLS_E_RECORD_OVERFLOW;
 	*ret_len = len;
 	return 0;
 }

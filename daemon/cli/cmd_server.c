@@ -281,8 +281,10 @@ static void log_start(struct runtime *rt, rlim_t nofile)
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		if (rt->svc[i]->cfg->ktls == KTLS_MODE_AUTO && !rt->kernel_ktls) {
 			struct log_kv kv[] = {
-				{ "msg", "kernel has no kTLS: relaying in userspace (SSL_read/"
-					 "SSL_write); connections log ktls=off" }
+				{ "msg",
+				  "kernel has no kTLS: relaying in userspace (TLS 1.3 with "
+				  "ktlsd's own records, else SSL_read/SSL_write); connections "
+				  "log ktls=off and records=ktlsd|openssl" }
 			};
 
 			log_kv(rt->cfg->log_format, "warn", "ktls_unavailable", kv, 1);

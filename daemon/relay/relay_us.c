@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <openssl/err.h>
 
+#include "ktlsd/ktls.h"
 #include "relays.h"
 
 static void tls_io_failed(struct worker *w, struct conn *c, const char *what, int ret)
@@ -19,6 +20,14 @@ static void tls_io_failed(struct worker *w, struct conn *c, const char *what, in
 	unsigned long err = ERR_peek_error();
 	const char *side = conn_tls_side(c);
 
+	/*
+	 * A client reading its tickets through OpenSSL while libktls holds TX (relay_rec.c's
+	 * records, or the kernel's in relay_ktls.c's split install): the fatal alert OpenSSL
+	 * sent for this went to its discarding BIO, and nothing may follow one; conn_fail's
+	 * close_notify would tell the peer that all was well.
+	 */
+	if (c->kc)
+		ktls_rec_stop_tx(c->kc);
 	/* OpenSSL 3 answered the bare FIN with a fatal alert: the session carries nothing
 	 * more, and the truncation is why. */
 	if (c->fin_without_close_notify)

@@ -11,6 +11,8 @@ records=ktlsd) against clients nobody here wrote:
                  where there is one, and a good client is served after each
   small_records  thousands of tiny records, and records split across TCP segments, arrive
                  byte for byte
+  split_fatal    a ktlsd client still reading through OpenSSL (no ticket yet) gets a forged
+                 record: it ends the connection and says nothing more (no close_notify)
 
     records_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki key_update
 """
@@ -23,7 +25,8 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import check, echo_roundtrip, main, recv_upto, tls_close, tls_connect  # noqa: E402
+from harness import (check, echo_roundtrip, free_port, ktlsd_client, main,  # noqa: E402
+                     recv_upto, tls_close, tls_connect)
 
 
 def t_key_update(env):
@@ -154,7 +157,51 @@ def t_small_records(env):
           "all echoed")
 
 
-TESTS = {"key_update": t_key_update, "hostile": t_hostile, "small_records": t_small_records}
+def t_split_fatal(env):
+    """A resuming ktlsd client still reads through OpenSSL (no ticket yet) when the server's
+    record fails authentication: OpenSSL's fatal alert goes nowhere (the records are
+    ktlsd's), so nothing may follow it; a close_notify would tell the server all was well."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(env.p("server.pem"), env.p("server.key"))
+    ctx.load_verify_locations(env.p("ca.pem"))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.num_tickets = 0  # the client stays on OpenSSL's reads, waiting for one
+    lsock = socket.create_server(("127.0.0.1", free_port()))
+    lsock.settimeout(20)
+    seen = []
+
+    def server():
+        raw, _ = lsock.accept()
+        s = ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+        s.settimeout(10)
+        check(recv_upto(s, 3) == b"hi\n", "the client's first bytes")
+        socket.socket.sendall(s, b"\x17\x03\x03\x00\x40" + os.urandom(64))
+        try:
+            got = s.recv(100)
+            seen.append("close_notify" if got == b"" else f"read {got!r}")
+        except ssl.SSLEOFError:
+            seen.append("eof")
+        except (ssl.SSLError, OSError) as e:
+            seen.append(type(e).__name__)
+        s.close()
+
+    th = threading.Thread(target=server, daemon=True)
+    th.start()
+    cli = ktlsd_client(env, lsock.getsockname()[1], ["--verify-uri", "spiffe://example.org/server"])
+    app = socket.create_connection(("127.0.0.1", cli.port), timeout=10)
+    app.sendall(b"hi\n")
+    line = cli.conn_end(r"")
+    th.join(20)
+    app.close()
+    check(" records=ktlsd " in line and " level=warn " in f" {line}", f"client end: {line}")
+    check(seen == ["eof"], f"after its forged record the server saw {seen}, not a bare EOF")
+    print(f"forged record in the split: server saw {seen[0]}; "
+          f"{line[line.find('reason='):line.find(' uri=')]}")
+
+
+TESTS = {"key_update": t_key_update, "hostile": t_hostile, "small_records": t_small_records,
+         "split_fatal": t_split_fatal}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -209,11 +209,11 @@ static void test_key_update(void **st)
 
 /* A record sealed here with the client's key derived from the keylog secret (no libktls
  * code), sequence 0: it opens; one with 2^14 + 1 bytes of content is record_overflow. */
-static void seal_independent(size_t n, uint8_t *rec)
+static void seal_independent(size_t n, size_t pad, uint8_t *rec)
 {
 	uint8_t key[16], iv[12];
 	EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
-	size_t body = n + 1 + 16;
+	size_t body = n + 1 + pad + 16;
 	int outl;
 
 	hkdf_label(EVP_sha256(), K.c_ap, K.c_ap_len, "key", key, sizeof(key));
@@ -221,11 +221,13 @@ static void seal_independent(size_t n, uint8_t *rec)
 	rec[0] = 23, rec[1] = 3, rec[2] = 3, rec[3] = (uint8_t)(body >> 8), rec[4] = (uint8_t)body;
 	memset(rec + 5, 'x', n);
 	rec[5 + n] = 23;
+	memset(rec + 5 + n + 1, 0, pad);
 	assert_int_equal(EVP_EncryptInit_ex(x, EVP_aes_128_gcm(), NULL, key, iv), 1);
 	assert_int_equal(EVP_EncryptUpdate(x, NULL, &outl, rec, 5), 1);
-	assert_int_equal(EVP_EncryptUpdate(x, rec + 5, &outl, rec + 5, (int)n + 1), 1);
-	assert_int_equal(EVP_EncryptFinal_ex(x, rec + 5 + n + 1, &outl), 1);
-	assert_int_equal(EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, rec + 5 + n + 1), 1);
+	assert_int_equal(EVP_EncryptUpdate(x, rec + 5, &outl, rec + 5, (int)(n + 1 + pad)), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(x, rec + 5 + n + 1 + pad, &outl), 1);
+	assert_int_equal(EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, rec + 5 + n + 1 + pad),
+			 1);
 	EVP_CIPHER_CTX_free(x);
 }
 
@@ -239,7 +241,7 @@ static void test_independent_vector(void **st)
 		uint8_t alert;
 
 		assert_true(K.c_ap_len == 32);
-		seal_independent(n, in);
+		seal_independent(n, 0, in);
 		if (over) {
 			assert_int_equal(next(s, &pos, len, &ctrl, &n, &alert),
 					 -KTLS_E_RECORD_OVERFLOW);
@@ -248,6 +250,42 @@ static void test_independent_vector(void **st)
 			assert_int_equal(next(s, &pos, len, &ctrl, &n, &alert), 0);
 			assert_int_equal(n, 100);
 			assert_int_equal(out[99], 'x');
+		}
+		ktls_conn_free(s);
+		pair_free(&P);
+	}
+}
+
+/*
+ * Padding does not stretch the limit: TLSInnerPlaintext (content, type, zeros) is at most
+ * 2^14 + 1 bytes (RFC 8446 5.4), as the kernel's TLS_RX enforces. A full record with no
+ * padding opens; a short one padded past the limit, or a full one padded at all, is
+ * record_overflow.
+ */
+static void test_padding_limit(void **st)
+{
+	const size_t cases[][3] = {
+		/* content, padding, 0 if it opens */
+		{ KTLS_REC_PLAIN_MAX, 0, 0 },
+		{ KTLS_REC_PLAIN_MAX, 1, 1 },
+		{ 100, KTLS_REC_PLAIN_MAX, 1 },
+		{ 0, KTLS_REC_INNER_MAX - 1, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ktls_conn *s = rec_side(&O13, true);
+		size_t len = cases[i][0] + cases[i][1] + KTLS_REC_OVERHEAD, pos = 0, n;
+		enum ktls_control ctrl;
+		uint8_t alert;
+		int rc;
+
+		seal_independent(cases[i][0], cases[i][1], in);
+		rc = next(s, &pos, len, &ctrl, &n, &alert);
+		if (cases[i][2]) {
+			assert_int_equal(rc, -KTLS_E_RECORD_OVERFLOW);
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(n, cases[i][0]);
 		}
 		ktls_conn_free(s);
 		pair_free(&P);
@@ -383,6 +421,34 @@ static void test_hostile_handshake_records(void **st)
 	pair_free(&P);
 }
 
+/*
+ * No other record may come inside a handshake message (RFC 8446 5.1), an alert no more
+ * than data: a close_notify after half a ticket (its header, or part of its body) would
+ * end a stream cut inside a message as if it were whole.
+ */
+static void test_alert_inside_handshake(void **st)
+{
+	const uint8_t nst[13] = { 4, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0 };
+
+	for (size_t cut = 2; cut <= 6; cut += 4) {
+		struct ktls_conn *s, *c;
+		enum ktls_control ctrl;
+		size_t len, pos = 0, n;
+		uint8_t alert;
+
+		both_sides(&s, &c);
+		memcpy(in + KTLS_REC_HDR, nst, cut);
+		len = (size_t)ktls_rec_seal(s, 22, in, cut);
+		len += (size_t)ktls_rec_seal_alert(s, 1, 0, in + len, sizeof(in) - len);
+		assert_int_equal(next(c, &pos, len, &ctrl, &n, &alert), 0);
+		assert_int_equal(ctrl, KTLS_CTRL_TICKET);
+		assert_int_equal(next(c, &pos, len, &ctrl, &n, &alert), -KTLS_E_PROTOCOL);
+		ktls_conn_free(s);
+		ktls_conn_free(c);
+		pair_free(&P);
+	}
+}
+
 static void test_alerts(void **st)
 {
 	struct ktls_conn *s = rec_side(&O13, true);
@@ -433,10 +499,12 @@ int main(void)
 		cmocka_unit_test(test_client_split),
 		cmocka_unit_test(test_key_update),
 		cmocka_unit_test(test_independent_vector),
+		cmocka_unit_test(test_padding_limit),
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_empty_records),
 		cmocka_unit_test(test_hostile_handshake_records),
+		cmocka_unit_test(test_alert_inside_handshake),
 		cmocka_unit_test(test_alerts),
 		cmocka_unit_test(test_tls12_refused),
 	};
