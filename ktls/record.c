@@ -10,8 +10,9 @@
  * version 0x0303, length <= 2^14 + 256 and long enough for a tag and a content type), the
  * inner plaintext's length before any work on it (content, type and padding <= 2^14 + 1
  * bytes, RFC 8446 5.4, as the kernel's TLS_RX has it), the tag, a content type after the
- * padding, no data record inside a handshake message, at most KTLS_MAX_EMPTY_RECORDS empty
- * data records in a row, and no sequence number wrap.
+ * padding, no data record inside a handshake message, at most KTLS_MAX_EMPTY_RECORDS
+ * records in a row that move no data (empty ones, tickets, KeyUpdates), and no sequence
+ * number wrap.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,7 +43,7 @@ struct rec_dir {
 
 struct ktls_rec {
 	struct rec_dir tx, rx;
-	uint8_t empty_run; /* empty data records in a row */
+	uint8_t empty_run; /* records in a row that moved no application data */
 };
 
 /* Fetched once: an implicit fetch per EVP_CipherInit_ex would cost a lookup each time. */
@@ -217,16 +218,20 @@ static int header_check(const uint8_t *in, size_t *ret_len)
 	return 0;
 }
 
-/* An opened data record of n bytes: the checks that need the connection's state. */
-static int data_record(struct ktls_conn *c, size_t n)
+/*
+ * An opened record of type with n bytes of content: the checks that need the connection's
+ * state. Records that move no application data (empty ones, tickets, KeyUpdates) cost a
+ * pass each and give nothing: at most KTLS_MAX_EMPTY_RECORDS of them in a row.
+ */
+static int record_state(struct ktls_conn *c, uint8_t type, size_t n)
 {
 	/* Handshake messages may span records, but nothing may come between the parts. */
-	if (c->hs_skip || c->hs_hdr_len)
+	if (type == REC_DATA && (c->hs_skip || c->hs_hdr_len))
 		return -KTLS_E_PROTOCOL;
-	if (n)
+	if (type == REC_DATA && n)
 		c->rec->empty_run = 0;
 	else if (++c->rec->empty_run > KTLS_MAX_EMPTY_RECORDS)
-		return -KTLS_E_PROTOCOL; /* each costs a pass and moves nothing */
+		return -KTLS_E_PROTOCOL;
 	return 0;
 }
 
@@ -267,9 +272,9 @@ int ktls_rec_unseal(struct ktls_conn *c, const uint8_t *in, size_t avail, size_t
 	type = out[--n];
 	if (n > KTLS_REC_PLAIN_MAX)
 		rc = -KTLS_E_RECORD_OVERFLOW;
-	else if (type == REC_DATA)
-		rc = data_record(c, n);
 	else
+		rc = record_state(c, type, n);
+	if (rc == 0 && type != REC_DATA)
 		rc = ktls_control_record(c, type, out, n, ctrl, alert);
 	if (rc == 0 && type == REC_DATA) {
 		*ctrl = KTLS_CTRL_DATA;

@@ -386,6 +386,41 @@ static void test_empty_records(void **st)
 	pair_free(&P);
 }
 
+/* KeyUpdates move no data either: they count toward the same run as empty records. */
+static void test_key_update_flood(void **st)
+{
+	struct ktls_conn *s, *c;
+	enum ktls_control ctrl;
+	size_t len = 0, pos = 0, n;
+	uint8_t alert;
+	ssize_t r;
+
+	pair_handshake(&P, &O13);
+	assert_int_equal(ktls_rec_new(P.s, KTLS_DIR_TX | KTLS_DIR_RX, &s), 0);
+	assert_int_equal(ktls_rec_new(P.c, KTLS_DIR_TX | KTLS_DIR_RX, &c), 0);
+	/* 20 KeyUpdates and 12 empty records; a byte; 32 KeyUpdates; one empty too many. */
+	for (int i = 0; i < 66; i++) {
+		bool update = i < 20 || (i > 32 && i < 65);
+
+		in[len + KTLS_REC_HDR] = 'z';
+		r = update ? ktls_rec_seal_key_update(c, in + len, BUF - len)
+			   : ktls_rec_seal(c, 23, in + len, i == 32 ? 1 : 0);
+		assert_true(r > 0);
+		len += (size_t)r;
+	}
+	for (int i = 0; i < 65; i++) {
+		bool update = i < 20 || (i > 32 && i < 65);
+
+		assert_int_equal(next(s, &pos, len, &ctrl, &n, &alert), 0);
+		assert_int_equal(ctrl, update ? KTLS_CTRL_KEY_UPDATE : KTLS_CTRL_DATA);
+	}
+	assert_int_equal(ktls_conn_rx_generation(s), 52);
+	assert_int_equal(next(s, &pos, len, &ctrl, &n, &alert), -KTLS_E_PROTOCOL);
+	ktls_conn_free(s);
+	ktls_conn_free(c);
+	pair_free(&P);
+}
+
 static void test_hostile_handshake_records(void **st)
 {
 	const uint8_t nst[13] = { 4, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0 };
@@ -503,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_empty_records),
+		cmocka_unit_test(test_key_update_flood),
 		cmocka_unit_test(test_hostile_handshake_records),
 		cmocka_unit_test(test_alert_inside_handshake),
 		cmocka_unit_test(test_alerts),
