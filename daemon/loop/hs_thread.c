@@ -72,6 +72,8 @@ static void *hs_main(void *arg)
 
 	lower_priority(w);
 	pthread_mutex_lock(&hs->lock);
+	hs->ready = true;
+	pthread_cond_signal(&hs->work);
 	for (;;) {
 		bool first;
 
@@ -122,6 +124,11 @@ int hs_thread_start(struct worker *w)
 	if (rc)
 		goto out_cond;
 	hs->started = true;
+	/* Its priority is set before the worker serves anything (and before "listening"). */
+	pthread_mutex_lock(&hs->lock);
+	while (!hs->ready)
+		pthread_cond_wait(&hs->work, &hs->lock);
+	pthread_mutex_unlock(&hs->lock);
 	return 0;
 
 out_cond:

@@ -64,12 +64,12 @@ struct worker_svc {
 struct hs_thread {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t work;		   /* a step was queued, or stop */
+	pthread_cond_t work;		   /* a step was queued, or stop (and, once, ready) */
 	struct conn *in_head, **in_tail;   /* steps to run, oldest first */
 	struct conn *out_head, **out_tail; /* steps run, for the worker */
 	int evfd;			   /* written when out_head becomes non-empty */
 	uint64_t evval;			   /* where the ring's read of evfd lands */
-	bool stop, started;
+	bool stop, started, ready;	   /* ready: the thread has set its priority */
 };
 
 /* A function run on a worker's thread for another thread (worker_call). */
