@@ -244,6 +244,10 @@ def t_hs_thread(env):
 
     s = socket.create_connection(("127.0.0.1", client.port), timeout=30)
     check(recv_echo(s, b"warm\n") == b"warm\n", "first echo")
+    # The worker preempts the handshake thread as soon as the last step is back: the thread
+    # may still have to finish its turn (and go to sleep) once the worker is idle.
+    for n, k in ks.items():
+        wait_asleep(k.proc.pid, tids[n][1])
     before = cpu_of(ks, tids)
     for i in range(N_RELAY):
         check(recv_echo(s, b"relay %d\n" % i) == b"relay %d\n" % i, f"echo {i}")
@@ -260,6 +264,13 @@ def t_hs_thread(env):
     for n, k in ks.items():
         c = log_fields(k.wait_line(r"event=counters"))
         check(c.get("handshakes_ok") == str(N_HS + 1), f"{n} handshakes_ok: {c}")
+
+
+def wait_asleep(pid, tid):
+    deadline = time.monotonic() + 30
+    while task_stat(pid, tid)[0] != "S":
+        check(time.monotonic() < deadline, f"thread {tid} never went to sleep")
+        time.sleep(0.01)
 
 
 def recv_echo(s, data):
