@@ -110,8 +110,8 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
  * per-worker pool while bytes are in flight (conn_pipe_get): each worker keeps up to
  * PIPE_POOL_MAX of them, reserved below; a pipe a worker cannot get ends that connection
  * with reason "pipe: ...". Beside them: stdio, and per worker its ring, two eventfds (its
- * mailbox, its handshake thread) and one listener per service; NOFILE_SPARE covers what libraries open (OpenSSL's files) and the
- * socket a worker accepts only to refuse it.
+ * mailbox, its handshake thread) and one listener per service; NOFILE_SPARE covers what
+ * libraries open (OpenSSL's files) and the socket a worker accepts only to refuse it.
  */
 #define FDS_PER_CONN	  2
 #define FDS_PER_CONN_KTLS 2
