@@ -109,9 +109,9 @@ static int services_build(struct runtime *rt, const char *cfgpath, bool check_on
  * Descriptors a connection holds: its two sockets. The kTLS relay's pipes come from a
  * per-worker pool while bytes are in flight (conn_pipe_get): each worker keeps up to
  * PIPE_POOL_MAX of them, reserved below; a pipe a worker cannot get ends that connection
- * with reason "pipe: ...". Beside them: stdio, and per worker its ring, eventfd and one
- * listener per service; NOFILE_SPARE covers what libraries open (OpenSSL's files) and the
- * socket a worker accepts only to refuse it.
+ * with reason "pipe: ...". Beside them: stdio, and per worker its ring, two eventfds (its
+ * mailbox, its handshake thread) and one listener per service; NOFILE_SPARE covers what
+ * libraries open (OpenSSL's files) and the socket a worker accepts only to refuse it.
  */
 #define FDS_PER_CONN	  2
 #define FDS_PER_CONN_KTLS 2
@@ -154,7 +154,7 @@ static int nofile_setup(struct runtime *rt, const char *cfgpath, rlim_t *ret_lim
 		if (!setrlimit(RLIMIT_NOFILE, &up))
 			rl = up;
 	}
-	fixed = 3 + NOFILE_SPARE + (uint64_t)rt->cfg->threads * (rt->n_svc + 2) + pipe_fds(rt);
+	fixed = 3 + NOFILE_SPARE + (uint64_t)rt->cfg->threads * (rt->n_svc + 3) + pipe_fds(rt);
 	avail = rl.rlim_cur > fixed ? rl.rlim_cur - fixed : 0;
 	for (size_t i = 0; i < rt->n_svc; i++) {
 		const struct service *s = rt->svc[i];
@@ -414,6 +414,11 @@ static void workers_start(struct worker *w, unsigned n, pthread_barrier_t *ready
 	}
 	pthread_barrier_wait(ready);
 	for (unsigned i = 0; i < n; i++) {
+		if (w[i].init_rc && w[i].init_hs) {
+			fprintf(stderr, "ktlsd: worker %u: cannot start its handshake thread: %s\n",
+				i, strerror(-w[i].init_rc));
+			_exit(EXIT_RUNTIME);
+		}
 		if (w[i].init_rc) {
 			fprintf(stderr, "ktlsd: worker %u: io_uring setup failed: %s%s\n", i,
 				strerror(-w[i].init_rc),

@@ -268,6 +268,8 @@ static void conn_release_nosubmit(struct worker *w, struct conn *c)
 	free(c->peer_der);
 	ocsp_fetch_free(c->ocsp); /* closes ofd */
 	SSL_free(c->ssl);
+	SSL_SESSION_free(c->hs_sess);
+	free(c->hs_why);
 	if (c->relay) {
 		c->relay->release(w, c);
 		if (relay_gauge_ok(c->relay))
@@ -338,6 +340,10 @@ void conn_fail(struct worker *w, struct conn *c, const char *fmt, ...)
 	if (c->closing)
 		return;
 	c->closing = true;
+	/* A step queued on the handshake thread need not run (one running ends on the
+	 * shutdown below); c stays until it is back (pending). */
+	if (c->hs_out)
+		atomic_store_explicit(&c->hs_cancel, true, memory_order_relaxed);
 	va_start(ap, fmt);
 	if (vasprintf(&c->reason, fmt, ap) < 0)
 		c->reason = NULL;

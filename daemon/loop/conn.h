@@ -2,12 +2,14 @@
 /*
  * A connection and what may be done to it: the API the loop and the relays share. A
  * connection lives in a slot of its worker's table and is freed only once no operation
- * queued for it is in flight (pending == 0); everything here runs on that worker's thread.
+ * queued for it is in flight (pending == 0); everything here runs on that worker's thread
+ * (a handshake step excepted: hs_out below).
  */
 #ifndef KTLSD_DAEMON_CONN_H
 #define KTLSD_DAEMON_CONN_H
 
 #include <linux/time_types.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <openssl/ssl.h>
@@ -90,8 +92,18 @@ struct conn {
 	struct __kernel_timespec ocsp_ts; /* the poll's linked timeout */
 	uint64_t ops_used; /* bit op: op was queued for c (conn_sqe); what conn_fail cancels */
 	bool ops_wide;	   /* an op >= 64 was queued: ops_used cannot name it */
-	/* Queued for a handshake step (worker's hs_head), counted in pending meanwhile. */
-	struct conn *hs_next;
+	/*
+	 * A handshake step on the worker's handshake thread (hs_thread.c), counted in pending
+	 * meanwhile. While hs_out, ssl, id, hs_start_ns and the hs_ fields below are that
+	 * thread's: the worker reads none of them (and frees nothing) until the step is back.
+	 */
+	bool hs_out;	       /* the worker's: the step is queued, running or done */
+	atomic_bool hs_cancel; /* the worker ended c: a step not yet begun is skipped */
+	uint8_t hs_res;	       /* enum hs_result (handshake.c): what the step came to */
+	uint8_t hs_class;      /* enum hs_reason of a failed step */
+	char *hs_why;	       /* a failed step's reason (NULL: out of memory) */
+	SSL_SESSION *hs_sess;  /* client: the ticket to offer, taken from the worker's cache */
+	struct conn *hs_next;  /* on the handshake thread's queue or done list */
 };
 
 /* Words for log lines: who is on each side of c. */

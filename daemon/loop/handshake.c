@@ -6,9 +6,11 @@
  * relay the runtime chose.
  *
  * Handshake steps (the first, which makes the SSL, and each SSL_do_handshake after a poll)
- * are queued and run after the batch of completions that asked for them, at most HS_BUDGET
- * per batch, oldest first: under a flood of handshakes the relays' completions of every
- * batch are still served after at most HS_BUDGET steps' worth of public-key work.
+ * run on the worker's handshake thread (hs_thread.c) at a priority the kernel preempts for
+ * the worker: handshake_step_run there, what the step came to (hs_result) handled here on
+ * the worker's thread (handshake_on_steps), which keeps the polls, the deadline, counters
+ * and logs. Only the step itself crosses: the thread's OpenSSL error queue is its own, so
+ * a failure's class and reason are read there.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,17 +26,17 @@
 #include "sess_cache.h"
 #include "worker.h"
 
-/*
- * Steps per batch of completions. One: an established connection waits at most one step
- * (~0.5-2 ms of public-key work) behind handshakes. bench/flood, flood p99 by budget
- * (bench/results/20261202-flood-budget): 8.4 ms at 1, 14.6 at 2, 22.8 at 4, 29.5 at 8,
- * 84 unbounded, 122 before the queue.
- */
-#define HS_BUDGET 1
+/* What a step on the handshake thread came to (c->hs_res). */
+enum hs_result {
+	HS_R_SKIPPED, /* c had ended before the step began */
+	HS_R_DONE,    /* the handshake completed */
+	HS_R_READ,    /* OpenSSL waits for the socket to be readable */
+	HS_R_WRITE,   /* ... writable */
+	HS_R_FAILED,  /* c->hs_class, c->hs_why */
+	HS_R_NO_SSL,  /* the SSL could not be made (out of memory) */
+};
 
-static void tls_start(struct worker *w, struct conn *c);
 static void hs_done(struct worker *w, struct conn *c);
-static void hs_again(struct worker *w, struct conn *c, int r, int saved);
 
 /* Server mode connects to the plaintext backend, client mode to the remote TLS server. */
 static void target_connect(struct worker *w, struct conn *c)
@@ -92,17 +94,26 @@ static bool hs_keep_peer(struct worker *w, struct conn *c)
 	return !cur || cur == c->svc || worker_conn_recheck(w, c, cur) == 0;
 }
 
-static void hs_step(struct worker *w, struct conn *c)
+/*
+ * Client: tickets go to this worker's cache, on this thread. TLS 1.3 sends them after the
+ * handshake, to the relay's reads: the SSL gets the cache now. A TLS 1.2 session is made
+ * during the handshake, on the handshake thread, which never touches the cache: it goes in
+ * here, as OpenSSL's new-session callback would have put it (after a full handshake only).
+ */
+static void hs_client_cache(struct worker *w, struct conn *c)
 {
-	int r;
+	struct sess_cache *cache = conn_is_server(c) ? NULL : conn_sess_cache(w, c);
+	SSL_SESSION *sess;
 
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_do_handshake(c->ssl);
-	if (r == 1)
-		hs_done(w, c);
-	else
-		hs_again(w, c, r, errno);
+	if (!cache)
+		return;
+	tls_set_session_cache(c->ssl, cache);
+	if (SSL_version(c->ssl) >= TLS1_3_VERSION || SSL_session_reused(c->ssl))
+		return;
+	sess = SSL_get1_session(c->ssl);
+	if (sess && SSL_SESSION_is_resumable(sess) && c->id.tickets < UINT8_MAX)
+		c->id.tickets++;
+	sess_cache_put(cache, sess);
 }
 
 /* The handshake completed: resumption's policy check, then the target or the relay. */
@@ -110,6 +121,7 @@ static void hs_done(struct worker *w, struct conn *c)
 {
 	c->version = SSL_get_version(c->ssl);
 	c->cipher = SSL_get_cipher_name(c->ssl);
+	hs_client_cache(w, c);
 	if (SSL_session_reused(c->ssl)) {
 		/* No certificate this time: the peer is the one in the ticket. */
 		c->resumed = true;
@@ -122,31 +134,6 @@ static void hs_done(struct worker *w, struct conn *c)
 		}
 	}
 	ocsp_check_begin(w, c);
-}
-
-/* Not done yet (wait for what OpenSSL wants), or failed: counted with its reason. */
-static void hs_again(struct worker *w, struct conn *c, int r, int saved)
-{
-	int e = SSL_get_error(c->ssl, r);
-
-	switch (tls_want_from_error(e)) {
-	case TLS_WANT_READ:
-		conn_poll(w, c, OP_HS_POLL, c->tfd, POLLIN);
-		return;
-	case TLS_WANT_WRITE:
-		conn_poll(w, c, OP_HS_POLL, c->tfd, POLLOUT);
-		return;
-	default: {
-		char why[160];
-
-		service_count_hs_fail(c->svc, w->id,
-				      tls_fail_class(c->id.denied, ERR_peek_error(),
-						     SSL_get_verify_result(c->ssl), e, saved));
-		tls_fail_reason(c->ssl, e, saved, &c->id, why, sizeof(why));
-		conn_count(w, c, c->id.denied ? STAT_DENIED : STAT_HANDSHAKE_FAILURES);
-		conn_fail(w, c, "%s", why);
-	}
-	}
 }
 
 void handshake_peer_ok(struct worker *w, struct conn *c)
@@ -163,69 +150,134 @@ void handshake_peer_ok(struct worker *w, struct conn *c)
 	}
 }
 
-/* c's next handshake step waits its turn; the queue holds c's slot through pending. */
-static void hs_queue(struct worker *w, struct conn *c)
-{
-	if (!w->hs_head)
-		w->hs_tail = &w->hs_head;
-	c->hs_next = NULL;
-	*w->hs_tail = c;
-	w->hs_tail = &c->hs_next;
-	c->pending++;
-}
+/* --- on the handshake thread: c, its SSL and its identity only ----------------------- */
 
-bool handshake_run(struct worker *w)
-{
-	unsigned budget = HS_BUDGET;
-	struct conn *c;
-
-	while (budget && (c = w->hs_head)) {
-		w->hs_head = c->hs_next;
-		c->pending--;
-		if (!c->closing) {
-			if (c->ssl)
-				hs_step(w, c);
-			else
-				tls_start(w, c);
-			budget--;
-		}
-		conn_check_free(w, c);
-	}
-	return w->hs_head != NULL;
-}
-
-/* The TLS side's socket is connected: start the handshake in the service's role. */
-static void tls_start(struct worker *w, struct conn *c)
+/* The TLS side's socket is connected: the SSL, in the service's role. */
+static int tls_new(struct conn *c)
 {
 	const struct service_config *sc = c->svc->cfg;
 
 	c->ssl = SSL_new(c->svc->ctx);
-	if (!c->ssl || SSL_set_fd(c->ssl, c->tfd) != 1) {
-		conn_fail(w, c, "cannot create TLS session");
-		return;
-	}
+	if (!c->ssl || SSL_set_fd(c->ssl, c->tfd) != 1)
+		return -ENOMEM;
 	SSL_set_app_data(c->ssl, &c->id);
 	c->hs_start_ns = loop_now_ns();
 	if (conn_is_server(c)) {
 		SSL_set_accept_state(c->ssl);
-	} else {
-		struct sess_cache *cache = conn_sess_cache(w, c);
-
-		SSL_set_connect_state(c->ssl);
-		if (sc->server_name)
-			SSL_set_tlsext_host_name(c->ssl, sc->server_name);
-		if (cache) {
-			/* A ticket is used once (RFC 8446 C.4); this connection brings new ones. */
-			SSL_SESSION *sess = sess_cache_take(cache, time(NULL));
-
-			if (sess) {
-				SSL_set_session(c->ssl, sess);
-				SSL_SESSION_free(sess);
-			}
-			tls_set_session_cache(c->ssl, cache);
-		}
+		return 0;
 	}
-	hs_step(w, c);
+	SSL_set_connect_state(c->ssl);
+	if (sc->server_name)
+		SSL_set_tlsext_host_name(c->ssl, sc->server_name);
+	if (c->hs_sess) {
+		SSL_set_session(c->ssl, c->hs_sess);
+		SSL_SESSION_free(c->hs_sess);
+		c->hs_sess = NULL;
+	}
+	return 0;
+}
+
+/* Not done: what OpenSSL waits for, or the failure's class and reason (this thread's). */
+static void step_again(struct conn *c, int r, int saved)
+{
+	int e = SSL_get_error(c->ssl, r);
+	char why[160];
+
+	switch (tls_want_from_error(e)) {
+	case TLS_WANT_READ:
+		c->hs_res = HS_R_READ;
+		return;
+	case TLS_WANT_WRITE:
+		c->hs_res = HS_R_WRITE;
+		return;
+	default:
+		c->hs_res = HS_R_FAILED;
+		c->hs_class = (uint8_t)tls_fail_class(c->id.denied, ERR_peek_error(),
+						      SSL_get_verify_result(c->ssl), e, saved);
+		tls_fail_reason(c->ssl, e, saved, &c->id, why, sizeof(why));
+		c->hs_why = strdup(why);
+	}
+}
+
+void handshake_step_run(struct conn *c)
+{
+	int r;
+
+	if (atomic_load_explicit(&c->hs_cancel, memory_order_relaxed)) {
+		c->hs_res = HS_R_SKIPPED;
+		return;
+	}
+	ERR_clear_error();
+	if (!c->ssl && tls_new(c)) {
+		c->hs_res = HS_R_NO_SSL;
+		return;
+	}
+	errno = 0;
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1)
+		c->hs_res = HS_R_DONE;
+	else
+		step_again(c, r, errno);
+	ERR_clear_error();
+}
+
+/* --- back on the worker ----------------------------------------------------------------- */
+
+/* c's next handshake step goes to the handshake thread; pending holds c's slot meanwhile. */
+static void hs_queue(struct worker *w, struct conn *c)
+{
+	struct sess_cache *cache = conn_is_server(c) ? NULL : conn_sess_cache(w, c);
+
+	/* A ticket is used once (RFC 8446 C.4); this connection brings new ones. */
+	if (!c->ssl && cache)
+		c->hs_sess = sess_cache_take(cache, time(NULL));
+	c->pending++;
+	c->hs_out = true;
+	hs_thread_push(w, c);
+}
+
+static void hs_failed(struct worker *w, struct conn *c)
+{
+	service_count_hs_fail(c->svc, w->id, (enum hs_reason)c->hs_class);
+	conn_count(w, c, c->id.denied ? STAT_DENIED : STAT_HANDSHAKE_FAILURES);
+	conn_fail(w, c, "%s", c->hs_why ? c->hs_why : "handshake failed");
+}
+
+static void hs_result(struct worker *w, struct conn *c)
+{
+	switch (c->hs_res) {
+	case HS_R_DONE:
+		hs_done(w, c);
+		break;
+	case HS_R_READ:
+		conn_poll(w, c, OP_HS_POLL, c->tfd, POLLIN);
+		break;
+	case HS_R_WRITE:
+		conn_poll(w, c, OP_HS_POLL, c->tfd, POLLOUT);
+		break;
+	case HS_R_FAILED:
+		hs_failed(w, c);
+		break;
+	default:
+		conn_fail(w, c, "cannot create TLS session");
+	}
+	free(c->hs_why);
+	c->hs_why = NULL;
+}
+
+void handshake_on_steps(struct worker *w)
+{
+	struct conn *c = hs_thread_take(w), *next;
+
+	for (; c; c = next) {
+		next = c->hs_next;
+		c->hs_next = NULL;
+		c->hs_out = false;
+		c->pending--;
+		if (!c->closing)
+			hs_result(w, c);
+		conn_check_free(w, c);
+	}
 }
 
 void handshake_begin(struct worker *w, struct conn *c)
@@ -250,7 +302,7 @@ void handshake_on_timeout(struct worker *w, struct conn *c, int res)
 	conn_count(w, c, STAT_HANDSHAKE_TIMEOUTS);
 	/* Only a handshake under way (or its OCSP check) is a failed handshake; a slow
 	 * backend is not. */
-	if (c->ssl && !c->hs_done)
+	if ((c->hs_out || c->ssl) && !c->hs_done)
 		service_count_hs_fail(c->svc, w->id, HS_TIMEOUT);
 	if (c->ocsp)
 		conn_fail(w, c, "handshake timeout (waiting for the OCSP responder)");

@@ -124,8 +124,9 @@ static void caches_reset(struct worker *w, size_t si)
 }
 
 /*
- * A slot's per-worker arrays grow by copy: a client handshake's SSL points at its slot's
- * ticket cache, so every live SSL is pointed at the cache's new place.
+ * A slot's per-worker arrays grow by copy: a client connection's SSL points at its slot's
+ * ticket cache once its handshake is done (handshake.c), so every such SSL is pointed at
+ * the cache's new place. One out on the handshake thread is not touched: it has none yet.
  */
 static int grow(void **arr, size_t size, size_t old, size_t n)
 {
@@ -161,7 +162,7 @@ void worker_grow(struct worker *w, void *arg)
 	for (uint32_t i = 0; i < w->n_slots; i++) {
 		struct conn *c = w->slots[i];
 
-		if (c && c->ssl && !conn_is_server(c))
+		if (c && !c->hs_out && c->ssl && !conn_is_server(c) && SSL_is_init_finished(c->ssl))
 			tls_set_session_cache(c->ssl, conn_sess_cache(w, c));
 	}
 }

@@ -27,6 +27,7 @@ enum op {
 	OP_CONNECT,	 /* target connect */
 	OP_OCSP_POLL,	 /* peer's OCSP check: the responder's socket is ready */
 	OP_RATE_RESUME,	 /* idx = service: a max-handshakes-per-second pause is over */
+	OP_HS_DONE,	 /* eventfd: the handshake thread has finished steps (hs_thread.c) */
 	OP_LOOP_MAX,
 	OP_RELAY = 32, /* first op a relay may use (relay.h) */
 	OP_MAX = 256,

@@ -25,8 +25,9 @@
  * pauses 100 ms, the connections wait in the listen backlog), max-handshakes-per-second
  * (a token bucket per worker; past it accepting pauses, the backlog holds the rest), and
  * idle established connections (one sweep timer per worker compares each one's last-I/O
- * time, no timer per connection). Handshake steps wait in a queue and run one per batch
- * of completions (handshake.c), so a flood of handshakes delays a relay by one step.
+ * time, no timer per connection). Handshake steps run on the worker's handshake thread
+ * at SCHED_IDLE (hs_thread.c), so a flood of handshakes takes the CPU only when this
+ * thread has nothing to do.
  *
  * Minimum: Linux 5.19 (multishot accept, IORING_ASYNC_CANCEL_FD|ALL), liburing 2.3.
  * DEFER_TASKRUN needs 6.1 and is used when present.
@@ -120,6 +121,15 @@ static void arm_event(struct worker *w)
 
 	io_uring_prep_read(sqe, w->evfd, &w->evval, sizeof(w->evval), 0);
 	io_uring_sqe_set_data64(sqe, ring_ud_raw(OP_EVENT, 0));
+}
+
+/* The handshake thread's wake-up: steps are back (hs_thread.c). */
+static void arm_hs_done(struct worker *w)
+{
+	struct io_uring_sqe *sqe = ring_sqe(w);
+
+	io_uring_prep_read(sqe, w->hs.evfd, &w->hs.evval, sizeof(w->hs.evval), 0);
+	io_uring_sqe_set_data64(sqe, ring_ud_raw(OP_HS_DONE, 0));
 }
 
 static void start_drain(struct worker *w)
@@ -220,6 +230,13 @@ static void on_event(struct worker *w, const struct io_uring_cqe *cqe)
 		arm_event(w);
 }
 
+static void on_hs_done(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	handshake_on_steps(w);
+	if (!w->stop)
+		arm_hs_done(w);
+}
+
 static void on_drain(struct worker *w, const struct io_uring_cqe *cqe)
 {
 	w->stop = true;
@@ -266,6 +283,7 @@ static void handle_cqe(struct worker *w, const struct io_uring_cqe *cqe)
 		[OP_ACCEPT_RETRY] = on_accept_retry,
 		[OP_SWEEP] = on_sweep,
 		[OP_RATE_RESUME] = on_rate_resume,
+		[OP_HS_DONE] = on_hs_done,
 		[OP_HS_POLL] = on_conn,
 		[OP_HS_TIMEOUT] = on_conn,
 		[OP_CONNECT] = on_conn,
@@ -345,6 +363,8 @@ static void worker_cleanup(struct worker *w)
 	/* Callers waiting in worker_call see their function run, on a live table, one last time. */
 	mailbox_run(w, true);
 	io_uring_queue_exit(&w->ring);
+	/* Its step done, the handshake thread is gone: every connection is this thread's. */
+	hs_thread_stop(w);
 	for (uint32_t i = 0; i < w->n_slots; i++) {
 		struct conn *c = w->slots[i];
 
@@ -352,7 +372,6 @@ static void worker_cleanup(struct worker *w)
 			continue;
 		conn_release_now(w, c, w->draining ? "drain deadline" : "stopped");
 	}
-	w->hs_head = NULL; /* queued steps of connections released above */
 	conn_buf_pool_free(w);
 	conn_pipe_pool_free(w);
 	free(w->slots);
@@ -384,26 +403,29 @@ static void *worker_main(void *arg)
 	/* Whatever only the ring's creation needed goes now, on this thread (the runtime's). */
 	if (w->rt->ring_ready)
 		w->rt->ring_ready();
+	/* Made here, it inherits this thread's capabilities: what ring_ready left. */
+	if (!w->init_rc && (w->init_rc = hs_thread_start(w)))
+		w->init_hs = true;
 	if (!w->init_rc) {
 		w->now_ns = loop_now_ns();
 		for (size_t i = 0; i < w->rt->n_svc; i++)
 			listener_arm(w, i);
 		arm_event(w);
+		arm_hs_done(w);
 		arm_sweep(w);
 		w->init_rc = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
 	}
 	pthread_barrier_wait(w->ready);
 	if (w->init_rc) {
 		mailbox_run(w, true);
+		hs_thread_stop(w);
 		return NULL;
 	}
 
 	while (!w->stop) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
-		/* Handshake steps still queued: collect what completed, do not wait for more. */
-		int rc = w->hs_head ? io_uring_submit_and_get_events(&w->ring)
-				    : io_uring_submit_and_wait(&w->ring, 1);
+		int rc = io_uring_submit_and_wait(&w->ring, 1);
 
 		w->now_ns = loop_now_ns();
 
@@ -422,8 +444,6 @@ static void *worker_main(void *arg)
 				break;
 		}
 		io_uring_cq_advance(&w->ring, n);
-		if (!w->stop)
-			handshake_run(w);
 		if (w->draining && !w->live)
 			w->stop = true;
 	}

@@ -2,7 +2,8 @@
 /*
  * A worker: one thread, one io_uring, per service one listener, and the table of its
  * connections. The loop's own modules (listener, handshake, conn, ring) share this; the
- * relays see only conn.h and ring.h. Everything here runs on the worker's thread but cmd.
+ * relays see only conn.h and ring.h. Everything here runs on the worker's thread but cmd
+ * and hs (shared with the worker's handshake thread, under hs.lock).
  */
 #ifndef KTLSD_DAEMON_WORKER_H
 #define KTLSD_DAEMON_WORKER_H
@@ -54,6 +55,23 @@ struct worker_svc {
 	bool accept_multishot; /* that accept is multishot (no rate limit when armed) */
 };
 
+/*
+ * A worker's handshake thread (hs_thread.c): runs the handshake steps the worker queues, at
+ * SCHED_IDLE, and hands them back through the done list and evfd (the worker's ring reads
+ * it). lock guards the lists and the flags; a connection on either list, or in the step
+ * being run, is the thread's (conn.h: hs_out).
+ */
+struct hs_thread {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t work;		   /* a step was queued, or stop (and, once, ready) */
+	struct conn *in_head, **in_tail;   /* steps to run, oldest first */
+	struct conn *out_head, **out_tail; /* steps run, for the worker */
+	int evfd;			   /* written when out_head becomes non-empty */
+	uint64_t evval;			   /* where the ring's read of evfd lands */
+	bool stop, started, ready;	   /* ready: the thread has set its priority */
+};
+
 /* A function run on a worker's thread for another thread (worker_call). */
 struct worker_msg {
 	void (*fn)(struct worker *w, void *arg);
@@ -82,11 +100,10 @@ struct worker {
 	uint32_t *pipe_sz; /* their sizes */
 	unsigned n_pipes;
 	bool draining, stop;
-	/* Handshake steps waiting for the loop's next turn (handshake_run): at most
-	 * HS_BUDGET run per batch of completions, so relays are served in between. */
-	struct conn *hs_head, **hs_tail;
+	struct hs_thread hs; /* the public-key work of handshakes, off this thread */
 	struct __kernel_timespec drain_ts, accept_backoff;
 	int init_rc;
+	bool init_hs; /* init_rc is the handshake thread's (else the ring's, or memory) */
 	pthread_t thread;
 	pthread_barrier_t *ready;
 	/* Mailbox for worker_call: the one lock in the loop, taken only when woken by evfd. */
@@ -157,8 +174,20 @@ void listener_on_retry(struct worker *w, uint32_t si);
 void listener_on_resume(struct worker *w, uint32_t si);
 /* A connection was accepted on its service: the handshake (server) or connect (client). */
 void handshake_begin(struct worker *w, struct conn *c);
-/* Runs the queued handshake steps, HS_BUDGET at most, oldest first; true if some wait. */
-bool handshake_run(struct worker *w);
+/*
+ * The handshake thread (hs_thread.c). start: its lock, evfd and thread (0 or -errno, nothing
+ * left behind on failure); stop: it finishes the step it is running and exits (safe when
+ * never started). push: c's next step goes to it (the caller counted c->pending and set
+ * c->hs_out). take: the steps it has run, linked by hs_next, oldest first.
+ */
+int hs_thread_start(struct worker *w);
+void hs_thread_stop(struct worker *w);
+void hs_thread_push(struct worker *w, struct conn *c);
+struct conn *hs_thread_take(struct worker *w);
+/* On the handshake thread: c's step (make the SSL, then SSL_do_handshake), its result in c. */
+void handshake_step_run(struct conn *c);
+/* On the worker: steps came back from the handshake thread (OP_HS_DONE). */
+void handshake_on_steps(struct worker *w);
 void handshake_on_poll(struct worker *w, struct conn *c, int res);
 void handshake_on_timeout(struct worker *w, struct conn *c, int res);
 void handshake_on_connect(struct worker *w, struct conn *c, int res);

@@ -18,6 +18,7 @@
 #include <linux/keyctl.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,6 +180,11 @@ static int add_arg_rules(scmp_filter_ctx ctx)
 	if (!rc)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 1,
 				      SCMP_A0(SCMP_CMP_EQ, SECCOMP_GET_ACTION_AVAIL));
+	/* Each worker's handshake thread lowers itself to SCHED_IDLE (loop/hs_thread.c); no
+	 * other policy, nor another thread's. */
+	if (!rc)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sched_setscheduler), 2,
+				      SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A1(SCMP_CMP_EQ, SCHED_IDLE));
 	for (size_t i = 0; !rc && i < sizeof(families) / sizeof(families[0]); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
 				      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));

@@ -16,12 +16,17 @@ rate_client  client mode too: --max-handshakes-per-second 10 on a ktlsd client, 
 idle_cpu     an idle ktlsd uses next to no CPU: the main thread's wait for signals and file
              changes once polled with timeout 0 without a systemd watchdog, a whole core
              taken from the workers (and from every benchmark's figures)
+hs_thread    each worker has a handshake thread at SCHED_IDLE, and the handshakes' CPU is
+             spent there: over 100 full handshakes (server and client mode) its user CPU
+             grows more than the worker's; relaying on an established connection never
+             wakes it (its CPU time does not move)
 
 Exit 0 pass, 1 fail, 77 skip.
 """
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -173,8 +178,115 @@ def t_idle_cpu(env):
     print(f"idle ktlsd: {used:.2f} s CPU in {wall:.1f} s")
 
 
+SCHED_IDLE = 5
+N_HS = 100
+N_RELAY = 200
+
+
+def task_stat(pid, tid):
+    """Fields of /proc/PID/task/TID/stat from the state on (field 3 is [0])."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def task_cpu(pid, tid):
+    """A thread's (user CPU s, all CPU s): stat's utime, and schedstat's ns where the kernel
+    keeps them (else stat's utime + stime)."""
+    f = task_stat(pid, tid)
+    tck = os.sysconf("SC_CLK_TCK")
+    user, total = int(f[11]) / tck, (int(f[11]) + int(f[12])) / tck
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as sf:
+            total = int(sf.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    return user, total
+
+
+def hs_threads(k):
+    """(worker tid, handshake thread tid) of a --threads 1 ktlsd: the handshake thread is
+    the one at SCHED_IDLE, the worker the thread made last before it (it makes it; TSan's
+    runtime has a thread of its own, made first)."""
+    pid = k.proc.pid
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    pol = {t: int(task_stat(pid, t)[38]) for t in tids}  # field 41: policy
+    idle = [t for t in tids if pol[t] == SCHED_IDLE]
+    check(len(idle) == 1, f"pid {pid}: {len(idle)} SCHED_IDLE threads, policies {pol}")
+    rest = [t for t in tids if t != pid and t < idle[0] and pol[t] != SCHED_IDLE]
+    check(rest, f"pid {pid}: no worker thread before the handshake thread: {pol}")
+    return rest[-1], idle[0]
+
+
+def cpu_of(ks, tids):
+    return {n: [task_cpu(k.proc.pid, t) for t in tids[n]] for n, k in ks.items()}
+
+
+def t_hs_thread(env):
+    """Each worker's handshake thread exists at SCHED_IDLE and does the handshakes' work: over
+    N_HS full handshakes (server and client mode) it spends more user CPU than the worker,
+    and at least 50 us per handshake (a full mTLS handshake's public-key work is several
+    times that on any CPU); relaying on an established connection never wakes it."""
+    server = env.ktlsd(["--threads", "1"], target_port=env.echo_backend())
+    client = ktlsd_client(env, server.port, ["--threads", "1", "--no-resumption"])
+    ks = {"server": server, "client": client}
+    tids = {n: hs_threads(k) for n, k in ks.items()}
+    before = cpu_of(ks, tids)
+    for i in range(N_HS):
+        got = plain_roundtrip(client.port, b"hs %d\n" % i, timeout=60)
+        check(got == b"hs %d\n" % i, f"roundtrip {i}: {got!r}")
+    after = cpu_of(ks, tids)
+    for n in ks:
+        (wu, _), (hu, ht) = ((a[0] - b[0], a[1] - b[1]) for a, b in zip(after[n], before[n]))
+        print(f"{n}: {N_HS} handshakes: handshake thread {hu * 1e3:.0f} ms user CPU "
+              f"({ht * 1e3:.1f} ms in all), worker {wu * 1e3:.0f} ms user CPU")
+        check(ht >= N_HS * 50e-6, f"{n}: the handshake thread ran {ht * 1e3:.1f} ms for "
+              f"{N_HS} handshakes")
+        check(hu > wu, f"{n}: the worker spent more user CPU than the handshake thread")
+
+    s = socket.create_connection(("127.0.0.1", client.port), timeout=30)
+    check(recv_echo(s, b"warm\n") == b"warm\n", "first echo")
+    # The worker preempts the handshake thread as soon as the last step is back: the thread
+    # may still have to finish its turn (and go to sleep) once the worker is idle.
+    for n, k in ks.items():
+        wait_asleep(k.proc.pid, tids[n][1])
+    before = cpu_of(ks, tids)
+    for i in range(N_RELAY):
+        check(recv_echo(s, b"relay %d\n" % i) == b"relay %d\n" % i, f"echo {i}")
+    after = cpu_of(ks, tids)
+    s.close()
+    for n in ks:
+        check(after[n][1][1] == before[n][1][1], f"{n}: the handshake thread ran while only "
+              f"relaying: {before[n][1][1]} -> {after[n][1][1]} s")
+    print(f"{N_RELAY} round trips on an established connection: the handshake threads did "
+          "not run")
+    for k in (client, server):
+        k.proc.send_signal(signal.SIGTERM)
+        check(k.proc.wait(timeout=15) == 0, "exit after SIGTERM")
+    for n, k in ks.items():
+        c = log_fields(k.wait_line(r"event=counters"))
+        check(c.get("handshakes_ok") == str(N_HS + 1), f"{n} handshakes_ok: {c}")
+
+
+def wait_asleep(pid, tid):
+    deadline = time.monotonic() + 30
+    while task_stat(pid, tid)[0] != "S":
+        check(time.monotonic() < deadline, f"thread {tid} never went to sleep")
+        time.sleep(0.01)
+
+
+def recv_echo(s, data):
+    s.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        b = s.recv(len(data) - len(got))
+        if not b:
+            break
+        got += b
+    return got
+
+
 TESTS = {"rate": t_rate, "rate_config": t_rate_config, "rate_client": t_rate_client,
-         "idle_cpu": t_idle_cpu}
+         "idle_cpu": t_idle_cpu, "hs_thread": t_hs_thread}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -103,6 +103,15 @@ def proc_status(pid):
     return out
 
 
+SCHED_IDLE = 5
+
+
+def sched_policy(pid, tid):
+    """A thread's scheduling policy: field 41 of /proc/PID/task/TID/stat."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[38])
+
+
 def no_core():
     """gdb may crash when its inferior is killed under it: no core file in the cwd."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -164,7 +173,12 @@ def t_sandbox(env):
         os.unlink(crl)
     print("a CRL directly in /tmp: warned, sandbox_broad_read dir=/tmp")
     st = proc_status(k.proc.pid)
-    check(len(st) == 3, f"expected main + 2 workers: {len(st)} threads")
+    check(len(st) == 5, f"expected main + 2 workers + their handshake threads: {len(st)} "
+          "threads")
+    # The handshake threads lowered themselves to SCHED_IDLE under the seccomp filter.
+    idle = [t for t in st if sched_policy(k.proc.pid, t) == SCHED_IDLE]
+    check(len(idle) == 2, f"expected 2 SCHED_IDLE threads: {len(idle)}")
+    check("handshake_thread_priority" not in k.text(), "a handshake thread kept its priority")
     for tid, s in st.items():
         check(s["Uid"].split() == ["65534"] * 4 and s["Gid"].split() == ["65534"] * 4,
               f"thread {tid}: Uid {s['Uid']} Gid {s['Gid']}")

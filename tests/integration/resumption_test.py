@@ -3,19 +3,21 @@
 """Session resumption, both server modes (stateless tickets under rotated keys, and a session
 cache): a ktlsd client pair and openssl s_client (TLS 1.3 and 1.2) resume and keep the
 verified identity; tickets expire, stay per instance, and do not outlive the client
-certificate (libfaketime); without tickets nothing waits for them.
+certificate (libfaketime); without tickets nothing waits for them. A ktlsd client resumes
+with a TLS 1.2 server (openssl s_server) too.
 
     resumption_test.py --ktlsd BUILD/ktlsd --pki-script scripts/pki
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import (Skip, check, ktlsd_client, log_fields, main, plain_roundtrip,  # noqa: E402
-                     sess_client)
+from harness import (Skip, check, free_port, ktlsd_client, log_fields, main,  # noqa: E402
+                     plain_roundtrip, sess_client)
 
 
 def resumption_mode(env, eport, flag):
@@ -148,6 +150,35 @@ def t_resumption(env):
         check(plain_roundtrip(cli3.port) == b"plain ping\n", "echo, client resumption off")
         check("resumed=no" in cli3.conn_end(r"reason=closed"), "resumed with it off")
         srv.conn_end(r"reason=closed")
+
+
+    tls12_server(env)
+
+
+def tls12_server(env):
+    """A TLS 1.2 server's ticket comes during the handshake (on the worker's handshake
+    thread): the ktlsd client keeps that session (in its worker's cache) and resumes."""
+    sport = free_port()
+    env.spawn(["openssl", "s_server", "-accept", f"127.0.0.1:{sport}", "-tls1_2", "-Verify",
+               "1", "-verify_return_error", "-cert", env.p("server.pem"), "-key",
+               env.p("server.key"), "-CAfile", env.p("ca.pem"), "-rev", "-naccept", "2"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Listening once the port cannot be bound (a probe connection would use an accept).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", sport))
+            time.sleep(0.05)
+        except OSError:
+            break
+    cli = ktlsd_client(env, sport, ["--verify-dns", "localhost", "--threads", "1"])
+    for want in ("resumed=no", "resumed=yes"):
+        got = plain_roundtrip(cli.port, b"abcdef\n")
+        check(got.startswith(b"fedcba"), f"s_server -rev answered {got!r}")
+        line = cli.conn_end(r"reason=")
+        check("tls=TLSv1.2" in line and want in line, f"TLS 1.2, expected {want}: {line}")
+    print("TLS 1.2 server: the full handshake's session resumed")
 
 
 TESTS = {
