@@ -376,6 +376,8 @@ static void globals_not_live(const struct run_config *a, const struct run_config
 		appendf(buf, len, "%sdrain-timeout", buf[0] ? "," : "");
 	if (a->allow_core_dumps != b->allow_core_dumps)
 		appendf(buf, len, "%sallow-core-dumps", buf[0] ? "," : "");
+	if (a->handshake_thread != b->handshake_thread)
+		appendf(buf, len, "%shandshake-thread", buf[0] ? "," : "");
 }
 
 /* The running slot that new configuration sc continues (same name, mode and listen), or -1. */

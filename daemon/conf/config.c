@@ -348,6 +348,11 @@ static int global_set(struct run_config *r, const char *key, const char *v, char
 			goto bad;
 		return 0;
 	}
+	if (!strcmp(key, "handshake-thread")) {
+		if (parse_bool(v, &r->handshake_thread))
+			goto bad;
+		return 0;
+	}
 	if (!strcmp(key, "landlock") || !strcmp(key, "seccomp")) {
 		if (parse_bool(v, key[0] == 'l' ? &r->landlock : &r->seccomp))
 			goto bad;
@@ -946,7 +951,7 @@ static void print_help_server(void)
 	      "         [--proxy-protocol] [--resumption[=tickets|cache]|--no-resumption]\n"
 	      "         [--ticket-lifetime S] [--session-cache N]\n"
 	      "         [--max-handshakes N] [--max-handshakes-per-source N]\n"
-	      "         [--max-handshakes-per-second N]\n"
+	      "         [--max-handshakes-per-second N] [--handshake-thread]\n"
 	      "         [--idle-timeout S] [--key-password-file FILE] "
 	      "[--allow-core-dumps]\n"
 	      "         [--drain-timeout MS] [--user USER] [--no-landlock] [--no-seccomp]\n"
@@ -960,6 +965,8 @@ static void print_help_server(void)
 	      "        --max-handshakes-per-source: the same per client address (0: off)\n"
 	      "  --max-handshakes-per-second N: new handshakes started per second, split\n"
 	      "        over the threads; past it accepting pauses (0: off, the default)\n"
+	      "  --handshake-thread: handshake steps on a low-priority thread per worker:\n"
+	      "        relays keep their latency under a flood, handshakes cost more CPU\n"
 	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 	      "        0: never)\n"
 	      "  --key-password-file: the passphrase of an encrypted --key\n"
@@ -999,7 +1006,7 @@ static void print_help_client(void)
 	      "         [--log-format logfmt|json] [--min-tls 1.2|1.3]\n"
 	      "         [--resumption|--no-resumption] [--session-cache N]\n"
 	      "         [--max-handshakes N] [--max-handshakes-per-second N]\n"
-	      "         [--idle-timeout S] [--key-password-file FILE]\n"
+	      "         [--handshake-thread] [--idle-timeout S] [--key-password-file FILE]\n"
 	      "         [--allow-core-dumps] [--drain-timeout MS] [--user USER]\n"
 	      "         [--no-landlock] [--no-seccomp] [--crl FILE]... [--ocsp-url URL]\n"
 	      "         [--ocsp-timeout-ms MS] [--ocsp-fail open|closed] [--admin ADDR]\n"
@@ -1007,6 +1014,8 @@ static void print_help_client(void)
 	      "  --max-handshakes: handshakes in progress at once (default: --max-conns)\n"
 	      "  --max-handshakes-per-second N: new handshakes started per second, split\n"
 	      "        over the threads; past it accepting pauses (0: off, the default)\n"
+	      "  --handshake-thread: handshake steps on a low-priority thread per worker:\n"
+	      "        relays keep their latency under a flood, handshakes cost more CPU\n"
 	      "  --idle-timeout: close a connection idle for S seconds (default 3600,\n"
 	      "        0: never)\n"
 	      "  --key-password-file: the passphrase of an encrypted --key\n"
@@ -1072,6 +1081,7 @@ static const struct option server_opts[] = {
 	{ "idle-timeout", required_argument, NULL, 0 },
 	{ "key-password-file", required_argument, NULL, 0 },
 	{ "allow-core-dumps", no_argument, NULL, 0 },
+	{ "handshake-thread", no_argument, NULL, 0 },
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
@@ -1116,6 +1126,7 @@ static const struct option client_opts[] = {
 	{ "idle-timeout", required_argument, NULL, 0 },
 	{ "key-password-file", required_argument, NULL, 0 },
 	{ "allow-core-dumps", no_argument, NULL, 0 },
+	{ "handshake-thread", no_argument, NULL, 0 },
 	{ "log-format", required_argument, NULL, 0 },
 	{ "min-tls", required_argument, NULL, 0 },
 	{ "drain-timeout", required_argument, NULL, 0 },
@@ -1394,12 +1405,11 @@ static int ini_apply_global(struct ini_state *st)
 			return rc;
 		rc = global_set(st->r, kv->name, kv->value, msg, sizeof(msg));
 		if (rc == -ENOENT)
-			return ini_fail(
-				st, kv->line,
-				"unknown key '%s' in [global] (known: threads, log-format, "
-				"drain-timeout, allow-core-dumps, admin, admin-allow-remote, user, "
-				"landlock, seccomp)",
-				kv->name);
+			return ini_fail(st, kv->line,
+					"unknown key '%s' in [global] (known: threads, log-format, "
+					"drain-timeout, allow-core-dumps, handshake-thread, admin, "
+					"admin-allow-remote, user, landlock, seccomp)",
+					kv->name);
 		if (rc)
 			return ini_fail(st, kv->line, "%s", msg);
 	}

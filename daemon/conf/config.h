@@ -86,6 +86,8 @@ struct run_config {
 	char *user;    /* run as this user once listeners are bound and keys read */
 	bool landlock; /* default yes: read-only access to the configured files only */
 	bool seccomp;  /* default yes: the syscall allowlist (sandbox/seccomp.c) */
+	/* Handshake steps on a SCHED_IDLE thread per worker (loop/hs_thread.c); default no */
+	bool handshake_thread;
 	struct service_config *svc;
 	size_t n_svc;
 };

@@ -29,6 +29,12 @@
  * other work slows ktlsd's handshakes before its established connections.
  *
  * Syscalls: futex, eventfd2, write, sched_setscheduler (SCHED_IDLE only: sandbox/seccomp.c).
+ *
+ * The thread is opt-in (--handshake-thread): handing each step over costs context switches,
+ * ~12 % more CPU per full handshake and ~30 % per resumed one on this machine class
+ * (docs/admission.md). Without it (inline_steps) the same queue is run by the worker
+ * itself, one step per batch of completions, so an established connection waits behind at
+ * most one step.
  */
 #include <errno.h>
 #include <sched.h>
@@ -111,6 +117,11 @@ int hs_thread_start(struct worker *w)
 
 	hs->in_tail = &hs->in_head;
 	hs->out_tail = &hs->out_head;
+	hs->evfd = -1;
+	if (!w->rt->cfg->handshake_thread) {
+		hs->inline_steps = true; /* the lists only, this thread's alone */
+		return 0;
+	}
 	hs->evfd = eventfd(0, EFD_CLOEXEC);
 	if (hs->evfd < 0)
 		return -errno;
@@ -145,6 +156,12 @@ void hs_thread_stop(struct worker *w)
 {
 	struct hs_thread *hs = &w->hs;
 
+	if (hs->inline_steps) {
+		hs->in_head = hs->out_head = NULL; /* their slots free them */
+		hs->in_tail = &hs->in_head;
+		hs->out_tail = &hs->out_head;
+		return;
+	}
 	if (!hs->started)
 		return;
 	pthread_mutex_lock(&hs->lock);
@@ -168,6 +185,11 @@ void hs_thread_push(struct worker *w, struct conn *c)
 	struct hs_thread *hs = &w->hs;
 
 	c->hs_next = NULL;
+	if (hs->inline_steps) {
+		*hs->in_tail = c;
+		hs->in_tail = &c->hs_next;
+		return;
+	}
 	pthread_mutex_lock(&hs->lock);
 	*hs->in_tail = c;
 	hs->in_tail = &c->hs_next;
@@ -175,15 +197,34 @@ void hs_thread_push(struct worker *w, struct conn *c)
 	pthread_mutex_unlock(&hs->lock);
 }
 
+bool hs_thread_run_inline(struct worker *w)
+{
+	struct hs_thread *hs = &w->hs;
+	struct conn *c = hs->in_head;
+
+	if (!c)
+		return false;
+	hs->in_head = c->hs_next;
+	if (!hs->in_head)
+		hs->in_tail = &hs->in_head;
+	handshake_step_run(c);
+	c->hs_next = NULL;
+	*hs->out_tail = c;
+	hs->out_tail = &c->hs_next;
+	return true;
+}
+
 struct conn *hs_thread_take(struct worker *w)
 {
 	struct hs_thread *hs = &w->hs;
 	struct conn *c;
 
-	pthread_mutex_lock(&hs->lock);
+	if (!hs->inline_steps)
+		pthread_mutex_lock(&hs->lock);
 	c = hs->out_head;
 	hs->out_head = NULL;
 	hs->out_tail = &hs->out_head;
-	pthread_mutex_unlock(&hs->lock);
+	if (!hs->inline_steps)
+		pthread_mutex_unlock(&hs->lock);
 	return c;
 }

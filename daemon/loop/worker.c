@@ -25,9 +25,10 @@
  * pauses 100 ms, the connections wait in the listen backlog), max-handshakes-per-second
  * (a token bucket per worker; past it accepting pauses, the backlog holds the rest), and
  * idle established connections (one sweep timer per worker compares each one's last-I/O
- * time, no timer per connection). Handshake steps run on the worker's handshake thread
- * at SCHED_IDLE (hs_thread.c), so a flood of handshakes takes the CPU only when this
- * thread has nothing to do.
+ * time, no timer per connection). Handshake steps wait in a queue and run one per batch
+ * of completions, so a flood of handshakes delays a relay by one step; with
+ * --handshake-thread they run on the worker's handshake thread at SCHED_IDLE
+ * (hs_thread.c), and take the CPU only when this thread has nothing to do.
  *
  * Minimum: Linux 5.19 (multishot accept, IORING_ASYNC_CANCEL_FD|ALL), liburing 2.3.
  * DEFER_TASKRUN needs 6.1 and is used when present.
@@ -391,6 +392,41 @@ static void worker_cleanup(struct worker *w)
 	w->svcs = NULL;
 }
 
+/* One turn of the loop: submit and wait, the batch of completions, then one inline
+ * handshake step. -EIO: the ring failed (the process is told to stop). */
+static int worker_turn(struct worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	/* Steps queued for this thread: collect what completed, do not wait for more. */
+	int rc = w->hs.in_head && w->hs.inline_steps ? io_uring_submit_and_get_events(&w->ring)
+						     : io_uring_submit_and_wait(&w->ring, 1);
+
+	w->now_ns = loop_now_ns();
+
+	if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+		struct log_kv kv[] = { { "error", strerror(-rc) } };
+
+		log_kv(w->rt->cfg->log_format, "error", "ring_failed", kv, 1);
+		kill(getpid(), SIGTERM);
+		return -EIO;
+	}
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		handle_cqe(w, cqe);
+		n++;
+		if (w->stop)
+			break;
+	}
+	io_uring_cq_advance(&w->ring, n);
+	/* Inline steps: one per batch, after the batch's relays and timers. */
+	if (!w->stop && w->hs.inline_steps && hs_thread_run_inline(w))
+		handshake_on_steps(w);
+	if (w->draining && !w->live)
+		w->stop = true;
+	return 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -411,7 +447,8 @@ static void *worker_main(void *arg)
 		for (size_t i = 0; i < w->rt->n_svc; i++)
 			listener_arm(w, i);
 		arm_event(w);
-		arm_hs_done(w);
+		if (!w->hs.inline_steps)
+			arm_hs_done(w);
 		arm_sweep(w);
 		w->init_rc = io_uring_submit(&w->ring) < 0 ? -EIO : 0;
 	}
@@ -422,31 +459,8 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 
-	while (!w->stop) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-		int rc = io_uring_submit_and_wait(&w->ring, 1);
-
-		w->now_ns = loop_now_ns();
-
-		if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-			struct log_kv kv[] = { { "error", strerror(-rc) } };
-
-			log_kv(w->rt->cfg->log_format, "error", "ring_failed", kv, 1);
-			kill(getpid(), SIGTERM);
-			break;
-		}
-		io_uring_for_each_cqe(&w->ring, head, cqe)
-		{
-			handle_cqe(w, cqe);
-			n++;
-			if (w->stop)
-				break;
-		}
-		io_uring_cq_advance(&w->ring, n);
-		if (w->draining && !w->live)
-			w->stop = true;
-	}
+	while (!w->stop && !worker_turn(w))
+		;
 	worker_cleanup(w);
 	return NULL;
 }

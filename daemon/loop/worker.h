@@ -70,6 +70,9 @@ struct hs_thread {
 	int evfd;			   /* written when out_head becomes non-empty */
 	uint64_t evval;			   /* where the ring's read of evfd lands */
 	bool stop, started, ready;	   /* ready: the thread has set its priority */
+	/* No thread (--handshake-thread off, the default): the worker runs one queued step
+	 * per batch of completions itself (hs_thread_run_inline). */
+	bool inline_steps;
 };
 
 /* A function run on a worker's thread for another thread (worker_call). */
@@ -184,6 +187,8 @@ int hs_thread_start(struct worker *w);
 void hs_thread_stop(struct worker *w);
 void hs_thread_push(struct worker *w, struct conn *c);
 struct conn *hs_thread_take(struct worker *w);
+/* Inline mode: run the oldest queued step, if any, onto the done list. True if one ran. */
+bool hs_thread_run_inline(struct worker *w);
 /* On the handshake thread: c's step (make the SSL, then SSL_do_handshake), its result in c. */
 void handshake_step_run(struct conn *c);
 /* On the worker: steps came back from the handshake thread (OP_HS_DONE). */

@@ -16,7 +16,8 @@ rate_client  client mode too: --max-handshakes-per-second 10 on a ktlsd client, 
 idle_cpu     an idle ktlsd uses next to no CPU: the main thread's wait for signals and file
              changes once polled with timeout 0 without a systemd watchdog, a whole core
              taken from the workers (and from every benchmark's figures)
-hs_thread    each worker has a handshake thread at SCHED_IDLE, and the handshakes' CPU is
+hs_thread    with --handshake-thread (off: none) each worker has a handshake thread at
+             SCHED_IDLE, and the handshakes' CPU is
              spent there: over 100 full handshakes (server and client mode) its user CPU
              grows more than the worker's; relaying on an established connection never
              wakes it (its CPU time does not move)
@@ -226,8 +227,14 @@ def t_hs_thread(env):
     N_HS full handshakes (server and client mode) it spends more user CPU than the worker,
     and at least 50 us per handshake (a full mTLS handshake's public-key work is several
     times that on any CPU); relaying on an established connection never wakes it."""
-    server = env.ktlsd(["--threads", "1"], target_port=env.echo_backend())
-    client = ktlsd_client(env, server.port, ["--threads", "1", "--no-resumption"])
+    # Off by default: no SCHED_IDLE thread at all.
+    plain = env.ktlsd(["--threads", "1"], target_port=env.echo_backend())
+    pid = plain.proc.pid
+    pol = {int(t): int(task_stat(pid, t)[38]) for t in os.listdir(f"/proc/{pid}/task")}
+    check(SCHED_IDLE not in pol.values(), f"a SCHED_IDLE thread without the option: {pol}")
+    server = env.ktlsd(["--threads", "1", "--handshake-thread"], target_port=env.echo_backend())
+    client = ktlsd_client(env, server.port,
+                          ["--threads", "1", "--no-resumption", "--handshake-thread"])
     ks = {"server": server, "client": client}
     tids = {n: hs_threads(k) for n, k in ks.items()}
     before = cpu_of(ks, tids)

@@ -153,7 +153,7 @@ def t_sandbox(env):
         raise Skip("gdb not installed (scripts/install-deps installs it)")
     share_pki(env)
     eport = env.echo_backend()
-    k = env.ktlsd(["--user", "nobody"], target_port=eport)
+    k = env.ktlsd(["--user", "nobody", "--handshake-thread"], target_port=eport)
     line = k.wait_line(r"event=sandbox ")
     check(re.search(r"user=nobody uid=65534 caps=none landlock=on landlock_abi=\d+ "
                     r"seccomp=on", line), f"sandbox line: {line}")

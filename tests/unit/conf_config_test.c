@@ -919,9 +919,20 @@ static void test_new_keys_file(void **state)
 		     "idle-timeout: invalid value '2592001'");
 	expect_exact(SVC "allow-all = yes\nkey-password-file = /nonexistent/pw\n", 8,
 		     "key-password-file /nonexistent/pw: No such file or directory");
-	expect_exact("[global]\nlisten = 127.0.0.1:1\n", 2,
-		     "unknown key 'listen' in [global] (known: threads, log-format, drain-timeout, "
-		     "allow-core-dumps, admin, admin-allow-remote, user, landlock, seccomp)");
+	expect_exact(
+		"[global]\nlisten = 127.0.0.1:1\n", 2,
+		"unknown key 'listen' in [global] (known: threads, log-format, drain-timeout, "
+		"allow-core-dumps, handshake-thread, admin, admin-allow-remote, user, landlock, "
+		"seccomp)");
+	/* handshake-thread: a [global] yes/no, and the flag. */
+	expect_ok("[global]\nhandshake-thread = yes\n" SVC "allow-all = yes\n", &cfg);
+	assert_true(cfg.handshake_thread);
+	config_free(&cfg);
+	expect_ok(SVC "allow-all = yes\n", &cfg);
+	assert_false(cfg.handshake_thread); /* off by default */
+	config_free(&cfg);
+	expect_exact("[global]\nhandshake-thread = soon\n", 2,
+		     "handshake-thread: invalid value 'soon'");
 }
 
 /*
