@@ -444,13 +444,14 @@ static void *t_malloc(size_t n, const char *file, int line)
 
 static void t_free(void *ptr, const char *file, int line)
 {
-	unsigned char *b = (unsigned char *)ptr - HDR;
+	unsigned char *b;
 	size_t n;
 
 	(void)file;
 	(void)line;
 	if (!ptr)
 		return;
+	b = (unsigned char *)ptr - HDR; /* not before the check: no offset on NULL (UBSan) */
 	memcpy(&n, b, sizeof(n));
 	if (memmem(ptr, n, MARKER, sizeof(MARKER) - 1))
 		marker_frees++;
