@@ -399,7 +399,8 @@ static int worker_turn(struct worker *w)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	/* Steps queued for this thread: collect what completed, do not wait for more. */
-	int rc = w->hs.in_head && w->hs.inline_steps ? io_uring_submit_and_get_events(&w->ring)
+	/* inline_steps first: with the thread, in_head is the thread's, under its lock. */
+	int rc = w->hs.inline_steps && w->hs.in_head ? io_uring_submit_and_get_events(&w->ring)
 						     : io_uring_submit_and_wait(&w->ring, 1);
 
 	w->now_ns = loop_now_ns();

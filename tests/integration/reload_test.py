@@ -215,6 +215,8 @@ def wait_reloads(k, n, timeout=10):
     while time.time() < end:
         k.fh.seek(k.pos)
         chunk = k.fh.read()
+        # Whole lines only: a line ktlsd is still writing is read again next time.
+        chunk = chunk[:chunk.rfind("\n") + 1]
         k.pos += len(chunk)
         if f"reloads={n} " in chunk:
             return
