@@ -162,34 +162,17 @@ static int t2p_recv(struct worker *w, struct conn *c, struct dir *d)
 	return -EPIPE;
 }
 
-static void shut_plain(struct conn *c)
-{
-	shutdown(c->pfd, SHUT_WR);
-}
-
 static void rec_pump_t2p(struct worker *w, struct conn *c)
 {
 	struct dir *d = &c->t2p;
 
 	while (!c->closing) {
 		if (d->off < d->len) {
-			ssize_t n = send(c->pfd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
-
-			if (n < 0) {
-				if (errno == EAGAIN) {
-					d->busy = true;
-					conn_poll(w, c, OP_US_T2P, c->pfd, POLLOUT);
-					return;
-				}
-				conn_fail(w, c, "%s send: %s", conn_plain_side(c), strerror(errno));
+			if (relay_send_some(w, c, d, OP_US_T2P))
 				return;
-			}
-			d->off += (uint32_t)n;
-			conn_moved(w, c, d, (uint64_t)n);
-			conn_touch(w, c);
 			continue;
 		}
-		if (relay_dir_next(w, c, d, shut_plain))
+		if (relay_dir_next(w, c, d, relay_shut_plain))
 			return;
 		if (d->rlen && t2p_open(w, c, d))
 			return;
@@ -287,19 +270,8 @@ static void rec_pump_p2t(struct worker *w, struct conn *c)
 		int rc;
 
 		if (d->off < d->len) {
-			ssize_t n = send(c->tfd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
-
-			if (n < 0) {
-				if (errno == EAGAIN) {
-					d->busy = true;
-					conn_poll(w, c, OP_US_P2T, c->tfd, POLLOUT);
-					return;
-				}
-				conn_fail(w, c, "%s send: %s", conn_tls_side(c), strerror(errno));
+			if (relay_send_some(w, c, d, OP_US_P2T))
 				return;
-			}
-			d->off += (uint32_t)n;
-			conn_touch(w, c);
 			continue;
 		}
 		/* The source ended: close_notify first, then dir_next shuts the socket. */

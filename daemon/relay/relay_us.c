@@ -62,7 +62,30 @@ int relay_tls_read_end(struct worker *w, struct conn *c, int ret)
 	return -EPIPE;
 }
 
-static void shut_plain(struct conn *c)
+int relay_send_some(struct worker *w, struct conn *c, struct dir *d, unsigned op)
+{
+	bool plain = d == &c->t2p; /* t2p writes the plaintext side; p2t the TLS side */
+	int fd = plain ? c->pfd : c->tfd;
+	ssize_t n = send(fd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+
+	if (n < 0) {
+		if (errno == EAGAIN) {
+			d->busy = true;
+			conn_poll(w, c, op, fd, POLLOUT);
+		} else {
+			conn_fail(w, c, "%s send: %s",
+				  plain ? conn_plain_side(c) : conn_tls_side(c), strerror(errno));
+		}
+		return -EAGAIN;
+	}
+	d->off += (uint32_t)n;
+	if (plain)
+		conn_moved(w, c, d, (uint64_t)n);
+	conn_touch(w, c);
+	return 0;
+}
+
+void relay_shut_plain(struct conn *c)
 {
 	shutdown(c->pfd, SHUT_WR);
 }
@@ -101,23 +124,11 @@ void relay_us_pump_t2p(struct worker *w, struct conn *c)
 
 	while (!c->closing) {
 		if (d->off < d->len) {
-			ssize_t n = send(c->pfd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
-
-			if (n < 0) {
-				if (errno == EAGAIN) {
-					d->busy = true;
-					conn_poll(w, c, OP_US_T2P, c->pfd, POLLOUT);
-					return;
-				}
-				conn_fail(w, c, "%s send: %s", conn_plain_side(c), strerror(errno));
+			if (relay_send_some(w, c, d, OP_US_T2P))
 				return;
-			}
-			d->off += (uint32_t)n;
-			conn_moved(w, c, d, (uint64_t)n);
-			conn_touch(w, c);
 			continue;
 		}
-		if (relay_dir_next(w, c, d, shut_plain))
+		if (relay_dir_next(w, c, d, relay_shut_plain))
 			return;
 		/* Drain what OpenSSL can give without blocking, record by record. */
 		for (;;) {

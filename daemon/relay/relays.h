@@ -64,6 +64,15 @@ void relay_ssl_handed_over(struct conn *c);
  * relay's while a client reads its tickets. */
 void relay_us_pump_t2p(struct worker *w, struct conn *c);
 
+/*
+ * Sends what d holds from d->off on: t2p to the plaintext side (counted as moved), p2t to
+ * the TLS side (already counted when sealed). 0: some went out; -EAGAIN: stop pumping, a
+ * POLLOUT poll (op) is queued or c has been failed.
+ */
+int relay_send_some(struct worker *w, struct conn *c, struct dir *d, unsigned op);
+/* The plaintext side's write side: its source ended. */
+void relay_shut_plain(struct conn *c);
+
 int relay_dir_next(struct worker *w, struct conn *c, struct dir *d,
 		   void (*shut_dst)(struct conn *c));
 
