@@ -113,6 +113,21 @@ out_wipe:
 	return rc;
 }
 
+/* Our KeyUpdate is out (or sealed): TX moves to the next key. A failure leaves TX on a key
+ * the peer has left: nothing more may be sent. */
+static int tx_next_key(struct ktls_conn *c)
+{
+	int rc = rekey_dir(c, TLS_TX, c->secrets->tx);
+
+	if (rc < 0) {
+		c->tx_broken = true;
+		return rc;
+	}
+	c->tx_gen++;
+	c->tx_update_owed = false;
+	return 0;
+}
+
 int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update)
 {
 	uint8_t msg[5] = { HS_KEY_UPDATE, 0, 0, 1, request_peer_update ? 1 : 0 };
@@ -128,14 +143,7 @@ int ktls_conn_update_tx(struct ktls_conn *c, bool request_peer_update)
 	rc = (int)send_record(c, REC_HANDSHAKE, msg, sizeof(msg));
 	if (rc < 0)
 		return rc;
-	rc = rekey_dir(c, TLS_TX, c->secrets->tx);
-	if (rc < 0) {
-		c->tx_broken = true;
-		return rc;
-	}
-	c->tx_gen++;
-	c->tx_update_owed = false;
-	return 0;
+	return tx_next_key(c);
 }
 
 ssize_t ktls_rec_seal_key_update(struct ktls_conn *c, uint8_t *out, size_t cap)
@@ -156,14 +164,8 @@ ssize_t ktls_rec_seal_key_update(struct ktls_conn *c, uint8_t *out, size_t cap)
 	if (n < 0)
 		return n;
 	/* Nothing has gone out yet, but the record is sealed: the old key is done with. */
-	rc = rekey_dir(c, TLS_TX, c->secrets->tx);
-	if (rc < 0) {
-		c->tx_broken = true;
-		return rc;
-	}
-	c->tx_gen++;
-	c->tx_update_owed = false;
-	return n;
+	rc = tx_next_key(c);
+	return rc < 0 ? rc : n;
 }
 
 bool ktls_conn_key_update_owed(const struct ktls_conn *c)
