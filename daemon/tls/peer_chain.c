@@ -55,6 +55,27 @@ static int chain_append(X509 *x, X509 *leaf, uint32_t leaf_len, uint8_t **buf, u
 	return 1;
 }
 
+/* What tls_session_shed_chain kept of the chain, if anything: DER, after the leaf. */
+static int shed_append(SSL *ssl, uint8_t **buf, uint32_t *len)
+{
+	const SSL_SESSION *sess = SSL_get0_session(ssl);
+	void *data = NULL;
+	size_t n = 0;
+	uint8_t *grown;
+
+	if (!sess || !SSL_SESSION_get0_ticket_appdata((SSL_SESSION *)sess, &data, &n) || !n)
+		return 0;
+	if (n > UINT32_MAX - *len)
+		return -ENOMEM;
+	grown = realloc(*buf, *len + n);
+	if (!grown)
+		return -ENOMEM;
+	memcpy(grown + *len, data, n);
+	*buf = grown;
+	*len += (uint32_t)n;
+	return 0;
+}
+
 int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
 {
 	X509 *leaf = SSL_get0_peer_certificate(ssl);
@@ -67,6 +88,8 @@ int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
 		return -ENOENT;
 	rc = der_append(leaf, &buf, &len);
 	leaf_len = len;
+	if (!rc && (!chain || !sk_X509_num(chain)))
+		rc = shed_append(ssl, &buf, &len);
 	for (int i = 0; !rc && chain && i < sk_X509_num(chain) && kept < PEER_CHAIN_MAX_CERTS;
 	     i++) {
 		int r = chain_append(sk_X509_value(chain, i), leaf, leaf_len, &buf, &len);
@@ -82,6 +105,34 @@ int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
 	}
 	*ret_der = buf;
 	*ret_len = len;
+	return 0;
+}
+
+int tls_session_shed_chain(SSL *ssl, SSL_SESSION *sess)
+{
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	X509 *leaf = SSL_get0_peer_certificate(ssl);
+	uint8_t *der;
+	uint32_t len;
+	int leaf_len, rc;
+	X509 *x;
+
+	if (SSL_get0_session(ssl) != sess || !leaf || !chain || !sk_X509_num(chain))
+		return 0;
+	leaf_len = i2d_X509(leaf, NULL);
+	if (leaf_len <= 0)
+		return -ENOMEM;
+	rc = tls_peer_chain_der(ssl, &der, &len);
+	if (rc)
+		return rc;
+	if (len > (uint32_t)leaf_len &&
+	    !SSL_SESSION_set1_ticket_appdata(sess, der + leaf_len, len - (uint32_t)leaf_len))
+		rc = -ENOMEM;
+	free(der);
+	if (rc)
+		return rc;
+	while ((x = sk_X509_pop(chain)))
+		X509_free(x);
 	return 0;
 }
 

@@ -17,10 +17,20 @@
 
 /*
  * The peer's certificates of a finished handshake on ssl, DER one after the other, leaf
- * first. A resumed session carries only the leaf (a stateless ticket holds no chain).
+ * first. A session resumed from a stateless ticket carries only the leaf (a ticket holds
+ * no chain); one from the server's session cache, what tls_session_shed_chain kept.
  * Returns 0, -ENOENT (no peer certificate) or -ENOMEM; *ret_der is the caller's to free.
  */
 int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len);
+
+/*
+ * Server session cache: sess, ssl's session, about to be kept for resumption, holds the
+ * certificates the client sent after its leaf decoded (~5 KB each, with their keys).
+ * Only their DER is ever needed again (tls_peer_chain_der): it goes into the session's
+ * app data and the decoded copies are freed. The leaf stays (identity, expiry, OCSP).
+ * Returns 0 or -ENOMEM (the session is left as it was).
+ */
+int tls_session_shed_chain(SSL *ssl, SSL_SESSION *sess);
 
 /*
  * Would ctx admit this peer now? The chain is verified against ctx's trust store and its

@@ -18,6 +18,7 @@
 #include "filewatch.h"
 #include "libctx.h"
 #include "ocsp.h"
+#include "peer_chain.h"
 #include "pkcs11_key.h"
 #include "sess_cache.h"
 #include "ticket_keys.h"
@@ -317,7 +318,8 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned
 
 /*
  * Server, session cache: a session must not outlive the client certificate it was made
- * with (the chain is not verified again on resumption). Called once the session is cached.
+ * with (the chain is not verified again on resumption), and keeps the rest of the chain
+ * as DER only. Called once the session is cached.
  */
 static int server_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
@@ -325,6 +327,7 @@ static int server_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	int days = 0, secs = 0;
 	long left;
 
+	(void)tls_session_shed_chain(ssl, sess); /* failing, it keeps the decoded chain */
 	if (!x || !ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
 		return 0;
 	left = (long)days * 86400 + secs;

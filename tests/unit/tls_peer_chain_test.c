@@ -188,15 +188,12 @@ static void expect_der(SSL *ssl, const char *a, const char *b)
  * the server keeps (want_b: the second certificate kept, if any), and what the client keeps
  * of the server (its leaf and the CA, the chain ktlsd's server sends).
  */
-static void chain_der_check(const char *const *chain, const char *want_b)
+/* A client presenting client.pem, with chain (NULL-ended) sent after it. */
+static SSL_CTX *client_ctx(const char *const *chain)
 {
-	const char *const extra[] = { "--allow-all", NULL };
-	struct run_config cfg;
-	SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
 	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
-	SSL *s, *c;
-	int sv[2];
 
+	assert_non_null(cctx);
 	assert_int_equal(SSL_CTX_use_certificate_file(cctx, p("client.pem"), SSL_FILETYPE_PEM), 1);
 	assert_int_equal(SSL_CTX_use_PrivateKey_file(cctx, p("client.key"), SSL_FILETYPE_PEM), 1);
 	for (; chain && *chain; chain++) {
@@ -205,6 +202,18 @@ static void chain_der_check(const char *const *chain, const char *want_b)
 		assert_int_equal(SSL_CTX_add1_chain_cert(cctx, x), 1);
 		X509_free(x);
 	}
+	return cctx;
+}
+
+static void chain_der_check(const char *const *chain, const char *want_b)
+{
+	const char *const extra[] = { "--allow-all", NULL };
+	struct run_config cfg;
+	SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
+	SSL_CTX *cctx = client_ctx(chain);
+	SSL *s, *c;
+	int sv[2];
+
 	tu_pair(sctx, cctx, &s, &c, sv);
 	tu_handshake(s, c);
 	expect_der(s, "client.pem", want_b);
@@ -231,6 +240,68 @@ static void test_chain_der(void **state)
 	chain_der_check(NULL, NULL);
 	chain_der_check(with_ca, "ca.pem");
 	chain_der_check(with_leaf, NULL);
+}
+
+/*
+ * One handshake of cctx against sctx (resuming sess if given): what the server keeps of
+ * the client is client.pem then ca.pem, as sent, and its session holds no decoded chain.
+ * Returns the client's session, with the server's ticket, for the next one.
+ */
+static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess)
+{
+	STACK_OF(X509) * chain;
+	SSL_SESSION *next;
+	SSL *s, *c;
+	char b;
+	int sv[2], r;
+
+	tu_pair(sctx, cctx, &s, &c, sv);
+	if (sess)
+		assert_int_equal(SSL_set_session(c, sess), 1);
+	tu_handshake(s, c);
+	r = SSL_read(c, &b, 1); /* the ticket */
+	assert_int_equal(SSL_get_error(c, r), SSL_ERROR_WANT_READ);
+	assert_int_equal(SSL_session_reused(s), sess != NULL);
+	assert_non_null(SSL_get0_peer_certificate(s));
+	expect_der(s, "client.pem", "ca.pem");
+	chain = SSL_get_peer_cert_chain(s);
+	assert_int_equal(chain ? sk_X509_num(chain) : 0, 0);
+	next = SSL_get1_session(c);
+	assert_true(SSL_SESSION_is_resumable(next));
+	/* A session ended without close_notify is dropped from the cache. */
+	assert_true(SSL_shutdown(c) >= 0);
+	assert_true(SSL_shutdown(s) >= 0);
+	SSL_free(s);
+	SSL_free(c);
+	close(sv[0]);
+	close(sv[1]);
+	return next;
+}
+
+/*
+ * --resumption=cache: a cached session keeps the certificates sent after the client's leaf
+ * as DER, not decoded (~5 KB each, for as long as the session is cached); a resumed
+ * connection still gets the whole chain for reloads to judge, three resumptions deep.
+ */
+static void test_cache_sheds_chain(void **state)
+{
+	const char *const extra[] = { "--allow-all", "--resumption=cache", NULL };
+	const char *const with_ca[] = { "ca.pem", NULL };
+	struct run_config cfg;
+	SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
+	SSL_CTX *cctx = client_ctx(with_ca);
+	SSL_SESSION *sess = cached_once(sctx, cctx, NULL);
+
+	for (int i = 0; i < 3; i++) {
+		SSL_SESSION *next = cached_once(sctx, cctx, sess);
+
+		SSL_SESSION_free(sess);
+		sess = next;
+	}
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	config_free(&cfg);
 }
 
 /* --crl: repeatable; a file that holds no CRL, or is missing, is refused with its name. */
@@ -271,6 +342,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_recheck),
 		cmocka_unit_test(test_chain_der),
+		cmocka_unit_test(test_cache_sheds_chain),
 		cmocka_unit_test(test_crl_files),
 	};
 
