@@ -55,6 +55,8 @@ static int listener_open(const struct daemon_addr *a, int *ret_fd)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->alt[0].ss.ss_family != AF_UNIX)
+		conn_tcp_opts(fd);
 	/* One listener per worker: the kernel load-balances accepts, no shared queue. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
 	    bind(fd, (const struct sockaddr *)&a->alt[0].ss, a->alt[0].len) || listen(fd, 4096)) {
@@ -318,6 +320,8 @@ static int systemd_listen(const struct service_config *sc, struct worker *w, uns
 		       "want)";
 		return -EINVAL;
 	}
+	if (a.alt[0].ss.ss_family != AF_UNIX)
+		conn_tcp_opts(fd);
 	for (unsigned k = 0; k < n; k++) {
 		w[k].listen_fd[s] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		if (w[k].listen_fd[s] < 0)

@@ -448,10 +448,11 @@ void conn_buf_pool_free(struct worker *w)
  * Idle peers must not hold sockets for ever: the kernel probes a silent connection and
  * resets it when the peer is gone (a live peer answers probes, idle_timeout_s ends it).
  */
-void conn_keepalive(int fd)
+void conn_tcp_opts(int fd)
 {
 	int one = 1, idle = KEEPIDLE_S, intvl = KEEPINTVL_S, cnt = KEEPCNT;
 
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));

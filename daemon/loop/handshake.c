@@ -43,7 +43,7 @@ static void target_connect(struct worker *w, struct conn *c)
 {
 	const struct daemon_addr *t = &c->svc->cfg->target_addr;
 	const struct sockaddr_storage *ss = &t->alt[c->addr_i].ss;
-	int one = 1, fd;
+	int fd;
 
 	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -55,10 +55,8 @@ static void target_connect(struct worker *w, struct conn *c)
 		c->pfd = fd;
 	else
 		c->tfd = fd;
-	if (ss->ss_family != AF_UNIX) {
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		conn_keepalive(fd);
-	}
+	if (ss->ss_family != AF_UNIX)
+		conn_tcp_opts(fd);
 	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), fd, (const struct sockaddr *)ss,
 			      t->alt[c->addr_i].len);
 }

@@ -176,7 +176,7 @@ static void accept_one(struct worker *w, size_t si, int fd)
 	char peer[sizeof(((struct conn *)0)->peer)] = "";
 	const char *why;
 	struct conn *c;
-	int one = 1, kind;
+	int kind;
 	bool per_src = s->cfg->role == ROLE_SERVER && s->cfg->max_handshakes_per_source;
 
 	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
@@ -216,8 +216,7 @@ static void accept_one(struct worker *w, size_t si, int fd)
 		memcpy(c->src, src, sizeof(c->src));
 		c->src_counted = true;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	conn_keepalive(fd);
+	/* TCP_NODELAY and keepalive: inherited from the listener (conn_tcp_opts). */
 	deadline_arm(w, c);
 	if (conn_is_server(c))
 		c->tfd = fd;

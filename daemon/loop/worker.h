@@ -202,7 +202,10 @@ void handshake_peer_ok(struct worker *w, struct conn *c);
  * handshake_peer_ok; otherwise that follows at once. */
 void ocsp_check_begin(struct worker *w, struct conn *c);
 void ocsp_check_on_poll(struct worker *w, struct conn *c, int res);
-/* keepalive on fd: TCP's own probes find a vanished peer. */
-void conn_keepalive(int fd);
+/*
+ * TCP_NODELAY and keepalive (TCP's own probes find a vanished peer) on a TCP socket we
+ * connect, or on a listener: the sockets it accepts inherit both (no calls per connection).
+ */
+void conn_tcp_opts(int fd);
 
 #endif
