@@ -55,16 +55,23 @@ static int chain_append(X509 *x, X509 *leaf, uint32_t leaf_len, uint8_t **buf, u
 	return 1;
 }
 
+/* The session app data tls_session_shed_chain writes: this tag, then DER. */
+static const uint8_t shed_tag[4] = { 'k', 'c', 'h', '1' };
+
 /* What tls_session_shed_chain kept of the chain, if anything: DER, after the leaf. */
 static int shed_append(SSL *ssl, uint8_t **buf, uint32_t *len)
 {
 	const SSL_SESSION *sess = SSL_get0_session(ssl);
-	void *data = NULL;
+	const uint8_t *data;
+	void *p = NULL;
 	size_t n = 0;
 	uint8_t *grown;
 
-	if (!sess || !SSL_SESSION_get0_ticket_appdata((SSL_SESSION *)sess, &data, &n) || !n)
+	if (!sess || !SSL_SESSION_get0_ticket_appdata((SSL_SESSION *)sess, &p, &n) ||
+	    n <= sizeof(shed_tag) || memcmp(p, shed_tag, sizeof(shed_tag)))
 		return 0;
+	data = (const uint8_t *)p + sizeof(shed_tag);
+	n -= sizeof(shed_tag);
 	if (n > UINT32_MAX - *len)
 		return -ENOMEM;
 	grown = realloc(*buf, *len + n);
@@ -125,9 +132,14 @@ int tls_session_shed_chain(SSL *ssl, SSL_SESSION *sess)
 	rc = tls_peer_chain_der(ssl, &der, &len);
 	if (rc)
 		return rc;
-	if (len > (uint32_t)leaf_len &&
-	    !SSL_SESSION_set1_ticket_appdata(sess, der + leaf_len, len - (uint32_t)leaf_len))
-		rc = -ENOMEM;
+	/* The tag goes where the leaf was: [leaf][rest] -> [tag][rest]. */
+	if (len > (uint32_t)leaf_len && (size_t)leaf_len >= sizeof(shed_tag)) {
+		uint32_t at = (uint32_t)leaf_len - sizeof(shed_tag);
+
+		memcpy(der + at, shed_tag, sizeof(shed_tag));
+		if (!SSL_SESSION_set1_ticket_appdata(sess, der + at, len - at))
+			rc = -ENOMEM;
+	}
 	free(der);
 	if (rc)
 		return rc;

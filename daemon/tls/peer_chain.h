@@ -27,7 +27,8 @@ int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len);
  * Server session cache: sess, ssl's session, about to be kept for resumption, holds the
  * certificates the client sent after its leaf decoded (~5 KB each, with their keys).
  * Only their DER is ever needed again (tls_peer_chain_der): it goes into the session's
- * app data and the decoded copies are freed. The leaf stays (identity, expiry, OCSP).
+ * app data (tagged) and the decoded copies are freed. The leaf stays (identity, expiry,
+ * OCSP). sess must not be in the cache yet: another thread could be reading the chain.
  * Returns 0 or -ENOMEM (the session is left as it was).
  */
 int tls_session_shed_chain(SSL *ssl, SSL_SESSION *sess);

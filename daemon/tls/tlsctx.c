@@ -319,23 +319,28 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned
 /*
  * Server, session cache: a session must not outlive the client certificate it was made
  * with (the chain is not verified again on resumption), and keeps the rest of the chain
- * as DER only. Called once the session is cached.
+ * as DER only. OpenSSL does not store sessions itself (SSL_SESS_CACHE_NO_INTERNAL_STORE):
+ * sess goes into the cache here, finished, so no other worker's handshake can find it (a
+ * TLS 1.2 client knows its session ID before this) while it is being changed.
  */
 static int server_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	X509 *x = SSL_SESSION_get0_peer(sess);
 	int days = 0, secs = 0;
-	long left;
+	long left = 0;
 
 	(void)tls_session_shed_chain(ssl, sess); /* failing, it keeps the decoded chain */
-	if (!x || !ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
-		return 0;
-	left = (long)days * 86400 + secs;
-	if (left <= 0)
-		SSL_CTX_remove_session(SSL_get_SSL_CTX(ssl), sess);
-	else if (left < SSL_SESSION_get_timeout(sess))
-		SSL_SESSION_set_timeout(sess, left);
-	return 0; /* no reference kept */
+	if (x) {
+		if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
+			return 0;
+		left = (long)days * 86400 + secs;
+		if (left <= 0)
+			return 0;
+		if (left < SSL_SESSION_get_timeout(sess))
+			SSL_SESSION_set_timeout(sess, left);
+	}
+	SSL_CTX_add_session(SSL_get_SSL_CTX(ssl), sess); /* takes its own reference */
+	return 0;					 /* none kept here */
 }
 
 /*
@@ -348,7 +353,8 @@ static int server_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 static void session_cache_setup(const struct service_config *s, SSL_CTX *ctx)
 {
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_set_session_cache_mode(ctx,
+				       SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_cache_size(ctx, s->session_cache);
 	SSL_CTX_set_timeout(ctx, (long)s->ticket_lifetime_s);
 	SSL_CTX_sess_set_new_cb(ctx, server_new_session_cb);

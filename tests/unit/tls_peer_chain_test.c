@@ -244,15 +244,18 @@ static void test_chain_der(void **state)
 
 /*
  * One handshake of cctx against sctx (resuming sess if given): what the server keeps of
- * the client is client.pem then ca.pem, as sent, and its session holds no decoded chain.
- * Returns the client's session, with the server's ticket, for the next one.
+ * the client is client.pem then ca.pem, as sent, and its session holds no decoded chain;
+ * a reload to revoked (its CRL revokes client.pem) judges that chain revoked. Returns the
+ * client's session, with the server's ticket or session ID, for the next one.
  */
-static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess)
+static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, SSL_CTX *revoked)
 {
 	STACK_OF(X509) * chain;
 	SSL_SESSION *next;
+	uint8_t *der;
+	uint32_t len;
+	char b, why[192];
 	SSL *s, *c;
-	char b;
 	int sv[2], r;
 
 	tu_pair(sctx, cctx, &s, &c, sv);
@@ -266,6 +269,9 @@ static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess)
 	expect_der(s, "client.pem", "ca.pem");
 	chain = SSL_get_peer_cert_chain(s);
 	assert_int_equal(chain ? sk_X509_num(chain) : 0, 0);
+	assert_int_equal(tls_peer_chain_der(s, &der, &len), 0);
+	assert_int_equal(tls_peer_recheck(revoked, true, der, len, why, sizeof(why)), -EKEYREVOKED);
+	free(der);
 	next = SSL_get1_session(c);
 	assert_true(SSL_SESSION_is_resumable(next));
 	/* A session ended without close_notify is dropped from the cache. */
@@ -281,27 +287,42 @@ static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess)
 /*
  * --resumption=cache: a cached session keeps the certificates sent after the client's leaf
  * as DER, not decoded (~5 KB each, for as long as the session is cached); a resumed
- * connection still gets the whole chain for reloads to judge, three resumptions deep.
+ * connection still gets the whole chain for reloads to judge, three resumptions deep, with
+ * TLS 1.3 tickets and TLS 1.2 session IDs (where the cached session itself is resumed).
  */
 static void test_cache_sheds_chain(void **state)
 {
-	const char *const extra[] = { "--allow-all", "--resumption=cache", NULL };
+	const char *extra[] = { "--allow-all", "--resumption=cache", NULL };
+	const char *rev[] = { "--allow-all", "--crl", NULL, NULL };
 	const char *const with_ca[] = { "ca.pem", NULL };
-	struct run_config cfg;
-	SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
-	SSL_CTX *cctx = client_ctx(with_ca);
-	SSL_SESSION *sess = cached_once(sctx, cctx, NULL);
+	const int versions[] = { TLS1_3_VERSION, TLS1_2_VERSION };
+	char crl[256];
+	struct run_config cfg, rcfg;
+	SSL_CTX *revoked;
 
-	for (int i = 0; i < 3; i++) {
-		SSL_SESSION *next = cached_once(sctx, cctx, sess);
+	snprintf(crl, sizeof(crl), "%s", p("revoked.crl"));
+	rev[2] = crl;
+	revoked = server_ctx("ca.pem", rev, &rcfg);
+	for (size_t v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+		SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
+		SSL_CTX *cctx = client_ctx(with_ca);
+		SSL_SESSION *sess;
 
+		assert_int_equal(SSL_CTX_set_max_proto_version(cctx, versions[v]), 1);
+		sess = cached_once(sctx, cctx, NULL, revoked);
+		for (int i = 0; i < 3; i++) {
+			SSL_SESSION *next = cached_once(sctx, cctx, sess, revoked);
+
+			SSL_SESSION_free(sess);
+			sess = next;
+		}
 		SSL_SESSION_free(sess);
-		sess = next;
+		SSL_CTX_free(sctx);
+		SSL_CTX_free(cctx);
+		config_free(&cfg);
 	}
-	SSL_SESSION_free(sess);
-	SSL_CTX_free(sctx);
-	SSL_CTX_free(cctx);
-	config_free(&cfg);
+	SSL_CTX_free(revoked);
+	config_free(&rcfg);
 }
 
 /* --crl: repeatable; a file that holds no CRL, or is missing, is refused with its name. */
