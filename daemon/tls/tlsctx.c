@@ -750,11 +750,31 @@ static int chain_setup(SSL_CTX *ctx, const struct service_config *s, char *err, 
  * ~1% of a handshake (docs/speed.md). OpenSSL reads one record at a time (no read-ahead)
  * and ktlsd accepts no early data, so no application record is in a buffer before this.
  */
+/*
+ * Server, session cache: a TLS 1.3 ticket is used once (RFC 8446 C.4), as in tickets mode
+ * (ticket_dec_cb), and the cache holds one session per client, not one per resumption.
+ * Resuming, OpenSSL works on a copy of the cached session that keeps its ID until the new
+ * ticket is made: once the client's Finished is read (the callback comes before the next
+ * state is entered), the cached one goes. (TLS 1.2 resumes the cached session itself, by
+ * the same ID: it stays.)
+ */
+static void cache_single_use(const SSL *ssl)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+
+	if (SSL_get_state(ssl) == TLS_ST_SR_FINISHED && SSL_session_reused(ssl) &&
+	    SSL_version(ssl) >= TLS1_3_VERSION &&
+	    (SSL_CTX_get_session_cache_mode(ctx) & SSL_SESS_CACHE_SERVER))
+		SSL_CTX_remove_session(ctx, (SSL_SESSION *)SSL_get0_session(ssl));
+}
+
 static void info_cb(const SSL *ssl, int where, int ret)
 {
 	(void)ret;
 	if (where & SSL_CB_HANDSHAKE_DONE)
 		SSL_set_options((SSL *)ssl, SSL_OP_CLEANSE_PLAINTEXT);
+	else if (where & SSL_CB_ACCEPT_LOOP)
+		cache_single_use(ssl);
 }
 
 /* Versions, suites and groups, and the options every connection runs with. */

@@ -325,6 +325,65 @@ static void test_cache_sheds_chain(void **state)
 	config_free(&rcfg);
 }
 
+/* A handshake of cctx against sctx offering sess; whether it resumed, and the next session. */
+static SSL_SESSION *offer(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, bool *reused)
+{
+	SSL_SESSION *next;
+	SSL *s, *c;
+	char b;
+	int sv[2];
+
+	tu_pair(sctx, cctx, &s, &c, sv);
+	assert_int_equal(SSL_set_session(c, sess), 1);
+	tu_handshake(s, c);
+	assert_int_equal(SSL_get_error(c, SSL_read(c, &b, 1)), SSL_ERROR_WANT_READ);
+	*reused = SSL_session_reused(s);
+	next = SSL_get1_session(c);
+	assert_true(SSL_shutdown(c) >= 0);
+	assert_true(SSL_shutdown(s) >= 0);
+	SSL_free(s);
+	SSL_free(c);
+	close(sv[0]);
+	close(sv[1]);
+	return next;
+}
+
+/*
+ * --resumption=cache: a TLS 1.3 ticket resumes once; the cache keeps one session per
+ * client, the latest. A TLS 1.2 session ID resumes again and again (the same session).
+ */
+static void test_cache_single_use(void **state)
+{
+	const char *const extra[] = { "--allow-all", "--resumption=cache", NULL };
+	const int versions[] = { TLS1_3_VERSION, TLS1_2_VERSION };
+	struct run_config cfg;
+
+	for (size_t v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+		SSL_CTX *sctx = server_ctx("ca.pem", extra, &cfg);
+		SSL_CTX *cctx = client_ctx(NULL);
+		bool tls13 = versions[v] == TLS1_3_VERSION, reused;
+		SSL_SESSION *first, *second, *third;
+
+		assert_int_equal(SSL_CTX_set_max_proto_version(cctx, versions[v]), 1);
+		first = offer(sctx, cctx, NULL, &reused);
+		assert_false(reused);
+		assert_int_equal(SSL_CTX_sess_number(sctx), 1);
+		second = offer(sctx, cctx, first, &reused);
+		assert_true(reused);
+		assert_int_equal(SSL_CTX_sess_number(sctx), 1);
+		/* The first ticket again: spent under TLS 1.3, a full handshake. */
+		third = offer(sctx, cctx, first, &reused);
+		assert_int_equal(reused, !tls13);
+		assert_int_equal(SSL_CTX_sess_number(sctx), tls13 ? 2 : 1);
+		SSL_SESSION_free(first);
+		SSL_SESSION_free(second);
+		SSL_SESSION_free(third);
+		SSL_CTX_free(sctx);
+		SSL_CTX_free(cctx);
+		config_free(&cfg);
+	}
+}
+
 /* --crl: repeatable; a file that holds no CRL, or is missing, is refused with its name. */
 static void test_crl_files(void **state)
 {
@@ -361,9 +420,8 @@ static void test_crl_files(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_recheck),
-		cmocka_unit_test(test_chain_der),
-		cmocka_unit_test(test_cache_sheds_chain),
+		cmocka_unit_test(test_recheck),		  cmocka_unit_test(test_chain_der),
+		cmocka_unit_test(test_cache_sheds_chain), cmocka_unit_test(test_cache_single_use),
 		cmocka_unit_test(test_crl_files),
 	};
 
