@@ -753,10 +753,12 @@ static int chain_setup(SSL_CTX *ctx, const struct service_config *s, char *err, 
 /*
  * Server, session cache: a TLS 1.3 ticket is used once (RFC 8446 C.4), as in tickets mode
  * (ticket_dec_cb), and the cache holds one session per client, not one per resumption.
- * Resuming, OpenSSL works on a copy of the cached session that keeps its ID until the new
- * ticket is made: once the client's Finished is read (the callback comes before the next
- * state is entered), the cached one goes. (TLS 1.2 resumes the cached session itself, by
- * the same ID: it stays.)
+ * A stateful ticket names the cached session, which the connection resumes with; the new
+ * ticket's session is a copy made after the client's Finished. So once that Finished is
+ * read and verified (the loop callback comes before the next state is entered; not the
+ * exit one, which a failed or partial read also makes), the cached one goes. TLS 1.2
+ * resumes the cached session by the same ID: it stays. (Post-handshake client auth, which
+ * ktlsd does not use, would come back to this state with the new session.)
  */
 static void cache_single_use(const SSL *ssl)
 {
@@ -773,7 +775,7 @@ static void info_cb(const SSL *ssl, int where, int ret)
 	(void)ret;
 	if (where & SSL_CB_HANDSHAKE_DONE)
 		SSL_set_options((SSL *)ssl, SSL_OP_CLEANSE_PLAINTEXT);
-	else if (where & SSL_CB_ACCEPT_LOOP)
+	else if (where == SSL_CB_ACCEPT_LOOP) /* SSL_CB_ACCEPT_EXIT shares its state bit */
 		cache_single_use(ssl);
 }
 
