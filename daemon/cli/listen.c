@@ -320,8 +320,6 @@ static int systemd_listen(const struct service_config *sc, struct worker *w, uns
 		       "want)";
 		return -EINVAL;
 	}
-	if (a.alt[0].ss.ss_family != AF_UNIX)
-		conn_tcp_opts(fd);
 	for (unsigned k = 0; k < n; k++) {
 		w[k].listen_fd[s] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		if (w[k].listen_fd[s] < 0)

@@ -216,7 +216,12 @@ static void accept_one(struct worker *w, size_t si, int fd)
 		memcpy(c->src, src, sizeof(c->src));
 		c->src_counted = true;
 	}
-	/* TCP_NODELAY and keepalive: inherited from the listener (conn_tcp_opts). */
+	/*
+	 * TCP_NODELAY and keepalive: inherited from a listener ktlsd opened (conn_tcp_opts). One
+	 * systemd passed was listening before ktlsd ran: what it had queued by then has none.
+	 */
+	if (s->cfg->listen_systemd)
+		conn_tcp_opts(fd);
 	deadline_arm(w, c);
 	if (conn_is_server(c))
 		c->tfd = fd;

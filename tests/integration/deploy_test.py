@@ -43,7 +43,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import pki_extra as px  # noqa: E402
 from harness import (SANITIZER, Fail, Ktlsd, Skip, check, echo_roundtrip, free_port,  # noqa: E402
-                     main)
+                     keepalive_timer, main, tls_close, tls_ctx)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -345,8 +345,9 @@ def t_notify(env):
     print("notify: " + " | ".join(sorted(set(m.replace("\n", ",") for m in seen))))
 
 
-def activate(env, name, argv, log, host="127.0.0.1"):
-    """systemd-socket-activate runs the command on the first connection: make one."""
+def activate(env, name, argv, log, host="127.0.0.1", keep=False):
+    """systemd-socket-activate runs the command on the first connection: make one (with
+    keep, also return it, open: it was queued before ktlsd ran)."""
     fd = ["--fdname=" + name[0]] if name[0] else []
     pr = env.spawn(["systemd-socket-activate", "-l", f"{host}:{name[1]}"] + fd
                    + [env.args.ktlsd] + argv, stderr=open(log, "w"), stdout=subprocess.DEVNULL)
@@ -354,7 +355,10 @@ def activate(env, name, argv, log, host="127.0.0.1"):
         if "Listening on" in open(log).read():
             break
         time.sleep(0.05)
-    socket.create_connection(("127.0.0.1", name[1]), timeout=5).close()
+    first = socket.create_connection(("127.0.0.1", name[1]), timeout=5)
+    if keep:
+        return pr, first
+    first.close()
     return pr
 
 
@@ -368,10 +372,19 @@ def t_activation(env):
     srv = ["server", "--target", f"127.0.0.1:{eport}", "--allow-uri",
            "spiffe://example.org/client"] + common
     log = os.path.join(env.dir, "act.log")
-    pr = activate(env, ("https", port), srv + ["--listen", "systemd:https"], log)
+    pr, first = activate(env, ("https", port), srv + ["--listen", "systemd:https"], log,
+                         keep=True)
     k = Ktlsd(pr, port, log)
     line = k.wait_line(r"event=listening")
     check("listen=systemd:https" in line, line)
+    # The connection that started ktlsd was accepted by the kernel before ktlsd could set
+    # anything on the socket: keepalive (and TCP_NODELAY) are set on it when ktlsd accepts.
+    first = tls_ctx(env).wrap_socket(first, server_hostname="localhost")
+    first.sendall(b"k")
+    check(first.recv(1) == b"k", "echo over the connection that started ktlsd")
+    t = keepalive_timer(f"( sport = :{port} )")
+    check(0 < t <= 60, f"connection queued before ktlsd ran: keepalive timer {t}s, not <= 60s")
+    tls_close(first)
     for _ in range(3):
         check(echo_roundtrip(env, port) == b"ping over ktlsd\n", "echo over systemd's socket")
     k.conn_end(r"reason=closed")

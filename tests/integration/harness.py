@@ -234,6 +234,24 @@ def tls_connect(env, port, who="client", timeout=20):
     return tls_ctx(env, who).wrap_socket(raw, server_hostname="localhost")
 
 
+def keepalive_timer(filt):
+    """The keepalive timer ss shows on the one established socket matching filt, in s. ss
+    shows one timer per socket: while a retransmit timer is pending ("on") it hides the
+    keepalive one, so look again for a few seconds; a socket without keepalive never has it."""
+    end = time.time() + 5
+    while True:
+        out = subprocess.run(["ss", "-tnoe", "state", "established", filt],
+                             capture_output=True, text=True, timeout=10).stdout
+        rows = [ln for ln in out.splitlines()[1:] if ln.strip()]
+        check(len(rows) == 1, f"ss {filt}: expected one socket, got {out!r}")
+        m = re.search(r"timer:\(keepalive,(\d+)(ms|sec|min)", rows[0])
+        if m or time.time() > end:
+            break
+        time.sleep(0.2)
+    check(m, f"no keepalive timer on {filt}: {rows[0]}")
+    return int(m.group(1)) * {"ms": 0.001, "sec": 1, "min": 60}[m.group(2)]
+
+
 def tls_close(s):
     """Ends a TLS connection as a well-behaved client does: close_notify first. (Python's
     close() alone sends none, and ktlsd logs such an end as truncated.)"""

@@ -15,13 +15,12 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from harness import (Skip, check, ktlsd_client, log_fields, main, tls_close,  # noqa: E402
-                     tls_connect)
+from harness import (Skip, check, keepalive_timer, ktlsd_client, log_fields, main,  # noqa: E402
+                     tls_close, tls_connect)
 
 
 def push_or_echo_backend(env):
@@ -108,24 +107,6 @@ def t_idle_timeout(env):
     check(c.get("idle_timeouts") == "1", f"idle_timeouts: {c}")
     print(f"ktls={mode} relay={relay or 'default'}: silent connection ended after "
           f"{ended:.2f}s (--idle-timeout 2), busy one and backend-only one ({pushed} bytes) kept")
-
-
-def keepalive_timer(filt):
-    """The keepalive timer ss shows on the one established socket matching filt, in s. ss
-    shows one timer per socket: while a retransmit timer is pending ("on") it hides the
-    keepalive one, so look again for a few seconds; a socket without keepalive never has it."""
-    end = time.time() + 5
-    while True:
-        out = subprocess.run(["ss", "-tnoe", "state", "established", filt],
-                             capture_output=True, text=True, timeout=10).stdout
-        rows = [ln for ln in out.splitlines()[1:] if ln.strip()]
-        check(len(rows) == 1, f"ss {filt}: expected one socket, got {out!r}")
-        m = re.search(r"timer:\(keepalive,(\d+)(ms|sec|min)", rows[0])
-        if m or time.time() > end:
-            break
-        time.sleep(0.2)
-    check(m, f"no keepalive timer on {filt}: {rows[0]}")
-    return int(m.group(1)) * {"ms": 0.001, "sec": 1, "min": 60}[m.group(2)]
 
 
 def t_keepalive(env):
