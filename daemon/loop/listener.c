@@ -166,17 +166,27 @@ static void rate_take(struct worker *w, size_t si)
 	rate_log(w, si, wait);
 }
 
+/* c counts against its source address's handshakes; false if out of memory. */
+static bool conn_src_take(struct worker *w, size_t si, struct conn *c, const uint8_t src[16])
+{
+	if (src_add(&w->svcs[si].src, src))
+		return false;
+	memcpy(c->src, src, sizeof(c->src));
+	c->src_counted = true;
+	return true;
+}
+
 static void accept_one(struct worker *w, size_t si, int fd)
 {
 	struct service *s = worker_service(w, si);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	uint8_t src[16];
-	bool have_src = false;
 	char peer[sizeof(((struct conn *)0)->peer)] = "";
 	const char *why;
 	struct conn *c;
 	int kind;
+	bool have_src = false;
 	bool per_src = s->cfg->role == ROLE_SERVER && s->cfg->max_handshakes_per_source;
 
 	if (!getpeername(fd, (struct sockaddr *)&ss, &sl)) {
@@ -206,20 +216,13 @@ static void accept_one(struct worker *w, size_t si, int fd)
 	/* sk_lookup kept the address the client dialled as the socket's own (--intercept) */
 	if (s->cfg->n_intercepts && !getsockname(fd, (struct sockaddr *)&ss, &sl))
 		peer_format(&ss, c->dst, sizeof(c->dst));
-	if (per_src && have_src) {
-		if (src_add(&w->svcs[si].src, src)) {
-			close(fd);
-			conn_fail(w, c, "out of memory");
-			conn_check_free(w, c);
-			return;
-		}
-		memcpy(c->src, src, sizeof(c->src));
-		c->src_counted = true;
+	if (per_src && have_src && !conn_src_take(w, si, c, src)) {
+		close(fd);
+		conn_fail(w, c, "out of memory");
+		conn_check_free(w, c);
+		return;
 	}
-	/*
-	 * TCP_NODELAY and keepalive: inherited from a listener ktlsd opened (conn_tcp_opts). One
-	 * systemd passed was listening before ktlsd ran: what it had queued by then has none.
-	 */
+	/* TCP options: inherited from our listeners; systemd's listened before ktlsd ran. */
 	if (s->cfg->listen_systemd)
 		conn_tcp_opts(fd);
 	deadline_arm(w, c);
