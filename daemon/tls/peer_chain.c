@@ -83,7 +83,8 @@ static int shed_append(SSL *ssl, uint8_t **buf, uint32_t *len)
 	return 0;
 }
 
-int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
+/* tls_peer_chain_der, and where the leaf's DER ends in it. */
+static int chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len, uint32_t *ret_leaf_len)
 {
 	X509 *leaf = SSL_get0_peer_certificate(ssl);
 	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
@@ -112,7 +113,15 @@ int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
 	}
 	*ret_der = buf;
 	*ret_len = len;
+	*ret_leaf_len = leaf_len;
 	return 0;
+}
+
+int tls_peer_chain_der(SSL *ssl, uint8_t **ret_der, uint32_t *ret_len)
+{
+	uint32_t leaf_len;
+
+	return chain_der(ssl, ret_der, ret_len, &leaf_len);
 }
 
 int tls_session_shed_chain(SSL *ssl, SSL_SESSION *sess)
@@ -120,21 +129,18 @@ int tls_session_shed_chain(SSL *ssl, SSL_SESSION *sess)
 	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
 	X509 *leaf = SSL_get0_peer_certificate(ssl);
 	uint8_t *der;
-	uint32_t len;
-	int leaf_len, rc;
+	uint32_t len, leaf_len;
+	int rc;
 	X509 *x;
 
 	if (SSL_get0_session(ssl) != sess || !leaf || !chain || !sk_X509_num(chain))
 		return 0;
-	leaf_len = i2d_X509(leaf, NULL);
-	if (leaf_len <= 0)
-		return -ENOMEM;
-	rc = tls_peer_chain_der(ssl, &der, &len);
+	rc = chain_der(ssl, &der, &len, &leaf_len);
 	if (rc)
 		return rc;
 	/* The tag goes where the leaf was: [leaf][rest] -> [tag][rest]. */
-	if (len > (uint32_t)leaf_len && (size_t)leaf_len >= sizeof(shed_tag)) {
-		uint32_t at = (uint32_t)leaf_len - sizeof(shed_tag);
+	if (len > leaf_len && leaf_len >= sizeof(shed_tag)) {
+		uint32_t at = leaf_len - (uint32_t)sizeof(shed_tag);
 
 		memcpy(der + at, shed_tag, sizeof(shed_tag));
 		if (!SSL_SESSION_set1_ticket_appdata(sess, der + at, len - at))
