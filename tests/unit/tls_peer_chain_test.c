@@ -243,44 +243,64 @@ static void test_chain_der(void **state)
 }
 
 /*
- * One handshake of cctx against sctx (resuming sess if given): what the server keeps of
- * the client is client.pem then ca.pem, as sent, and its session holds no decoded chain;
- * a reload to revoked (its CRL revokes client.pem) judges that chain revoked. Returns the
- * client's session, with the server's ticket or session ID, for the next one.
+ * A handshake of cctx against sctx offering sess (if any), the ticket read; check(s, arg),
+ * if given, looks at the server's end before both send close_notify (a session ended
+ * without one is dropped from the cache). Sets *reused; returns the client's session.
  */
-static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, SSL_CTX *revoked)
+static SSL_SESSION *offer(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, bool *reused,
+			  void (*check)(SSL *s, void *arg), void *arg)
 {
-	STACK_OF(X509) * chain;
 	SSL_SESSION *next;
-	uint8_t *der;
-	uint32_t len;
-	char b, why[192];
 	SSL *s, *c;
-	int sv[2], r;
+	char b;
+	int sv[2];
 
 	tu_pair(sctx, cctx, &s, &c, sv);
 	if (sess)
 		assert_int_equal(SSL_set_session(c, sess), 1);
 	tu_handshake(s, c);
-	r = SSL_read(c, &b, 1); /* the ticket */
-	assert_int_equal(SSL_get_error(c, r), SSL_ERROR_WANT_READ);
-	assert_int_equal(SSL_session_reused(s), sess != NULL);
-	assert_non_null(SSL_get0_peer_certificate(s));
-	expect_der(s, "client.pem", "ca.pem");
-	chain = SSL_get_peer_cert_chain(s);
-	assert_int_equal(chain ? sk_X509_num(chain) : 0, 0);
-	assert_int_equal(tls_peer_chain_der(s, &der, &len), 0);
-	assert_int_equal(tls_peer_recheck(revoked, true, der, len, why, sizeof(why)), -EKEYREVOKED);
-	free(der);
+	assert_int_equal(SSL_get_error(c, SSL_read(c, &b, 1)), SSL_ERROR_WANT_READ);
+	*reused = SSL_session_reused(s);
+	if (check)
+		check(s, arg);
 	next = SSL_get1_session(c);
-	assert_true(SSL_SESSION_is_resumable(next));
-	/* A session ended without close_notify is dropped from the cache. */
 	assert_true(SSL_shutdown(c) >= 0);
 	assert_true(SSL_shutdown(s) >= 0);
 	SSL_free(s);
 	SSL_free(c);
 	close(sv[0]);
 	close(sv[1]);
+	return next;
+}
+
+/*
+ * What the server keeps of the client is client.pem then ca.pem, as sent, and its session
+ * holds no decoded chain; a reload to revoked (its CRL revokes client.pem) judges that
+ * chain revoked.
+ */
+static void check_shed(SSL *s, void *revoked)
+{
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(s);
+	uint8_t *der;
+	uint32_t len;
+	char why[192];
+
+	assert_non_null(SSL_get0_peer_certificate(s));
+	expect_der(s, "client.pem", "ca.pem");
+	assert_int_equal(chain ? sk_X509_num(chain) : 0, 0);
+	assert_int_equal(tls_peer_chain_der(s, &der, &len), 0);
+	assert_int_equal(tls_peer_recheck(revoked, true, der, len, why, sizeof(why)), -EKEYREVOKED);
+	free(der);
+}
+
+/* One handshake, resuming sess if given, checked by check_shed; the next session. */
+static SSL_SESSION *cached_once(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, SSL_CTX *revoked)
+{
+	bool reused;
+	SSL_SESSION *next = offer(sctx, cctx, sess, &reused, check_shed, revoked);
+
+	assert_int_equal(reused, sess != NULL);
+	assert_true(SSL_SESSION_is_resumable(next));
 	return next;
 }
 
@@ -325,29 +345,6 @@ static void test_cache_sheds_chain(void **state)
 	config_free(&rcfg);
 }
 
-/* A handshake of cctx against sctx offering sess; whether it resumed, and the next session. */
-static SSL_SESSION *offer(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, bool *reused)
-{
-	SSL_SESSION *next;
-	SSL *s, *c;
-	char b;
-	int sv[2];
-
-	tu_pair(sctx, cctx, &s, &c, sv);
-	assert_int_equal(SSL_set_session(c, sess), 1);
-	tu_handshake(s, c);
-	assert_int_equal(SSL_get_error(c, SSL_read(c, &b, 1)), SSL_ERROR_WANT_READ);
-	*reused = SSL_session_reused(s);
-	next = SSL_get1_session(c);
-	assert_true(SSL_shutdown(c) >= 0);
-	assert_true(SSL_shutdown(s) >= 0);
-	SSL_free(s);
-	SSL_free(c);
-	close(sv[0]);
-	close(sv[1]);
-	return next;
-}
-
 /*
  * --resumption=cache: a TLS 1.3 ticket resumes once; the cache keeps one session per
  * client, the latest. A TLS 1.2 session ID resumes again and again (the same session).
@@ -365,14 +362,14 @@ static void test_cache_single_use(void **state)
 		SSL_SESSION *first, *second, *third;
 
 		assert_int_equal(SSL_CTX_set_max_proto_version(cctx, versions[v]), 1);
-		first = offer(sctx, cctx, NULL, &reused);
+		first = offer(sctx, cctx, NULL, &reused, NULL, NULL);
 		assert_false(reused);
 		assert_int_equal(SSL_CTX_sess_number(sctx), 1);
-		second = offer(sctx, cctx, first, &reused);
+		second = offer(sctx, cctx, first, &reused, NULL, NULL);
 		assert_true(reused);
 		assert_int_equal(SSL_CTX_sess_number(sctx), 1);
 		/* The first ticket again: spent under TLS 1.3, a full handshake. */
-		third = offer(sctx, cctx, first, &reused);
+		third = offer(sctx, cctx, first, &reused, NULL, NULL);
 		assert_int_equal(reused, !tls13);
 		assert_int_equal(SSL_CTX_sess_number(sctx), tls13 ? 2 : 1);
 		SSL_SESSION_free(first);
