@@ -82,6 +82,17 @@ def fds_of(pid):
     return len(names), pipes
 
 
+def echoed(env, port, n, byte):
+    """n connections to port, each through its handshake and one echo of byte, held open."""
+    held = []
+    for _ in range(n):
+        h = tls_connect(env, port, timeout=60)
+        h.sendall(byte)
+        h.recv(1)
+        held.append(h)
+    return held
+
+
 def t_vm_ktls(env):
     """Inside a kTLS kernel: --ktls require, good clients, bulk; kernel counters agree."""
     need_ktls()
@@ -128,18 +139,11 @@ def t_vm_ktls(env):
     check("ktls=tx+rx" in line and f"bytes_in={size}" in line, f"bulk: {line}")
     # Memory per idle established kTLS connection: no SSL object is kept.
     n = int(os.environ.get("KTLSD_IDLE_CONNS", "100"))
-    held = [tls_connect(env, k.port, timeout=60) for _ in range(10)]
-    for h in held:
-        h.sendall(b"w")
-        h.recv(1)
+    held = echoed(env, k.port, 10, b"w")
     time.sleep(0.5)
     p0 = pss_kb(k.proc.pid)
     f0, pipes0 = fds_of(k.proc.pid)
-    for _ in range(n):
-        h = tls_connect(env, k.port, timeout=60)
-        h.sendall(b"i")
-        h.recv(1)
-        held.append(h)
+    held += echoed(env, k.port, n, b"i")
     time.sleep(0.5)
     p1 = pss_kb(k.proc.pid)
     f1, pipes1 = fds_of(k.proc.pid)
@@ -248,19 +252,11 @@ def t_vm_idle_mem(env):
     for b, mode, shown in rounds:
         env.args.ktlsd = b
         k = env.ktlsd(["--ktls", mode, "--threads", "1"], target_port=eport)
-        warm = [tls_connect(env, k.port, timeout=60) for _ in range(10)]
-        for h in warm:
-            h.sendall(b"w")
-            h.recv(1)
+        warm = echoed(env, k.port, 10, b"w")
         time.sleep(1)
         p0, s0, (f0, _) = pss_kb(k.proc.pid), slab_kb(), fds_of(k.proc.pid)
         o0 = slab_objs()
-        held = []
-        for _ in range(n):
-            h = tls_connect(env, k.port, timeout=60)
-            h.sendall(b"i")
-            h.recv(1)
-            held.append(h)
+        held = echoed(env, k.port, n, b"i")
         time.sleep(2)
         p1, s1, (f1, pipes) = pss_kb(k.proc.pid), slab_kb(), fds_of(k.proc.pid)
         objs, top = slab_per_conn(o0, slab_objs(), n)
