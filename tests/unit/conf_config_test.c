@@ -318,7 +318,6 @@ static void test_client_identity(void **state)
 {
 	static const char *const none[] = { NULL };
 	static const char *const sni[] = { "--server-name", "api.example", NULL };
-	static const char *const sni_org[] = { "--server-name", "api.example.org", NULL };
 	static const char *const uri[] = { "--verify-uri", "spiffe://example.org/server", NULL };
 	static const char *const any[] = { "--verify-any", NULL };
 	struct run_config cfg;
@@ -361,6 +360,16 @@ static void test_client_identity(void **state)
 	assert_string_equal(cfg.svc[0].server_name, "localhost");
 	assert_false(cfg.svc[0].default_dns_rule);
 	config_free(&cfg);
+}
+
+/* IP and unix targets, wildcard names, and a server, which has no default rule. */
+static void test_client_identity_ip(void **state)
+{
+	static const char *const none[] = { NULL };
+	static const char *const sni_org[] = { "--server-name", "api.example.org", NULL };
+	static const char *const any[] = { "--verify-any", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
 
 	/* --verify-any with an IP target: no name to send, and none needed. */
 	assert_int_equal(parse_cli(ROLE_CLIENT, "127.0.0.1:1", any, &cfg, err), 0);
@@ -436,26 +445,12 @@ static void test_resumption_cli(void **state)
 {
 	static const char *const any[] = { "--verify-any", NULL };
 	static const char *const all[] = { "--allow-all", NULL };
-	static const char *const srv_on[] = { "--allow-all", "--resumption", "--ticket-lifetime",
-					      "604800", NULL };
-	static const char *const cli_off[] = { "--verify-any", "--session-cache", "0",
-					       "--no-resumption", NULL };
-	static const char *const cli_on[] = {
-		"--verify-any", "--no-resumption", "--resumption", "--session-cache", "4096", NULL,
-	};
-	static const char *const lt0[] = { "--allow-all", "--ticket-lifetime", "0", NULL };
-	static const char *const lt_big[] = { "--allow-all", "--ticket-lifetime", "604801", NULL };
-	static const char *const lt_neg[] = { "--allow-all", "--ticket-lifetime", "-5", NULL };
-	static const char *const sc_big[] = { "--verify-any", "--session-cache", "4097", NULL };
-	static const char *const sc_x[] = { "--verify-any", "--session-cache", "64k", NULL };
+	static const char *const srv_tk[] = { "--allow-all", "--resumption=tickets", NULL };
 	static const char *const sc_srv[] = { "--allow-all", "--resumption=cache",
 					      "--session-cache", "8", NULL };
-	static const char *const srv_tk[] = { "--allow-all", "--resumption=tickets", NULL };
 	static const char *const srv_bad[] = { "--allow-all", "--resumption=stateful", NULL };
 	static const char *const sc_srv0[] = { "--allow-all", "--session-cache", "0", NULL };
 	static const char *const cli_cache[] = { "--verify-any", "--resumption=cache", NULL };
-	static const char *const lt_cli[] = { "--verify-any", "--ticket-lifetime", "60", NULL };
-	static const char *const res_arg[] = { "--verify-any", "--resumption=no", NULL };
 	struct run_config cfg;
 	char err[CONFIG_ERR_MAX];
 
@@ -486,6 +481,27 @@ static void test_resumption_cli(void **state)
 	/* A client has no mode: it keeps whatever tickets it is given. */
 	expect_cli_error(ROLE_CLIENT, "127.0.0.1:1", cli_cache,
 			 "unknown option or missing value: '--resumption=cache'");
+}
+
+/* Ticket lifetimes and cache sizes, --resumption / --no-resumption, keys of one role. */
+static void test_resumption_cli_values(void **state)
+{
+	static const char *const srv_on[] = { "--allow-all", "--resumption", "--ticket-lifetime",
+					      "604800", NULL };
+	static const char *const cli_off[] = { "--verify-any", "--session-cache", "0",
+					       "--no-resumption", NULL };
+	static const char *const cli_on[] = {
+		"--verify-any", "--no-resumption", "--resumption", "--session-cache", "4096", NULL,
+	};
+	static const char *const lt0[] = { "--allow-all", "--ticket-lifetime", "0", NULL };
+	static const char *const lt_big[] = { "--allow-all", "--ticket-lifetime", "604801", NULL };
+	static const char *const lt_neg[] = { "--allow-all", "--ticket-lifetime", "-5", NULL };
+	static const char *const sc_big[] = { "--verify-any", "--session-cache", "4097", NULL };
+	static const char *const sc_x[] = { "--verify-any", "--session-cache", "64k", NULL };
+	static const char *const lt_cli[] = { "--verify-any", "--ticket-lifetime", "60", NULL };
+	static const char *const res_arg[] = { "--verify-any", "--resumption=no", NULL };
+	struct run_config cfg;
+	char err[CONFIG_ERR_MAX];
 
 	assert_int_equal(parse_cli(ROLE_SERVER, "127.0.0.1:1", srv_on, &cfg, err), 0);
 	assert_true(cfg.svc[0].resumption);
@@ -809,24 +825,6 @@ static void test_new_keys_cli(void **state)
 					   "--key-password-file",
 					   F,
 					   NULL };
-	static const char *const mh0[] = { "--allow-all", "--max-handshakes", "0", NULL };
-	static const char *const mh_big[] = { "--allow-all", "--max-handshakes", "10000001", NULL };
-	static const char *const mps_big[] = { "--allow-all", "--max-handshakes-per-source",
-					       "10000001", NULL };
-	static const char *const mps_neg[] = { "--allow-all", "--max-handshakes-per-source", "-1",
-					       NULL };
-	static const char *const mhs_neg[] = { "--allow-all", "--max-handshakes-per-second", "-1",
-					       NULL };
-	static const char *const mhs_x[] = { "--verify-any", "--max-handshakes-per-second", "1k",
-					     NULL };
-	static const char *const idle_big[] = { "--allow-all", "--idle-timeout", "2592001", NULL };
-	static const char *const idle_x[] = { "--verify-any", "--idle-timeout", "1h", NULL };
-	static const char *const pw_none[] = { "--allow-all", "--key-password-file",
-					       "/nonexistent/pw", NULL };
-	static const char *const pw_empty[] = { "--verify-any", "--key-password-file", "", NULL };
-	static const char *const mps_cli[] = { "--verify-any", "--max-handshakes-per-source", "3",
-					       NULL };
-	static const char *const core_arg[] = { "--allow-all", "--allow-core-dumps=no", NULL };
 	struct run_config cfg;
 	char err[CONFIG_ERR_MAX];
 
@@ -857,6 +855,29 @@ static void test_new_keys_cli(void **state)
 	assert_int_equal(cfg.svc[0].idle_timeout_s, 0);
 	assert_string_equal(cfg.svc[0].key_password_file, F);
 	config_free(&cfg);
+}
+
+/* Values out of range, unreadable files, and keys of the other role. */
+static void test_new_keys_cli_refused(void **state)
+{
+	static const char *const mh0[] = { "--allow-all", "--max-handshakes", "0", NULL };
+	static const char *const mh_big[] = { "--allow-all", "--max-handshakes", "10000001", NULL };
+	static const char *const mps_big[] = { "--allow-all", "--max-handshakes-per-source",
+					       "10000001", NULL };
+	static const char *const mps_neg[] = { "--allow-all", "--max-handshakes-per-source", "-1",
+					       NULL };
+	static const char *const mhs_neg[] = { "--allow-all", "--max-handshakes-per-second", "-1",
+					       NULL };
+	static const char *const mhs_x[] = { "--verify-any", "--max-handshakes-per-second", "1k",
+					     NULL };
+	static const char *const idle_big[] = { "--allow-all", "--idle-timeout", "2592001", NULL };
+	static const char *const idle_x[] = { "--verify-any", "--idle-timeout", "1h", NULL };
+	static const char *const pw_none[] = { "--allow-all", "--key-password-file",
+					       "/nonexistent/pw", NULL };
+	static const char *const pw_empty[] = { "--verify-any", "--key-password-file", "", NULL };
+	static const char *const mps_cli[] = { "--verify-any", "--max-handshakes-per-source", "3",
+					       NULL };
+	static const char *const core_arg[] = { "--allow-all", "--allow-core-dumps=no", NULL };
 
 	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mh0, "--max-handshakes: invalid value '0'");
 	expect_cli_error(ROLE_SERVER, "127.0.0.1:1", mh_big,
@@ -1195,14 +1216,17 @@ int main(void)
 		cmocka_unit_test(test_argv),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_client_identity),
+		cmocka_unit_test(test_client_identity_ip),
 		cmocka_unit_test(test_client_identity_file),
 		cmocka_unit_test(test_resumption_cli),
+		cmocka_unit_test(test_resumption_cli_values),
 		cmocka_unit_test(test_resumption_file),
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_mode_order),
 		cmocka_unit_test(test_listen_overlap),
 		cmocka_unit_test(test_new_keys_cli),
+		cmocka_unit_test(test_new_keys_cli_refused),
 		cmocka_unit_test(test_new_keys_file),
 		cmocka_unit_test(test_cn_ou_one_name),
 		cmocka_unit_test(test_global_once),
